@@ -1,0 +1,273 @@
+"""The documented bands and thresholds, as pure functions (standard library only).
+
+One place for every rule of ``shared/spec/report-semantics.md``: the recorder's live echo and
+the offline analysis both call these, so a number is judged the same way during training and
+afterwards. Boundary values belong to the milder band.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping, Sequence
+
+# Task balance ratio bands (quick-start table), symmetric: r < 1 is judged by 1/r.
+HEALTHY_RATIO = 2.0
+MINOR_RATIO = 3.0
+COLLAPSE_RATIO = 5.0
+HEALTHY_RANGE = (0.5, 2.0)
+
+# Mean gradient norm bands (quick-start table).
+VANISHING_NORM = 0.01
+HEALTHY_NORM = (0.1, 0.5)
+LARGE_NORM = 1.0
+EXPLODING_NORM = 5.0
+
+# Per-layer thresholds of the original implementation.
+LAYER_VANISHING = 1e-7
+LAYER_EXPLODING = 10.0
+
+# Collapse window (decision: a flag, and short runs are judged once they have min_samples).
+DEFAULT_WINDOW = 10
+DEFAULT_MIN_SAMPLES = 3
+
+
+class RatioBand(enum.Enum):
+    """Band of one task balance ratio, mildest first."""
+
+    HEALTHY = "healthy"
+    MINOR = "minor"
+    SIGNIFICANT = "significant"
+    COLLAPSE = "collapse"
+    UNDEFINED = "undefined"  # zero denominator or non-finite norm: a finding of its own
+
+    @property
+    def label(self) -> str:
+        return _RATIO_LABELS[self]
+
+    @property
+    def action(self) -> str:
+        return _RATIO_ACTIONS[self]
+
+
+_RATIO_LABELS = {
+    RatioBand.HEALTHY: "Healthy",
+    RatioBand.MINOR: "Minor imbalance",
+    RatioBand.SIGNIFICANT: "Significant imbalance",
+    RatioBand.COLLAPSE: "Task collapse",
+    RatioBand.UNDEFINED: "Undefined ratio",
+}
+_RATIO_ACTIONS = {
+    RatioBand.HEALTHY: "No change needed",
+    RatioBand.MINOR: "Monitor closely",
+    RatioBand.SIGNIFICANT: "Adjust loss weights",
+    RatioBand.COLLAPSE: "Urgent: rebalance weights",
+    RatioBand.UNDEFINED: "Check the task losses: a task has no (or a non-finite) gradient",
+}
+
+
+class NormBand(enum.Enum):
+    """Band of a mean gradient norm."""
+
+    VANISHING = "vanishing"
+    LOW = "low"  # 0.01-0.1: no warning (decision)
+    HEALTHY = "healthy"
+    ELEVATED = "elevated"  # 0.5-1.0: no warning (decision)
+    LARGE = "large"
+    EXPLODING = "exploding"
+    NONFINITE = "non-finite"  # NaN or infinity: the worst of all
+
+    @property
+    def label(self) -> str:
+        return _NORM_LABELS[self]
+
+    @property
+    def action(self) -> str:
+        return _NORM_ACTIONS[self]
+
+    @property
+    def warns(self) -> bool:
+        return self in (NormBand.VANISHING, NormBand.LARGE, NormBand.EXPLODING, NormBand.NONFINITE)
+
+
+_NORM_LABELS = {
+    NormBand.VANISHING: "Vanishing",
+    NormBand.LOW: "Low",
+    NormBand.HEALTHY: "Healthy",
+    NormBand.ELEVATED: "Elevated",
+    NormBand.LARGE: "Large",
+    NormBand.EXPLODING: "Exploding",
+    NormBand.NONFINITE: "Non-finite",
+}
+_NORM_ACTIONS = {
+    NormBand.VANISHING: "Increase learning rate",
+    NormBand.LOW: "No change needed",
+    NormBand.HEALTHY: "No change needed",
+    NormBand.ELEVATED: "No change needed",
+    NormBand.LARGE: "Check gradient clipping",
+    NormBand.EXPLODING: "Reduce learning rate",
+    NormBand.NONFINITE: "Reduce learning rate and check for NaN/Inf in the loss or inputs",
+}
+
+# How bad a norm band is, for "worst over the run".
+NORM_SEVERITY = {
+    NormBand.HEALTHY: 0,
+    NormBand.LOW: 1,
+    NormBand.ELEVATED: 1,
+    NormBand.LARGE: 2,
+    NormBand.VANISHING: 3,
+    NormBand.EXPLODING: 4,
+    NormBand.NONFINITE: 5,
+}
+RATIO_SEVERITY = {
+    RatioBand.HEALTHY: 0,
+    RatioBand.MINOR: 1,
+    RatioBand.SIGNIFICANT: 2,
+    RatioBand.COLLAPSE: 3,
+    RatioBand.UNDEFINED: 3,
+}
+
+
+def ratio(numerator: float, denominator: float) -> float | None:
+    """numerator / denominator, or None where the ratio is undefined.
+
+    Undefined: a non-finite norm, or a zero denominator (decision: never silently 1e8).
+    """
+    if not (math.isfinite(numerator) and math.isfinite(denominator)) or denominator == 0:
+        return None
+    return numerator / denominator
+
+
+def ratio_band(r: float | None) -> RatioBand:
+    """The quick-start band of one ratio; r < 1 is judged by 1/r; boundaries are milder."""
+    if r is None or not math.isfinite(r) or r < 0:
+        return RatioBand.UNDEFINED
+    if r == 0:
+        return RatioBand.COLLAPSE
+    # Compare r against the bound or the reciprocal bound directly rather than computing 1/r:
+    # that keeps the documented boundary values (0.5, 1/3, 0.2) exact in floating point.
+    if r >= 1:
+        if r <= HEALTHY_RATIO:
+            return RatioBand.HEALTHY
+        if r <= MINOR_RATIO:
+            return RatioBand.MINOR
+        if r <= COLLAPSE_RATIO:
+            return RatioBand.SIGNIFICANT
+        return RatioBand.COLLAPSE
+    if r * HEALTHY_RATIO >= 1:
+        return RatioBand.HEALTHY
+    if r >= 1 / MINOR_RATIO:
+        return RatioBand.MINOR
+    if r * COLLAPSE_RATIO >= 1:
+        return RatioBand.SIGNIFICANT
+    return RatioBand.COLLAPSE
+
+
+def outside_healthy_range(r: float) -> bool:
+    """Whether one balance sample triggers the original's "Task imbalance detected" warning."""
+    low, high = HEALTHY_RANGE
+    return not (low <= r <= high)
+
+
+class Collapse(enum.Enum):
+    """Verdict of the collapse check on the window mean."""
+
+    NOT_ENOUGH_DATA = "not enough data"
+    BALANCED = "balanced"
+    NUMERATOR_DOMINATES = "numerator dominating"
+    DENOMINATOR_DOMINATES = "denominator dominating"
+
+
+def collapse_check(window_mean: float | None) -> Collapse:
+    """The original's collapse rule on the mean ratio of the window: > 5.0 or < 0.2."""
+    if window_mean is None or math.isnan(window_mean):
+        return Collapse.NOT_ENOUGH_DATA
+    if window_mean > COLLAPSE_RATIO:
+        return Collapse.NUMERATOR_DOMINATES
+    if window_mean * COLLAPSE_RATIO < 1:
+        return Collapse.DENOMINATOR_DOMINATES
+    return Collapse.BALANCED
+
+
+def window_mean(samples: Sequence[float], window: int, min_samples: int) -> float | None:
+    """Mean of the last ``window`` samples, or of all of them once there are ``min_samples``."""
+    recent = samples[-window:]
+    if len(recent) < min(min_samples, window):
+        return None
+    return math.fsum(recent) / len(recent)
+
+
+def norm_band(mean_norm: float) -> NormBand:
+    """The quick-start band of a mean gradient norm; boundaries belong to the milder band."""
+    if not math.isfinite(mean_norm):
+        return NormBand.NONFINITE
+    if mean_norm < VANISHING_NORM:
+        return NormBand.VANISHING
+    if mean_norm > EXPLODING_NORM:
+        return NormBand.EXPLODING
+    if mean_norm > LARGE_NORM:
+        return NormBand.LARGE
+    low, high = HEALTHY_NORM
+    if mean_norm < low:
+        return NormBand.LOW
+    if mean_norm > high:
+        return NormBand.ELEVATED
+    return NormBand.HEALTHY
+
+
+def layer_is_vanishing(norm: float) -> bool:
+    return norm < LAYER_VANISHING
+
+
+def layer_is_exploding(norm: float) -> bool:
+    return norm > LAYER_EXPLODING
+
+
+class FailOn(enum.Enum):
+    """Levels for ``--fail-on``; the balance levels are ordered, the norm levels stand alone."""
+
+    MINOR = "minor"
+    SIGNIFICANT = "significant"
+    COLLAPSE = "collapse"
+    VANISHING = "vanishing"
+    EXPLODING = "exploding"
+
+
+def reaches(level: FailOn, worst_ratio: RatioBand | None, worst_norm: NormBand | None) -> bool:
+    """Whether a run's worst findings reach ``level`` ("at or above" for the balance levels)."""
+    if level is FailOn.VANISHING:
+        return worst_norm is NormBand.VANISHING
+    if level is FailOn.EXPLODING:
+        return worst_norm in (NormBand.EXPLODING, NormBand.NONFINITE)
+    if worst_ratio is None:
+        return False
+    needed = {FailOn.MINOR: 1, FailOn.SIGNIFICANT: 2, FailOn.COLLAPSE: 3}[level]
+    return RATIO_SEVERITY[worst_ratio] >= needed
+
+
+def balancing_weights(
+    mean_norms: Mapping[str, float], weights: Mapping[str, float]
+) -> dict[str, float] | None:
+    """Loss weights under which every task's mean gradient norm would equal the largest one.
+
+    A task's gradient norm scales linearly with its loss weight, so scaling each weight by
+    (largest norm / this task's norm) balances the window the norms came from. The dominant
+    task keeps its weight: the starved tasks are raised, as the quick start's remedy does.
+    None where a norm or weight is missing, zero or non-finite.
+    """
+    if not mean_norms or set(mean_norms) - set(weights):
+        return None
+    values = list(mean_norms.values()) + [weights[name] for name in mean_norms]
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        return None
+    top = max(mean_norms.values())
+    return {name: weights[name] * top / norm for name, norm in mean_norms.items()}
+
+
+def default_pair(tasks: Sequence[str]) -> tuple[str, str] | None:
+    """The ratio's tasks: pointer/type when both exist, else the first two tasks."""
+    if "pointer" in tasks and "type" in tasks:
+        return ("pointer", "type")
+    if len(tasks) >= 2:
+        return (tasks[0], tasks[1])
+    return None

@@ -1,0 +1,36 @@
+"""One small exception family. Messages name the input: path, line, field."""
+
+from __future__ import annotations
+
+
+class GradlogError(Exception):
+    """Base of every error gradlog raises on purpose; the CLI prints it as one line."""
+
+
+class LogFormatError(GradlogError):
+    """A log that cannot be read: missing, empty, not JSON, wrong types, unknown version."""
+
+    def __init__(
+        self,
+        message: str,
+        path: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.field = field
+        self.reason = message
+        where = ""
+        if path is not None:
+            where = str(path)
+            if line is not None:
+                where += f":{line}"
+            where += ": "
+        if field is not None:
+            where += f"field '{field}': "
+        super().__init__(where + message)
+
+
+class RecorderConfigError(GradlogError, ValueError):
+    """Bad recorder arguments, raised at construction rather than mid-training."""

@@ -1,0 +1,71 @@
+"""The log schema as Polars dtypes, derived from :mod:`gradlog.schema`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+
+from gradlog.schema import (
+    FLOAT_FIELDS,
+    INT_FIELDS,
+    META_INT_FIELDS,
+    META_STRING_FIELDS,
+    STRING_FIELDS,
+    TASK_FLOAT_FIELDS,
+    Record,
+)
+
+COLUMNS = (
+    "v",
+    "run",
+    "kind",
+    "time",
+    "epoch",
+    "step",
+    "mean_norm",
+    "max_norm",
+    "total_norm",
+    "n_grads",
+    "n_vanishing",
+    "n_exploding",
+    "layers",
+    "tasks",
+    "meta",
+)
+
+
+def _schema(float_dtype: pl.DataType) -> dict[str, pl.DataType]:
+    task = pl.Struct({"name": pl.String, **{f: float_dtype for f in TASK_FLOAT_FIELDS}})
+    meta = pl.Struct(
+        {
+            "tasks": pl.List(pl.String),
+            **{f: pl.Int64 for f in META_INT_FIELDS},
+            "weights": pl.List(pl.Struct({"name": pl.String, "weight": float_dtype})),
+            **{f: pl.String for f in META_STRING_FIELDS},
+            "tags": pl.List(pl.Struct({"key": pl.String, "value": pl.String})),
+        }
+    )
+    dtypes: dict[str, pl.DataType] = {}
+    dtypes.update({f: pl.Int64 for f in INT_FIELDS})
+    dtypes.update({f: float_dtype for f in FLOAT_FIELDS})
+    dtypes.update({f: pl.String for f in STRING_FIELDS})
+    dtypes["layers"] = pl.List(pl.Struct({"name": pl.String, "norm": float_dtype}))
+    dtypes["tasks"] = pl.List(task)
+    dtypes["meta"] = meta
+    return {name: dtypes[name] for name in COLUMNS}
+
+
+def storage_schema() -> pl.Schema:
+    """Column dtypes of a loaded log (and of a Parquet log on disk)."""
+    return pl.Schema(_schema(pl.Float64()))
+
+
+def json_schema() -> pl.Schema:
+    """Dtypes for reading JSON Lines: floats as strings, so that NaN/Infinity tokens survive."""
+    return pl.Schema(_schema(pl.String()))
+
+
+def records_to_frame(records: Sequence[Record]) -> pl.DataFrame:
+    """Records (as the recorder builds them, with Python floats) as a frame of the log schema."""
+    return pl.DataFrame(list(records), schema=storage_schema(), strict=False)

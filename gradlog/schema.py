@@ -1,0 +1,131 @@
+"""The on-disk contract of a gradlog log, version 1 (see docs/format.md).
+
+Standard library only: the recorder writes these records without importing Polars, and the
+readers derive their Polars schema from the same names.
+
+A log is a sequence of records, one JSON object per line (JSON Lines) or one row per record
+(Parquet, the same columns). Two kinds of record:
+
+* ``kind == "run"``: once per run, first, with the run's metadata in ``meta``;
+* ``kind == "event"``: one logged measurement, with global statistics, per-task balance, or both.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, TypedDict
+
+SCHEMA_VERSION = 1
+
+KIND_RUN = "run"
+KIND_EVENT = "event"
+
+# Standard JSON has no NaN or infinity. Non-finite floats are written as these strings (the
+# spellings of JavaScript and of Python's json module) and every float field is read back
+# through a string column, which Polars casts to Float64 exactly.
+NONFINITE_TOKENS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+class TaskRecord(TypedDict, total=False):
+    name: str
+    grad_norm: float | None  # L2 norm of the gradient of this task's weighted loss alone
+    loss: float | None  # the unweighted task loss
+    weight: float | None  # the loss weight the task was trained with
+
+
+class LayerRecord(TypedDict):
+    name: str
+    norm: float
+
+
+class WeightRecord(TypedDict):
+    name: str
+    weight: float
+
+
+class TagRecord(TypedDict):
+    key: str
+    value: str
+
+
+class RunMeta(TypedDict, total=False):
+    tasks: list[str]
+    log_every: int | None  # global stats every N epochs
+    log_every_steps: int | None  # global stats every N steps
+    balance_every: int | None  # task balance every N epochs
+    balance_every_steps: int | None  # task balance every N steps
+    weights: list[WeightRecord]
+    started_at: str  # ISO 8601, UTC
+    mode: str  # how task norms were measured: "parameters"
+    model: str
+    n_params: int
+    host: str
+    gradlog_version: str
+    torch_version: str
+    tags: list[TagRecord]
+
+
+class Record(TypedDict, total=False):
+    v: int
+    run: str
+    kind: str
+    time: float
+    epoch: int | None
+    step: int | None
+    mean_norm: float | None
+    max_norm: float | None
+    total_norm: float | None
+    n_grads: int | None
+    n_vanishing: int | None
+    n_exploding: int | None
+    layers: list[LayerRecord] | None
+    tasks: list[TaskRecord] | None
+    meta: RunMeta | None
+
+
+# Field names grouped by type; readers build their Polars schema from these.
+INT_FIELDS = ("v", "epoch", "step", "n_grads", "n_vanishing", "n_exploding")
+FLOAT_FIELDS = ("time", "mean_norm", "max_norm", "total_norm")
+STRING_FIELDS = ("run", "kind")
+TASK_FLOAT_FIELDS = ("grad_norm", "loss", "weight")
+META_INT_FIELDS = (
+    "log_every",
+    "log_every_steps",
+    "balance_every",
+    "balance_every_steps",
+    "n_params",
+)
+META_STRING_FIELDS = (
+    "started_at",
+    "mode",
+    "model",
+    "host",
+    "gradlog_version",
+    "torch_version",
+)
+REQUIRED_FIELDS = ("v", "run", "kind")
+
+
+def encode_float(value: float | None) -> float | str | None:
+    """A float as JSON can carry it: finite numbers as they are, NaN and infinities as tokens."""
+    if value is None:
+        return None
+    value = float(value)
+    if math.isfinite(value):
+        return value
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+def decode_float(value: Any) -> float | None:
+    """The inverse of :func:`encode_float`; raises ValueError on anything else."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str) and value in NONFINITE_TOKENS:
+        return NONFINITE_TOKENS[value]
+    raise ValueError(f"expected a number, got {value!r}")

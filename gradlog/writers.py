@@ -1,0 +1,173 @@
+"""Crash-safe log writers: JSON Lines and Parquet.
+
+JSON Lines: each record is one ``os.write`` of a whole line to a file opened with O_APPEND,
+so a record is in the operating system's hands the moment it is written (a killed process
+loses nothing already logged), and two writers appending to one file never interleave
+partial lines. ``fsync=True`` also survives power loss, at the cost of a disk flush per record.
+
+Parquet cannot be appended to: its footer is written last, so a file cut short is unreadable.
+The Parquet writer therefore keeps a JSON Lines journal beside the file (``RUN.parquet.journal``)
+that receives every record as above, and rewrites the Parquet file atomically (a temporary file
+renamed over it) at most every ``snapshot_seconds`` and at close, after which the journal is
+removed. A crash leaves a valid Parquet file with the records up to its last snapshot, plus the
+journal with every record; the readers use the journal when it holds more.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from gradlog.errors import RecorderConfigError
+from gradlog.schema import Record, encode_float
+
+JOURNAL_SUFFIX = ".journal"
+
+
+def journal_path(path: str | os.PathLike[str]) -> Path:
+    """Where the Parquet writer keeps its journal for ``path``."""
+    path = Path(path)
+    return path.with_name(path.name + JOURNAL_SUFFIX)
+
+
+def _encode(value: Any) -> Any:
+    """Replace non-finite floats (which standard JSON cannot carry) by their tokens."""
+    if isinstance(value, float):
+        return encode_float(value)
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    return value
+
+
+def dumps(record: Record) -> bytes:
+    """One record as one line of JSON, newline included."""
+    text = json.dumps(_encode(record), allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    return (text + "\n").encode("utf-8")
+
+
+class JsonlWriter:
+    """Appends records to a JSON Lines file, one unbuffered write per record."""
+
+    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise RecorderConfigError(f"{self.path}: is a directory, expected a log file path")
+        if not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fsync = fsync
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.records_written = 0
+
+    def write(self, record: Record) -> None:
+        if self._fd is None:
+            raise ValueError(f"{self.path}: writer is closed")
+        data = dumps(record)
+        view = memoryview(data)
+        while view:  # a regular file takes the whole line at once; loop only for odd filesystems
+            written = os.write(self._fd, view)
+            view = view[written:]
+        if self._fsync:
+            os.fsync(self._fd)
+        self.records_written += 1
+
+    def flush(self) -> None:
+        if self._fd is not None:
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class ParquetWriter:
+    """Writes a Parquet log through a JSON Lines journal and atomic snapshots (module docstring)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fsync: bool = False,
+        snapshot_seconds: float = 30.0,
+    ) -> None:
+        # Imported here so that importing the recorder stays free of Polars until Parquet is used.
+        from gradlog.frames import records_to_frame, storage_schema
+
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise RecorderConfigError(f"{self.path}: is a directory, expected a log file path")
+        self._to_frame = records_to_frame
+        self._fsync = fsync
+        self._snapshot_seconds = snapshot_seconds
+        self._previous = None
+        if self.path.exists():  # appending a run: keep the rows already there
+            import polars as pl
+
+            try:
+                self._previous = pl.read_parquet(self.path, schema=storage_schema())
+            except Exception as exc:  # noqa: BLE001 - any unreadable file is refused the same way
+                raise RecorderConfigError(
+                    f"{self.path}: exists but is not a readable gradlog Parquet log ({exc}); "
+                    "choose another path"
+                ) from exc
+        self._records: list[Record] = []
+        self._journal = JsonlWriter(journal_path(self.path), fsync=fsync)
+        self._last_snapshot = time.monotonic()
+        self._dirty = False
+        self.records_written = 0
+
+    def write(self, record: Record) -> None:
+        self._journal.write(record)
+        self._records.append(record)
+        self._dirty = True
+        self.records_written += 1
+        if time.monotonic() - self._last_snapshot >= self._snapshot_seconds:
+            self.snapshot()
+
+    def flush(self) -> None:
+        self.snapshot()
+
+    def snapshot(self) -> None:
+        """Rewrite the Parquet file atomically with every record so far."""
+        if not self._dirty and self.path.exists():
+            return
+        import polars as pl
+
+        frame = self._to_frame(self._records)
+        if self._previous is not None:
+            frame = pl.concat([self._previous, frame], how="vertical")
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        frame.write_parquet(tmp)
+        if self._fsync:
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+        self._last_snapshot = time.monotonic()
+        self._dirty = False
+
+    def close(self) -> None:
+        if self._journal is None:
+            return
+        self.snapshot()
+        self._journal.close()
+        self._journal.path.unlink(missing_ok=True)
+        self._journal = None
+
+
+def open_writer(
+    path: str | os.PathLike[str], *, fsync: bool = False, snapshot_seconds: float = 30.0
+) -> JsonlWriter | ParquetWriter:
+    """The writer for ``path``'s suffix: ``.parquet`` or ``.jsonl`` (``.ndjson``, ``.json``)."""
+    name = Path(path).name.lower()
+    if name.endswith(".parquet"):
+        return ParquetWriter(path, fsync=fsync, snapshot_seconds=snapshot_seconds)
+    if name.endswith((".jsonl", ".ndjson", ".json")):
+        return JsonlWriter(path, fsync=fsync)
+    raise RecorderConfigError(
+        f"{path}: unknown log format; use a path ending in .jsonl or .parquet"
+    )
