@@ -129,3 +129,91 @@ def decode_float(value: Any) -> float | None:
     if isinstance(value, str) and value in NONFINITE_TOKENS:
         return NONFINITE_TOKENS[value]
     raise ValueError(f"expected a number, got {value!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_float(value: Any) -> str | None:
+    try:
+        decode_float(value)
+    except ValueError:
+        return f"expected a number or one of {', '.join(NONFINITE_TOKENS)}, got {value!r:.60}"
+    return None
+
+
+def _check_struct_list(
+    value: Any, floats: tuple[str, ...], strings: tuple[str, ...]
+) -> tuple[str, str] | None:
+    if not isinstance(value, list):
+        return "", f"expected a list, got {type(value).__name__}"
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            return f"[{i}]", f"expected an object, got {type(item).__name__}"
+        for key in strings:
+            if item.get(key) is not None and not isinstance(item[key], str):
+                return f"[{i}].{key}", f"expected a string, got {item[key]!r:.60}"
+        for key in floats:
+            problem = _check_float(item.get(key))
+            if problem:
+                return f"[{i}].{key}", problem
+    return None
+
+
+def validate_record(obj: Any) -> tuple[str | None, str] | None:
+    """Why ``obj`` (a parsed JSON line) is not a valid version-1 record: (field, message).
+
+    None when it is valid. Used to name the exact line and field when a fast columnar read
+    fails, so it checks what that read needs: types, required fields, the version.
+    """
+    if not isinstance(obj, dict):
+        return None, f"expected a JSON object, got {type(obj).__name__}"
+    for key in REQUIRED_FIELDS:
+        if obj.get(key) is None:
+            return key, "missing (required in every record)"
+    if not _is_int(obj["v"]):
+        return "v", f"expected an integer schema version, got {obj['v']!r:.60}"
+    if obj["v"] != SCHEMA_VERSION:
+        return "v", f"unknown schema version {obj['v']} (this gradlog reads version {SCHEMA_VERSION})"
+    for key in STRING_FIELDS:
+        if not isinstance(obj[key], str):
+            return key, f"expected a string, got {obj[key]!r:.60}"
+    if obj["kind"] not in (KIND_RUN, KIND_EVENT):
+        return "kind", f"expected 'run' or 'event', got {obj['kind']!r:.60}"
+    for key in INT_FIELDS:
+        if obj.get(key) is not None and not _is_int(obj[key]):
+            return key, f"expected an integer, got {obj[key]!r:.60}"
+    for key in FLOAT_FIELDS:
+        problem = _check_float(obj.get(key))
+        if problem:
+            return key, problem
+    for key, floats, strings in (
+        ("tasks", TASK_FLOAT_FIELDS, ("name",)),
+        ("layers", ("norm",), ("name",)),
+    ):
+        if obj.get(key) is not None:
+            problem = _check_struct_list(obj[key], floats, strings)
+            if problem:
+                return key + problem[0], problem[1]
+    meta = obj.get("meta")
+    if meta is not None:
+        if not isinstance(meta, dict):
+            return "meta", f"expected an object, got {type(meta).__name__}"
+        tasks = meta.get("tasks")
+        if tasks is not None and not (
+            isinstance(tasks, list) and all(isinstance(t, str) for t in tasks)
+        ):
+            return "meta.tasks", f"expected a list of task names, got {tasks!r:.60}"
+        for key in META_INT_FIELDS:
+            if meta.get(key) is not None and not _is_int(meta[key]):
+                return f"meta.{key}", f"expected an integer, got {meta[key]!r:.60}"
+        for key in META_STRING_FIELDS:
+            if meta.get(key) is not None and not isinstance(meta[key], str):
+                return f"meta.{key}", f"expected a string, got {meta[key]!r:.60}"
+        for key, floats, strings in (("weights", ("weight",), ("name",)), ("tags", (), ("key", "value"))):
+            if meta.get(key) is not None:
+                problem = _check_struct_list(meta[key], floats, strings)
+                if problem:
+                    return f"meta.{key}{problem[0]}", problem[1]
+    return None

@@ -1,0 +1,1 @@
+"""Renderers: a :class:`~gradlog.summary.Report` in, a string (or styled lines) out."""

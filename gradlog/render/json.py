@@ -1,0 +1,34 @@
+"""The report as JSON, for machines: every number, non-finite floats as "NaN"/"Infinity"."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from typing import Any
+
+from gradlog.schema import SCHEMA_VERSION, encode_float
+from gradlog.summary import Report
+
+
+def to_data(value: Any) -> Any:
+    """Plain JSON-ready data from the report objects (enums by value, floats encoded)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_data(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, float):
+        return encode_float(value)
+    if isinstance(value, dict):
+        return {str(k): to_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_data(v) for v in value]
+    return value
+
+
+def format_json(report: Report) -> str:
+    data = {"gradlog_report": 1, "log_schema": SCHEMA_VERSION, **to_data(report)}
+    for run, source in zip(data["runs"], report.runs):
+        for event, view in zip(run["events"], source.events):
+            event["when"] = view.when
+    return json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
