@@ -47,7 +47,9 @@ def analyse(log: LoadedLog, options: Options = Options()) -> Report:
         if options.run not in run_ids:
             raise GradlogError(f"{log.path}: no run '{options.run}' (runs: {', '.join(run_ids)})")
         run_ids = [options.run]
-    runs = tuple(_analyse_run(frame.filter(pl.col("run") == rid), rid, log.path, options) for rid in run_ids)
+    runs = tuple(
+        _analyse_run(frame.filter(pl.col("run") == rid), rid, log.path, options) for rid in run_ids
+    )
     return Report(log.path, runs, tuple(log.notes))
 
 
@@ -90,7 +92,9 @@ def _analyse_run(rows: pl.DataFrame, run_id: str, path: str, options: Options) -
     def task_field(task: str, name: str) -> pl.Expr:
         return (
             pl.col("tasks")
-            .list.eval(pl.element().filter(pl.element().struct.field("name") == task).struct.field(name))
+            .list.eval(
+                pl.element().filter(pl.element().struct.field("name") == task).struct.field(name)
+            )
             .list.first()
         )
 
@@ -161,7 +165,9 @@ def _analyse_run(rows: pl.DataFrame, run_id: str, path: str, options: Options) -
 
     summary = _summarise(table, event_views, tasks)
     recommendation = _recommend(table, summary, tasks, pair, norm_cols, weight_cols, meta, options)
-    tags = {t["key"]: t["value"] for t in (meta.get("tags") or []) if t and t.get("key") is not None}
+    tags = {
+        t["key"]: t["value"] for t in (meta.get("tags") or []) if t and t.get("key") is not None
+    }
     return RunReport(
         run_id=run_id,
         tasks=tuple(tasks),
@@ -205,14 +211,18 @@ def _shares(norms: dict[str, float | None]) -> dict[str, float] | None:
 
 def _summarise(table: pl.DataFrame, views: list[EventView], tasks: list[str]) -> Summary:
     finite = pl.col("mean_norm").is_finite() & pl.col("max_norm").is_finite()
-    stats = table.filter(pl.col("mean_norm").is_not_null()).select(
-        n=pl.len(),
-        n_nonfinite=(~finite).sum(),
-        mean=pl.col("mean_norm").filter(finite).mean(),
-        std=pl.col("mean_norm").filter(finite).std(ddof=0),
-        max_mean=pl.col("max_norm").filter(finite).mean(),
-        peak=pl.col("max_norm").filter(finite).max(),
-    ).row(0, named=True)
+    stats = (
+        table.filter(pl.col("mean_norm").is_not_null())
+        .select(
+            n=pl.len(),
+            n_nonfinite=(~finite).sum(),
+            mean=pl.col("mean_norm").filter(finite).mean(),
+            std=pl.col("mean_norm").filter(finite).std(ddof=0),
+            max_mean=pl.col("max_norm").filter(finite).mean(),
+            peak=pl.col("max_norm").filter(finite).max(),
+        )
+        .row(0, named=True)
+    )
 
     balances = [v for v in views if v.balance is not None]
     final = balances[-1].balance if balances else None
@@ -222,20 +232,29 @@ def _summarise(table: pl.DataFrame, views: list[EventView], tasks: list[str]) ->
     worst_norm: NormBand | None = None
     for view in views:
         if view.stats is not None:
-            if worst_norm is None or classify.NORM_SEVERITY[view.stats.band] > classify.NORM_SEVERITY[worst_norm]:
+            if (
+                worst_norm is None
+                or classify.NORM_SEVERITY[view.stats.band] > classify.NORM_SEVERITY[worst_norm]
+            ):
                 worst_norm = view.stats.band
         b = view.balance
         if b is None:
             continue
         if b.imbalance and first_imbalance is None:
             first_imbalance = view.label
-        if b.verdict in (Collapse.NUMERATOR_DOMINATES, Collapse.DENOMINATOR_DOMINATES) and first_collapse is None:
+        if (
+            b.verdict in (Collapse.NUMERATOR_DOMINATES, Collapse.DENOMINATOR_DOMINATES)
+            and first_collapse is None
+        ):
             first_collapse = view.label
-        band = RatioBand.UNDEFINED if b.ratio is None else (
-            classify.ratio_band(b.window_mean) if b.window_mean is not None else None
+        band = (
+            RatioBand.UNDEFINED
+            if b.ratio is None
+            else (classify.ratio_band(b.window_mean) if b.window_mean is not None else None)
         )
         if band is not None and (
-            worst_band is None or classify.RATIO_SEVERITY[band] > classify.RATIO_SEVERITY[worst_band]
+            worst_band is None
+            or classify.RATIO_SEVERITY[band] > classify.RATIO_SEVERITY[worst_band]
         ):
             worst_band, worst_ratio = band, (b.window_mean if b.ratio is not None else None)
     final_ratio = final.window_mean if final else None
@@ -276,7 +295,9 @@ def _recommend(
     meta: dict,
     options: Options,
 ) -> Recommendation:
-    norm_band = classify.norm_band(summary.mean_norm_mean) if summary.mean_norm_mean is not None else None
+    norm_band = (
+        classify.norm_band(summary.mean_norm_mean) if summary.mean_norm_mean is not None else None
+    )
     if summary.n_nonfinite:
         norm_band = NormBand.NONFINITE
     ratio_band = summary.final_band

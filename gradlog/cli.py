@@ -49,7 +49,10 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
     ] = False,
 ) -> None:
     """Analyse gradient logs of multi-task training."""
@@ -60,7 +63,9 @@ def _parse_pair(pair: str | None) -> tuple[str, str] | None:
         return None
     parts = pair.split("/")
     if len(parts) != 2 or not all(parts):
-        raise typer.BadParameter("expected NUMERATOR/DENOMINATOR task names, e.g. pointer/type", param_hint="--pair")
+        raise typer.BadParameter(
+            "expected NUMERATOR/DENOMINATOR task names, e.g. pointer/type", param_hint="--pair"
+        )
     return parts[0], parts[1]
 
 
@@ -70,21 +75,38 @@ def _use_color(no_color: bool) -> bool:
 
 @app.command()
 def report(
-    run: Annotated[str, typer.Argument(metavar="RUN", help="Log file (.jsonl, .jsonl.gz, .parquet), or - for standard input.")],
-    window: Annotated[int, typer.Option(min=1, help="Balance samples in the collapse window.")] = 10,
+    run: Annotated[
+        str,
+        typer.Argument(
+            metavar="RUN", help="Log file (.jsonl, .jsonl.gz, .parquet), or - for standard input."
+        ),
+    ],
+    window: Annotated[
+        int, typer.Option(min=1, help="Balance samples in the collapse window.")
+    ] = 10,
     min_samples: Annotated[
         int, typer.Option(min=1, help="Samples needed before a shorter window is judged.")
     ] = 3,
     pair: Annotated[
-        str | None, typer.Option(metavar="NUM/DEN", help="Tasks of the ratio (default: pointer/type, else the first two).")
+        str | None,
+        typer.Option(
+            metavar="NUM/DEN",
+            help="Tasks of the ratio (default: pointer/type, else the first two).",
+        ),
     ] = None,
-    run_id: Annotated[str | None, typer.Option("--run", help="Only this run id (a log may hold several).")] = None,
-    output_format: Annotated[OutputFormat, typer.Option("--format", help="text (documented format) or json.")] = OutputFormat.text,
+    run_id: Annotated[
+        str | None, typer.Option("--run", help="Only this run id (a log may hold several).")
+    ] = None,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="text (documented format) or json.")
+    ] = OutputFormat.text,
     fail_on: Annotated[
         list[FailOnLevel] | None,
         typer.Option(help="Exit 1 when a finding reaches this level (repeatable)."),
     ] = None,
-    no_color: Annotated[bool, typer.Option("--no-color", help="Plain output even on a terminal.")] = False,
+    no_color: Annotated[
+        bool, typer.Option("--no-color", help="Plain output even on a terminal.")
+    ] = False,
 ) -> None:
     """Print the collapse report and summary of a gradient log."""
     from gradlog.analysis import Options, analyse
@@ -92,7 +114,9 @@ def report(
     from gradlog.readers import read_log
 
     log = read_log(run)
-    result = analyse(log, Options(window=window, min_samples=min_samples, pair=_parse_pair(pair), run=run_id))
+    result = analyse(
+        log, Options(window=window, min_samples=min_samples, pair=_parse_pair(pair), run=run_id)
+    )
     for note in result.notes:
         typer.echo(f"Note: {note}", err=True)
     if output_format is OutputFormat.json:
@@ -109,7 +133,9 @@ def report(
         if reaches(level, r.summary.worst_band, r.summary.worst_norm_band)
     ]
     if failed:
-        typer.echo(f"gradlog: findings reach --fail-on {', '.join(dict.fromkeys(failed))}", err=True)
+        typer.echo(
+            f"gradlog: findings reach --fail-on {', '.join(dict.fromkeys(failed))}", err=True
+        )
         raise typer.Exit(1)
 
 
@@ -129,8 +155,13 @@ def _print_text(result, color: bool) -> None:
 
 @app.command()
 def convert(
-    source: Annotated[str, typer.Argument(metavar="SOURCE", help="Log to read (.jsonl, .jsonl.gz, .parquet, or -).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Log to write; its suffix picks the format.")],
+    source: Annotated[
+        str,
+        typer.Argument(metavar="SOURCE", help="Log to read (.jsonl, .jsonl.gz, .parquet, or -)."),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Log to write; its suffix picks the format.")
+    ],
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUTPUT if it exists.")] = False,
 ) -> None:
     """Convert a log between JSON Lines (optionally gzipped) and Parquet."""

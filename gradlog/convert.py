@@ -28,7 +28,9 @@ def convert_log(log: LoadedLog, output: str | os.PathLike[str], *, overwrite: bo
             for row in log.frame.iter_rows(named=True):
                 fh.write(dumps(_compact(row)))
     else:
-        raise GradlogError(f"{out}: unknown format; use a name ending in .parquet, .jsonl or .jsonl.gz")
+        raise GradlogError(
+            f"{out}: unknown format; use a name ending in .parquet, .jsonl or .jsonl.gz"
+        )
     os.replace(tmp, out)  # never leave a half-written output under the real name
     return log.frame.height
 

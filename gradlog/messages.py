@@ -69,7 +69,9 @@ def imbalance_lines(when: str, numerator: str, denominator: str, r: float) -> li
     ]
 
 
-def undefined_ratio_line(when: str, numerator: str, denominator: str, num: float, den: float) -> str:
+def undefined_ratio_line(
+    when: str, numerator: str, denominator: str, num: float, den: float
+) -> str:
     """A balance sample whose ratio is undefined (decision: reported, never 1e8)."""
     if not math.isfinite(num) or not math.isfinite(den):
         reason = "non-finite gradient norm"

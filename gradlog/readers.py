@@ -55,7 +55,8 @@ def read_log(path: str | os.PathLike[str]) -> LoadedLog:
         if journal.exists():
             log = _read_json_bytes(journal.read_bytes(), str(journal), [])
             log.notes.insert(
-                0, f"{name}: not written yet (the recorder did not close); read its journal {journal}"
+                0,
+                f"{name}: not written yet (the recorder did not close); read its journal {journal}",
             )
             return log
         raise LogFormatError("no such file", name)
@@ -93,7 +94,9 @@ def _read_parquet(p: Path, name: str) -> LoadedLog:
     except Exception as exc:  # noqa: BLE001 - Polars raises several types for a broken file
         if journal.exists():
             log = _read_json_bytes(journal.read_bytes(), str(journal), [])
-            log.notes.insert(0, f"{name}: unreadable Parquet file; read the recorder's journal {journal}")
+            log.notes.insert(
+                0, f"{name}: unreadable Parquet file; read the recorder's journal {journal}"
+            )
             return log
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise LogFormatError(f"not a readable Parquet file ({reason})", name) from exc
@@ -162,8 +165,7 @@ def _drop_partial_last_line(data: bytes, name: str, notes: list[str]) -> bytes:
 def _cast_floats() -> list[pl.Expr]:
     schema = storage_schema()
     return [
-        pl.col(c).cast(schema[c], strict=False)
-        for c in (*FLOAT_FIELDS, "tasks", "layers", "meta")
+        pl.col(c).cast(schema[c], strict=False) for c in (*FLOAT_FIELDS, "tasks", "layers", "meta")
     ]
 
 
@@ -178,7 +180,12 @@ def _check_floats(raw: pl.DataFrame, frame: pl.DataFrame, data: bytes, name: str
         .list.sum()
         .sum()
         .alias(f"{column}.{name}")
-        for column, name in (("tasks", "grad_norm"), ("tasks", "loss"), ("tasks", "weight"), ("layers", "norm"))
+        for column, name in (
+            ("tasks", "grad_norm"),
+            ("tasks", "loss"),
+            ("tasks", "weight"),
+            ("layers", "norm"),
+        )
     ]
     before = raw.select(nested).row(0)
     after = frame.select(nested).row(0)
@@ -196,11 +203,15 @@ def _check_columns(frame: pl.DataFrame, name: str, lines: bytes | None) -> None:
         return
     if lines is not None:
         _diagnose(lines, name)
-    row = frame.with_row_index().filter(
-        pl.any_horizontal(pl.col(c).is_null() for c in REQUIRED_FIELDS)
-        | (pl.col("v") != SCHEMA_VERSION)
-        | ~pl.col("kind").is_in([KIND_RUN, KIND_EVENT])
-    ).row(0, named=True)
+    row = (
+        frame.with_row_index()
+        .filter(
+            pl.any_horizontal(pl.col(c).is_null() for c in REQUIRED_FIELDS)
+            | (pl.col("v") != SCHEMA_VERSION)
+            | ~pl.col("kind").is_in([KIND_RUN, KIND_EVENT])
+        )
+        .row(0, named=True)
+    )
     record = {c: row[c] for c in COLUMNS}
     problem = validate_record(record) or (None, "invalid record")
     raise LogFormatError(problem[1], name, None, problem[0])
@@ -223,4 +234,4 @@ def _diagnose(data: bytes, name: str) -> None:
 
 
 def _reject_constant(token: str) -> float:
-    raise ValueError(f"bare {token} is not JSON; gradlog logs write it as the string \"{token}\"")
+    raise ValueError(f'bare {token} is not JSON; gradlog logs write it as the string "{token}"')

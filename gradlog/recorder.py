@@ -97,7 +97,9 @@ class GradientRecorder:
         min_samples: int = classify.DEFAULT_MIN_SAMPLES,
     ) -> None:
         if not isinstance(model, torch.nn.Module):
-            raise RecorderConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+            raise RecorderConfigError(
+                f"model must be a torch.nn.Module, got {type(model).__name__}"
+            )
         tasks = list(tasks)
         if not tasks or not all(isinstance(t, str) and t for t in tasks):
             raise RecorderConfigError(f"tasks must be a non-empty list of names, got {tasks!r}")
@@ -106,15 +108,21 @@ class GradientRecorder:
         weights = dict(weights or {})
         unknown = set(weights) - set(tasks)
         if unknown:
-            raise RecorderConfigError(f"weights name unknown tasks {sorted(unknown)}; tasks are {tasks}")
+            raise RecorderConfigError(
+                f"weights name unknown tasks {sorted(unknown)}; tasks are {tasks}"
+            )
         for name, w in weights.items():
             if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w):
-                raise RecorderConfigError(f"weight of task {name!r} must be a finite number, got {w!r}")
+                raise RecorderConfigError(
+                    f"weight of task {name!r} must be a finite number, got {w!r}"
+                )
         self.log_every = _positive_or_none("log_every", log_every)
         self.log_every_steps = _positive_or_none("log_every_steps", log_every_steps)
         self.balance_every = _positive_or_none("balance_every", balance_every)
         self.balance_every_steps = _positive_or_none("balance_every_steps", balance_every_steps)
-        if not any((self.log_every, self.log_every_steps, self.balance_every, self.balance_every_steps)):
+        if not any(
+            (self.log_every, self.log_every_steps, self.balance_every, self.balance_every_steps)
+        ):
             raise RecorderConfigError("every cadence is None: nothing would ever be logged")
         if window < 1 or min_samples < 1:
             raise RecorderConfigError("window and min_samples must be at least 1")
@@ -148,7 +156,9 @@ class GradientRecorder:
 
     # -- scheduling ---------------------------------------------------------------------------
 
-    def _due(self, kind: str, every: int | None, every_steps: int | None, epoch: int | None, step: int) -> bool:
+    def _due(
+        self, kind: str, every: int | None, every_steps: int | None, epoch: int | None, step: int
+    ) -> bool:
         if every_steps and step % every_steps == 0:
             return True
         if every and epoch is not None and epoch % every == 0:
@@ -295,7 +305,13 @@ class GradientRecorder:
             "torch_version": torch.__version__,
             "tags": [{"key": str(k), "value": str(v)} for k, v in tags.items()],
         }
-        return {"v": SCHEMA_VERSION, "run": self.run_id, "kind": KIND_RUN, "time": time.time(), "meta": meta}
+        return {
+            "v": SCHEMA_VERSION,
+            "run": self.run_id,
+            "kind": KIND_RUN,
+            "time": time.time(),
+            "meta": meta,
+        }
 
     def _write(self, record: Record) -> None:
         self._writer.write(record)
@@ -307,10 +323,18 @@ class GradientRecorder:
     def _echo_record(self, record: Record, balance: list[float] | None) -> None:
         lines: list[str] = []
         by_steps = bool(self.log_every_steps or self.balance_every_steps)
-        label = f"Step {record['step']}" if by_steps or record["epoch"] is None else f"Epoch {record['epoch']}"
+        label = (
+            f"Step {record['step']}"
+            if by_steps or record["epoch"] is None
+            else f"Epoch {record['epoch']}"
+        )
         if "mean_norm" in record:
             lines += messages.stats_block(
-                label, record["mean_norm"], record["max_norm"], record["n_vanishing"], record["n_exploding"]
+                label,
+                record["mean_norm"],
+                record["max_norm"],
+                record["n_vanishing"],
+                record["n_exploding"],
             )
             lines.append("")
         if balance is not None and self._pair is not None:
@@ -344,4 +368,3 @@ class GradientRecorder:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-

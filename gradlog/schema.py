@@ -175,7 +175,10 @@ def validate_record(obj: Any) -> tuple[str | None, str] | None:
     if not _is_int(obj["v"]):
         return "v", f"expected an integer schema version, got {obj['v']!r:.60}"
     if obj["v"] != SCHEMA_VERSION:
-        return "v", f"unknown schema version {obj['v']} (this gradlog reads version {SCHEMA_VERSION})"
+        return (
+            "v",
+            f"unknown schema version {obj['v']} (this gradlog reads version {SCHEMA_VERSION})",
+        )
     for key in STRING_FIELDS:
         if not isinstance(obj[key], str):
             return key, f"expected a string, got {obj[key]!r:.60}"
@@ -211,7 +214,10 @@ def validate_record(obj: Any) -> tuple[str | None, str] | None:
         for key in META_STRING_FIELDS:
             if meta.get(key) is not None and not isinstance(meta[key], str):
                 return f"meta.{key}", f"expected a string, got {meta[key]!r:.60}"
-        for key, floats, strings in (("weights", ("weight",), ("name",)), ("tags", (), ("key", "value"))):
+        for key, floats, strings in (
+            ("weights", ("weight",), ("name",)),
+            ("tags", (), ("key", "value")),
+        ):
             if meta.get(key) is not None:
                 problem = _check_struct_list(meta[key], floats, strings)
                 if problem:

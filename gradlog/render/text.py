@@ -39,7 +39,9 @@ def run_lines(run: RunReport) -> list[Line]:
     for event in run.events:
         if event.stats is not None:
             s = event.stats
-            block = messages.stats_block(event.label, s.mean_norm, s.max_norm, s.n_vanishing, s.n_exploding)
+            block = messages.stats_block(
+                event.label, s.mean_norm, s.max_norm, s.n_vanishing, s.n_exploding
+            )
             lines.append(Line(block[0], "bold"))
             lines.append(Line(block[1], _norm_style(s.band)))
             lines.append(Line(block[2]))
@@ -49,12 +51,19 @@ def run_lines(run: RunReport) -> list[Line]:
         if b is None:
             continue
         if b.ratio is None:
-            text = messages.undefined_ratio_line(event.when, num, den, *_pair_norms(b.norms, num, den))
+            text = messages.undefined_ratio_line(
+                event.when, num, den, *_pair_norms(b.norms, num, den)
+            )
             lines += [Line(text, "bold red"), Line("")]
         elif b.imbalance:
             first, second = messages.imbalance_lines(event.when, num, den, b.ratio)
             lines += [Line(first, "yellow"), Line(second, "yellow"), Line("")]
-        lines.append(Line(messages.collapse_line(b.verdict, num, den, b.window_mean), _verdict_style(b.verdict)))
+        lines.append(
+            Line(
+                messages.collapse_line(b.verdict, num, den, b.window_mean),
+                _verdict_style(b.verdict),
+            )
+        )
         if b.shares:
             lines.append(Line(_shares_line(b.shares)))
         lines.append(Line(""))
@@ -71,7 +80,9 @@ def _pair_norms(norms: dict, num: str, den: str) -> tuple[float, float]:
 
 
 def _shares_line(shares: dict[str, float]) -> str:
-    return "Task shares: " + ", ".join(f"{messages.title(t)} {100 * v:.1f}%" for t, v in shares.items())
+    return "Task shares: " + ", ".join(
+        f"{messages.title(t)} {100 * v:.1f}%" for t, v in shares.items()
+    )
 
 
 def summary_lines(run: RunReport) -> list[Line]:
@@ -88,10 +99,16 @@ def summary_lines(run: RunReport) -> list[Line]:
         s.final_ratio,
     )
     lines = [Line(texts[0], "bold")]
-    lines.extend(Line(t, _verdict_style(s.final_verdict) if "Task" in t or "TASK" in t else None) for t in texts[1:])
+    lines.extend(
+        Line(t, _verdict_style(s.final_verdict) if "Task" in t or "TASK" in t else None)
+        for t in texts[1:]
+    )
     if s.n_nonfinite:
         lines.append(
-            Line(f"  WARNING: Non-finite gradient norms in {s.n_nonfinite} of {s.n_stats} logged events (left out above)", "bold red")
+            Line(
+                f"  WARNING: Non-finite gradient norms in {s.n_nonfinite} of {s.n_stats} logged events (left out above)",
+                "bold red",
+            )
         )
     if s.final_shares:
         lines.append(Line("  " + _shares_line(s.final_shares)))
@@ -110,21 +127,44 @@ def recommendation_lines(run: RunReport) -> list[Line]:
         if r.dominant and r.ratio_band is not RatioBand.HEALTHY:
             detail += f", {messages.title(r.dominant)} dominating"
         lines.append(
-            Line(f"  Task balance:   {r.ratio_band.label} ({detail}): {r.ratio_band.action}", _band_style(r.ratio_band))
+            Line(
+                f"  Task balance:   {r.ratio_band.label} ({detail}): {r.ratio_band.action}",
+                _band_style(r.ratio_band),
+            )
         )
     if r.norm_band is None:
         lines.append(Line("  Gradient norms: no verdict (no gradient statistics logged)"))
     else:
-        mean = "non-finite" if r.norm_band is NormBand.NONFINITE else f"mean {messages.fmt4(s.mean_norm_mean)}"
-        lines.append(Line(f"  Gradient norms: {r.norm_band.label} ({mean}): {r.norm_band.action}", _norm_style(r.norm_band)))
-    if s.worst_norm_band is not None and s.worst_norm_band.warns and s.worst_norm_band is not r.norm_band:
-        lines.append(Line(f"  Worst logged norm band: {s.worst_norm_band.label}: {s.worst_norm_band.action}", "yellow"))
+        mean = (
+            "non-finite"
+            if r.norm_band is NormBand.NONFINITE
+            else f"mean {messages.fmt4(s.mean_norm_mean)}"
+        )
+        lines.append(
+            Line(
+                f"  Gradient norms: {r.norm_band.label} ({mean}): {r.norm_band.action}",
+                _norm_style(r.norm_band),
+            )
+        )
+    if (
+        s.worst_norm_band is not None
+        and s.worst_norm_band.warns
+        and s.worst_norm_band is not r.norm_band
+    ):
+        lines.append(
+            Line(
+                f"  Worst logged norm band: {s.worst_norm_band.label}: {s.worst_norm_band.action}",
+                "yellow",
+            )
+        )
     if r.weights is not None:
         last = min(run.window, s.n_balance)
         lines.append(Line(f"  Weights that would have balanced the last {last} balance samples:"))
         lines.append(Line(f"    {r.flags}", "bold"))
         if r.weights_assumed:
-            lines.append(Line("    (the log carries no loss weights; current weights of 1.0 were assumed)"))
+            lines.append(
+                Line("    (the log carries no loss weights; current weights of 1.0 were assumed)")
+            )
     return lines
 
 
