@@ -16,15 +16,7 @@ from gradlog.classify import Collapse, NormBand, RatioBand
 from gradlog.errors import GradlogError
 from gradlog.readers import LoadedLog
 from gradlog.schema import KIND_EVENT, KIND_RUN
-from gradlog.summary import (
-    BalanceView,
-    EventView,
-    Recommendation,
-    Report,
-    RunReport,
-    StatsView,
-    Summary,
-)
+from gradlog.summary import Events, Recommendation, Report, RunReport, Summary
 
 
 @dataclass(frozen=True)
@@ -131,39 +123,52 @@ def _analyse_run(rows: pl.DataFrame, run_id: str, path: str, options: Options) -
             .drop("i")
         )
 
-    event_views = []
-    ratios_in_window: list[float] = []
-    for row in table.iter_rows(named=True):
-        label = _label(row["epoch"], row["step"], by_steps)
-        stats = None
-        if row["mean_norm"] is not None:
-            stats = StatsView(
-                row["mean_norm"],
-                row["max_norm"] if row["max_norm"] is not None else math.nan,
-                row["total_norm"],
-                row["n_vanishing"],
-                row["n_exploding"],
-                classify.norm_band(row["mean_norm"]),
-            )
-        balance = None
-        if row["has_balance"] and pair is not None:
-            norms = {t: row[norm_cols[t]] for t in tasks}
-            r = row["ratio"]
-            if r is not None:
-                ratios_in_window.append(r)
-            window_mean = row["window_mean"] if r is not None else _last_mean(event_views)
-            balance = BalanceView(
-                norms=norms,
-                ratio=r,
-                band=classify.ratio_band(r),
-                imbalance=r is not None and classify.outside_healthy_range(r),
-                window_mean=window_mean,
-                verdict=classify.collapse_check(window_mean),
-                shares=_shares(norms) if len(tasks) > 2 else None,
-            )
-        event_views.append(EventView(row["epoch"], row["step"], label, stats, balance))
-
-    summary = _summarise(table, event_views, tasks)
+    if len(tasks) > 2:
+        norms = [pl.col(c) for c in norm_cols.values()]
+        total = pl.sum_horizontal(norms)
+        usable = pl.all_horizontal(n.is_finite() & (n >= 0) for n in norms) & (total > 0)
+        table = table.with_columns(
+            **{
+                f"share:{t}": pl.when(pl.col("has_balance") & usable).then(pl.col(c) / total)
+                for t, c in norm_cols.items()
+            }
+        )
+    n = table.height
+    col = {name: table.get_column(name).to_list() for name in table.columns}
+    mean_norm = col["mean_norm"]
+    has_balance = col["has_balance"] if pair is not None else [False] * n
+    ratio = col["ratio"] if pair is not None else [None] * n
+    # An undefined sample keeps the previous window mean (it is not part of the window).
+    window_mean = [
+        w if b else None for w, b in zip(col.get("window_mean", [None] * n), has_balance)
+    ]
+    norm_band = classify.norm_band
+    ratio_band = classify.ratio_band
+    outside = classify.outside_healthy_range
+    check = classify.collapse_check
+    events = Events(
+        epoch=col["epoch"],
+        step=col["step"],
+        label=[_label(e, s, by_steps) for e, s in zip(col["epoch"], col["step"])],
+        mean_norm=mean_norm,
+        max_norm=[
+            (math.nan if x is None else x) if m is not None else None
+            for m, x in zip(mean_norm, col["max_norm"])
+        ],
+        total_norm=col["total_norm"],
+        n_vanishing=col["n_vanishing"],
+        n_exploding=col["n_exploding"],
+        norm_band=[None if m is None else norm_band(m) for m in mean_norm],
+        has_balance=has_balance,
+        norms={t: col[c] for t, c in norm_cols.items()},
+        ratio=ratio,
+        ratio_band=[ratio_band(r) if b else None for r, b in zip(ratio, has_balance)],
+        imbalance=[r is not None and outside(r) for r in ratio],
+        window_mean=window_mean,
+        verdict=[check(w) if b else None for w, b in zip(window_mean, has_balance)],
+        shares={t: col[f"share:{t}"] for t in tasks} if len(tasks) > 2 else None,
+    )
+    summary = _summarise(table, events, tasks)
     recommendation = _recommend(table, summary, tasks, pair, norm_cols, weight_cols, meta, options)
     tags = {
         t["key"]: t["value"] for t in (meta.get("tags") or []) if t and t.get("key") is not None
@@ -178,7 +183,7 @@ def _analyse_run(rows: pl.DataFrame, run_id: str, path: str, options: Options) -
         tags=tags,
         window=options.window,
         min_samples=options.min_samples,
-        events=tuple(event_views),
+        events=events,
         summary=summary,
         recommendation=recommendation,
     )
@@ -192,24 +197,7 @@ def _label(epoch: int | None, step: int | None, by_steps: bool) -> str:
     return "Event"
 
 
-def _last_mean(views: list[EventView]) -> float | None:
-    for view in reversed(views):
-        if view.balance is not None:
-            return view.balance.window_mean
-    return None
-
-
-def _shares(norms: dict[str, float | None]) -> dict[str, float] | None:
-    values = list(norms.values())
-    if any(v is None or not math.isfinite(v) or v < 0 for v in values):
-        return None
-    total = math.fsum(values)
-    if total == 0:
-        return None
-    return {t: v / total for t, v in norms.items()}
-
-
-def _summarise(table: pl.DataFrame, views: list[EventView], tasks: list[str]) -> Summary:
+def _summarise(table: pl.DataFrame, events: Events, tasks: list[str]) -> Summary:
     finite = pl.col("mean_norm").is_finite() & pl.col("max_norm").is_finite()
     stats = (
         table.filter(pl.col("mean_norm").is_not_null())
@@ -223,56 +211,52 @@ def _summarise(table: pl.DataFrame, views: list[EventView], tasks: list[str]) ->
         )
         .row(0, named=True)
     )
+    balance_rows = [i for i, b in enumerate(events.has_balance) if b]
+    final_ratio = events.window_mean[balance_rows[-1]] if balance_rows else None
 
-    balances = [v for v in views if v.balance is not None]
-    final = balances[-1].balance if balances else None
+    worst_norm = max(
+        (b for b in events.norm_band if b is not None),
+        key=classify.NORM_SEVERITY.__getitem__,
+        default=None,
+    )
+    # The run's balance finding: the worst band its window mean reached once judged, and an
+    # undefined sample counts as collapse-level.
     worst_band: RatioBand | None = None
     worst_ratio = None
     first_imbalance = first_collapse = None
-    worst_norm: NormBand | None = None
-    for view in views:
-        if view.stats is not None:
-            if (
-                worst_norm is None
-                or classify.NORM_SEVERITY[view.stats.band] > classify.NORM_SEVERITY[worst_norm]
-            ):
-                worst_norm = view.stats.band
-        b = view.balance
-        if b is None:
+    collapsed = (Collapse.NUMERATOR_DOMINATES, Collapse.DENOMINATOR_DOMINATES)
+    severity = classify.RATIO_SEVERITY
+    for i in balance_rows:
+        if first_imbalance is None and events.imbalance[i]:
+            first_imbalance = events.label[i]
+        if first_collapse is None and events.verdict[i] in collapsed:
+            first_collapse = events.label[i]
+        if events.ratio[i] is None:
+            band, value = RatioBand.UNDEFINED, None
+        elif events.window_mean[i] is not None:
+            value = events.window_mean[i]
+            band = classify.ratio_band(value)
+        else:
             continue
-        if b.imbalance and first_imbalance is None:
-            first_imbalance = view.label
-        if (
-            b.verdict in (Collapse.NUMERATOR_DOMINATES, Collapse.DENOMINATOR_DOMINATES)
-            and first_collapse is None
-        ):
-            first_collapse = view.label
-        band = (
-            RatioBand.UNDEFINED
-            if b.ratio is None
-            else (classify.ratio_band(b.window_mean) if b.window_mean is not None else None)
-        )
-        if band is not None and (
-            worst_band is None
-            or classify.RATIO_SEVERITY[band] > classify.RATIO_SEVERITY[worst_band]
-        ):
-            worst_band, worst_ratio = band, (b.window_mean if b.ratio is not None else None)
-    final_ratio = final.window_mean if final else None
+        if worst_band is None or severity[band] > severity[worst_band]:
+            worst_band, worst_ratio = band, value
+
     final_shares = None
-    if len(tasks) > 2:
-        window = [v.balance.shares for v in balances[-10:] if v.balance.shares]
-        if window:
-            final_shares = {t: math.fsum(s[t] for s in window) / len(window) for t in tasks}
+    if events.shares is not None:
+        window = [i for i in balance_rows if events.ratio[i] is not None][-10:]
+        columns = {t: [events.shares[t][i] for i in window] for t in tasks}
+        if window and all(v is not None for values in columns.values() for v in values):
+            final_shares = {t: math.fsum(v) / len(v) for t, v in columns.items()}
     return Summary(
-        n_events=len(views),
+        n_events=len(events),
         n_stats=stats["n"],
-        n_balance=len(balances),
+        n_balance=len(balance_rows),
         mean_norm_mean=stats["mean"],
         mean_norm_std=stats["std"],
         max_norm_mean=stats["max_mean"],
         max_norm_peak=stats["peak"],
         n_nonfinite=stats["n_nonfinite"] or 0,
-        n_undefined=sum(1 for v in balances if v.balance.ratio is None),
+        n_undefined=sum(1 for i in balance_rows if events.ratio[i] is None),
         final_ratio=final_ratio,
         final_verdict=classify.collapse_check(final_ratio),
         final_band=classify.ratio_band(final_ratio) if final_ratio is not None else None,

@@ -140,7 +140,7 @@ def report(
 
 
 def _print_text(result, color: bool) -> None:
-    from gradlog.render.text import format_text, report_lines
+    from gradlog.render.text import format_text, line_style, report_lines
 
     if not color:
         sys.stdout.write(format_text(result))
@@ -150,7 +150,7 @@ def _print_text(result, color: bool) -> None:
 
     console = Console(highlight=False, soft_wrap=True)
     for line in report_lines(result):
-        console.print(Text(line.text, style=line.style or ""))
+        console.print(Text(line, style=line_style(line)))
 
 
 @app.command()

@@ -134,14 +134,24 @@ def _read_json_bytes(data: bytes, name: str, notes: list[str]) -> LoadedLog:
         raise LogFormatError("empty log (no records)", name)
     data = _drop_partial_last_line(data, name, notes)
     try:
+        # Fast path: numbers only. A log holding "NaN"/"Infinity" tokens (or a broken line)
+        # fails here and takes the slower path, which reads floats as text and checks them.
+        frame = pl.read_ndjson(data, schema=storage_schema())
+    except Exception:  # noqa: BLE001
+        frame = _read_json_tokens(data, name)
+    _check_columns(frame, name, lines=data)
+    return LoadedLog(name, frame, notes)
+
+
+def _read_json_tokens(data: bytes, name: str) -> pl.DataFrame:
+    try:
         raw = pl.read_ndjson(data, schema=json_schema())
     except Exception as exc:  # noqa: BLE001 - find the line ourselves, whatever Polars raised
         _diagnose(data, name)
         raise LogFormatError(f"cannot be read as JSON Lines ({exc})", name) from exc
     frame = raw.with_columns(_cast_floats()).cast(storage_schema(), strict=False)
     _check_floats(raw, frame, data, name)
-    _check_columns(frame, name, lines=data)
-    return LoadedLog(name, frame, notes)
+    return frame
 
 
 def _drop_partial_last_line(data: bytes, name: str, notes: list[str]) -> bytes:

@@ -8,41 +8,34 @@ from gradlog.classify import Collapse, NormBand, RatioBand
 
 
 @dataclass(frozen=True)
-class StatsView:
-    """Global gradient statistics of one logged event."""
+class Events:
+    """The logged events of a run, in file order, as parallel columns (one entry per event).
 
-    mean_norm: float
-    max_norm: float
-    total_norm: float | None
-    n_vanishing: int | None
-    n_exploding: int | None
-    band: NormBand
+    Columns rather than one object per event: a million-event log stays cheap to analyse and
+    render. ``mean_norm`` is None for an event without statistics, ``has_balance`` False for
+    one without a balance sample.
+    """
 
+    epoch: list[int | None]
+    step: list[int | None]
+    label: list[str]  # "Epoch 10" or "Step 200"
+    mean_norm: list[float | None]
+    max_norm: list[float | None]
+    total_norm: list[float | None]
+    n_vanishing: list[int | None]
+    n_exploding: list[int | None]
+    norm_band: list[NormBand | None]
+    has_balance: list[bool]
+    norms: dict[str, list[float | None]]  # weighted-loss gradient norm per task
+    ratio: list[float | None]  # numerator / denominator; None where undefined or no sample
+    ratio_band: list[RatioBand | None]
+    imbalance: list[bool]  # the sample is outside the healthy range [0.5, 2.0]
+    window_mean: list[float | None]  # mean ratio of the collapse window after this sample
+    verdict: list[Collapse | None]  # collapse check after this sample
+    shares: dict[str, list[float | None]] | None  # each task's share of the summed norms (3+ tasks)
 
-@dataclass(frozen=True)
-class BalanceView:
-    """One task balance sample and the collapse check that followed it."""
-
-    norms: dict[str, float | None]  # weighted-loss gradient norm per task
-    ratio: float | None  # numerator / denominator; None where undefined
-    band: RatioBand
-    imbalance: bool  # outside the healthy range [0.5, 2.0]
-    window_mean: float | None  # mean ratio of the collapse window after this sample
-    verdict: Collapse
-    shares: dict[str, float] | None  # each task's share of the summed norms (3+ tasks)
-
-
-@dataclass(frozen=True)
-class EventView:
-    epoch: int | None
-    step: int | None
-    label: str  # "Epoch 10" or "Step 200"
-    stats: StatsView | None
-    balance: BalanceView | None
-
-    @property
-    def when(self) -> str:
-        return self.label[:1].lower() + self.label[1:]
+    def __len__(self) -> int:
+        return len(self.label)
 
 
 @dataclass(frozen=True)
@@ -90,7 +83,7 @@ class RunReport:
     tags: dict[str, str]
     window: int
     min_samples: int
-    events: tuple[EventView, ...]
+    events: Events
     summary: Summary
     recommendation: Recommendation
 

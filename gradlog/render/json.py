@@ -1,4 +1,8 @@
-"""The report as JSON, for machines: every number, non-finite floats as "NaN"/"Infinity"."""
+"""The report as JSON, for machines: every number, non-finite floats as "NaN"/"Infinity".
+
+Each run's ``events`` is an object of parallel arrays (one entry per logged event), as the
+analysis holds them: ``events.ratio[i]`` belongs to ``events.label[i]``.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +32,4 @@ def to_data(value: Any) -> Any:
 
 def format_json(report: Report) -> str:
     data = {"gradlog_report": 1, "log_schema": SCHEMA_VERSION, **to_data(report)}
-    for run, source in zip(data["runs"], report.runs):
-        for event, view in zip(run["events"], source.events):
-            event["when"] = view.when
     return json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"

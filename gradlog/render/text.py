@@ -1,82 +1,69 @@
 """The documented text report (``shared/spec/gradient-monitoring-quickstart.md``).
 
-Renders to styled lines, so the CLI can colour them on a terminal and print them plain
-elsewhere; :func:`format_text` is the plain string the golden tests pin.
+:func:`report_lines` renders plain lines, and :func:`format_text` the string the golden tests
+pin. Colour is decided afterwards, line by line, by :func:`line_style`, so that building a
+million-event report costs no more than its text.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from gradlog import messages
-from gradlog.classify import Collapse, NormBand, RatioBand
+from gradlog.classify import NormBand, RatioBand
 from gradlog.summary import Report, RunReport
 
 RULE = "-" * 60
 
 
-class Line(NamedTuple):
-    text: str
-    style: str | None = None  # a Rich style name, used on terminals only
-
-
-def report_lines(report: Report) -> list[Line]:
+def report_lines(report: Report) -> list[str]:
     """Every run of the report; a heading names each run when the file holds several."""
-    lines: list[Line] = []
+    lines: list[str] = []
     for i, run in enumerate(report.runs):
         if len(report.runs) > 1:
             if i:
-                lines.append(Line(""))
-            lines.append(Line(f"=== Run {run.run_id} ({report.path}) ===", "bold"))
-            lines.append(Line(""))
+                lines.append("")
+            lines += [f"=== Run {run.run_id} ({report.path}) ===", ""]
         lines.extend(run_lines(run))
     return lines
 
 
-def run_lines(run: RunReport) -> list[Line]:
-    lines = [Line(messages.enabled_line(run.log_every, run.log_every_steps), "bold"), Line("")]
+def run_lines(run: RunReport) -> list[str]:
+    lines = [messages.enabled_line(run.log_every, run.log_every_steps), ""]
     num, den = run.pair or ("", "")
-    for event in run.events:
-        if event.stats is not None:
-            s = event.stats
-            block = messages.stats_block(
-                event.label, s.mean_norm, s.max_norm, s.n_vanishing, s.n_exploding
+    ev = run.events
+    append, extend = lines.append, lines.extend
+    stats_block, collapse_line = messages.stats_block, messages.collapse_line
+    for i in range(len(ev)):
+        mean = ev.mean_norm[i]
+        if mean is not None:
+            extend(
+                stats_block(ev.label[i], mean, ev.max_norm[i], ev.n_vanishing[i], ev.n_exploding[i])
             )
-            lines.append(Line(block[0], "bold"))
-            lines.append(Line(block[1], _norm_style(s.band)))
-            lines.append(Line(block[2]))
-            lines.extend(Line(text, "yellow") for text in block[3:])
-            lines.append(Line(""))
-        b = event.balance
-        if b is None:
+            append("")
+        if not ev.has_balance[i]:
             continue
-        if b.ratio is None:
-            text = messages.undefined_ratio_line(
-                event.when, num, den, *_pair_norms(b.norms, num, den)
-            )
-            lines += [Line(text, "bold red"), Line("")]
-        elif b.imbalance:
-            first, second = messages.imbalance_lines(event.when, num, den, b.ratio)
-            lines += [Line(first, "yellow"), Line(second, "yellow"), Line("")]
-        lines.append(
-            Line(
-                messages.collapse_line(b.verdict, num, den, b.window_mean),
-                _verdict_style(b.verdict),
-            )
-        )
-        if b.shares:
-            lines.append(Line(_shares_line(b.shares)))
-        lines.append(Line(""))
-    lines.extend(summary_lines(run))
-    lines.append(Line(""))
-    lines.extend(recommendation_lines(run))
+        r = ev.ratio[i]
+        if r is None:
+            a, b = _or_nan(ev.norms[num][i]), _or_nan(ev.norms[den][i])
+            extend((messages.undefined_ratio_line(_when(ev.label[i]), num, den, a, b), ""))
+        elif ev.imbalance[i]:
+            extend(messages.imbalance_lines(_when(ev.label[i]), num, den, r))
+            append("")
+        append(collapse_line(ev.verdict[i], num, den, ev.window_mean[i]))
+        if ev.shares is not None and ev.shares[run.tasks[0]][i] is not None:
+            append(_shares_line({t: ev.shares[t][i] for t in run.tasks}))
+        append("")
+    extend(summary_lines(run))
+    append("")
+    extend(recommendation_lines(run))
     return lines
 
 
-def _pair_norms(norms: dict, num: str, den: str) -> tuple[float, float]:
-    nan = float("nan")
-    a, b = norms.get(num), norms.get(den)
-    return (nan if a is None else a, nan if b is None else b)
+def _when(label: str) -> str:
+    return label[:1].lower() + label[1:]
+
+
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else value
 
 
 def _shares_line(shares: dict[str, float]) -> str:
@@ -85,10 +72,10 @@ def _shares_line(shares: dict[str, float]) -> str:
     )
 
 
-def summary_lines(run: RunReport) -> list[Line]:
+def summary_lines(run: RunReport) -> list[str]:
     s = run.summary
     num, den = run.pair or ("", "")
-    texts = messages.summary_lines(
+    lines = messages.summary_lines(
         s.mean_norm_mean,
         s.mean_norm_std,
         s.max_norm_mean,
@@ -98,102 +85,90 @@ def summary_lines(run: RunReport) -> list[Line]:
         den,
         s.final_ratio,
     )
-    lines = [Line(texts[0], "bold")]
-    lines.extend(
-        Line(t, _verdict_style(s.final_verdict) if "Task" in t or "TASK" in t else None)
-        for t in texts[1:]
-    )
     if s.n_nonfinite:
         lines.append(
-            Line(
-                f"  WARNING: Non-finite gradient norms in {s.n_nonfinite} of {s.n_stats} logged events (left out above)",
-                "bold red",
-            )
+            f"  WARNING: Non-finite gradient norms in {s.n_nonfinite} of {s.n_stats} "
+            "logged events (left out above)"
         )
     if s.final_shares:
-        lines.append(Line("  " + _shares_line(s.final_shares)))
+        lines.append("  " + _shares_line(s.final_shares))
     return lines
 
 
-def recommendation_lines(run: RunReport) -> list[Line]:
+def recommendation_lines(run: RunReport) -> list[str]:
     """The "Recommended action" section: bands, the quick start's actions, balancing weights."""
     r, s = run.recommendation, run.summary
-    lines = [Line(RULE), Line("Recommended action:", "bold")]
+    lines = [RULE, "Recommended action:"]
     if r.ratio_band is None:
         reason = "fewer than two tasks" if run.pair is None else "not enough balance samples"
-        lines.append(Line(f"  Task balance:   no verdict ({reason})"))
+        lines.append(f"  Task balance:   no verdict ({reason})")
     else:
         detail = f"window ratio {messages.fmt2(s.final_ratio)}"
         if r.dominant and r.ratio_band is not RatioBand.HEALTHY:
             detail += f", {messages.title(r.dominant)} dominating"
-        lines.append(
-            Line(
-                f"  Task balance:   {r.ratio_band.label} ({detail}): {r.ratio_band.action}",
-                _band_style(r.ratio_band),
-            )
-        )
+        lines.append(f"  Task balance:   {r.ratio_band.label} ({detail}): {r.ratio_band.action}")
     if r.norm_band is None:
-        lines.append(Line("  Gradient norms: no verdict (no gradient statistics logged)"))
+        lines.append("  Gradient norms: no verdict (no gradient statistics logged)")
     else:
-        mean = (
-            "non-finite"
-            if r.norm_band is NormBand.NONFINITE
-            else f"mean {messages.fmt4(s.mean_norm_mean)}"
-        )
-        lines.append(
-            Line(
-                f"  Gradient norms: {r.norm_band.label} ({mean}): {r.norm_band.action}",
-                _norm_style(r.norm_band),
-            )
-        )
-    if (
-        s.worst_norm_band is not None
-        and s.worst_norm_band.warns
-        and s.worst_norm_band is not r.norm_band
-    ):
-        lines.append(
-            Line(
-                f"  Worst logged norm band: {s.worst_norm_band.label}: {s.worst_norm_band.action}",
-                "yellow",
-            )
-        )
+        if r.norm_band is NormBand.NONFINITE:
+            mean = "non-finite"
+        else:
+            mean = f"mean {messages.fmt4(s.mean_norm_mean)}"
+        lines.append(f"  Gradient norms: {r.norm_band.label} ({mean}): {r.norm_band.action}")
+    worst = s.worst_norm_band
+    if worst is not None and worst.warns and worst is not r.norm_band:
+        lines.append(f"  Worst logged norm band: {worst.label}: {worst.action}")
     if r.weights is not None:
-        last = min(run.window, s.n_balance)
-        lines.append(Line(f"  Weights that would have balanced the last {last} balance samples:"))
-        lines.append(Line(f"    {r.flags}", "bold"))
+        last = min(run.window, s.n_balance - s.n_undefined)
+        lines.append(f"  Weights that would have balanced the last {last} balance samples:")
+        lines.append(f"    {r.flags}")
         if r.weights_assumed:
             lines.append(
-                Line("    (the log carries no loss weights; current weights of 1.0 were assumed)")
+                "    (the log carries no loss weights; current weights of 1.0 were assumed)"
             )
     return lines
 
 
-def _verdict_style(verdict: Collapse) -> str | None:
-    if verdict in (Collapse.NUMERATOR_DOMINATES, Collapse.DENOMINATOR_DOMINATES):
-        return "bold red"
-    if verdict is Collapse.BALANCED:
-        return "green"
-    return None
+_RED = "bold red"
+_STYLES = (  # first matching prefix wins
+    ("[PHASE 4] TASK COLLAPSE", _RED),
+    ("  TASK COLLAPSE DETECTED", _RED),
+    ("[PHASE 4] Task balance undefined", _RED),
+    ("  WARNING: Non-finite", _RED),
+    ("  WARNING", "yellow"),
+    ("[PHASE 4] Task imbalance", "yellow"),
+    ("[PHASE 4] Task balance: Tasks balanced", "green"),
+    ("  Task balance: Tasks balanced", "green"),
+    (f"  Task balance:   {RatioBand.HEALTHY.label}", "green"),
+    (f"  Task balance:   {RatioBand.COLLAPSE.label}", _RED),
+    (f"  Task balance:   {RatioBand.UNDEFINED.label}", _RED),
+    ("  Task balance:   no verdict", ""),
+    ("  Task balance:   ", "yellow"),
+    (f"  Gradient norms: {NormBand.HEALTHY.label}", "green"),
+    (f"  Gradient norms: {NormBand.EXPLODING.label}", _RED),
+    (f"  Gradient norms: {NormBand.NONFINITE.label}", _RED),
+    (f"  Gradient norms: {NormBand.VANISHING.label}", "yellow"),
+    (f"  Gradient norms: {NormBand.LARGE.label}", "yellow"),
+    ("  Worst logged norm band", "yellow"),
+    ("    --loss", "bold"),
+    ("[PHASE 4] Gradient", "bold"),
+    ("Recommended action:", "bold"),
+    ("=== Run", "bold"),
+)
 
 
-def _band_style(band: RatioBand) -> str:
-    return {
-        RatioBand.HEALTHY: "green",
-        RatioBand.MINOR: "yellow",
-        RatioBand.SIGNIFICANT: "yellow",
-        RatioBand.COLLAPSE: "bold red",
-        RatioBand.UNDEFINED: "bold red",
-    }[band]
-
-
-def _norm_style(band: NormBand) -> str | None:
-    if band in (NormBand.EXPLODING, NormBand.NONFINITE):
-        return "bold red"
-    if band in (NormBand.VANISHING, NormBand.LARGE):
+def line_style(line: str) -> str:
+    """The Rich style of one report line on a terminal ("" for none)."""
+    for prefix, style in _STYLES:
+        if line.startswith(prefix):
+            return style
+    if line.endswith("Gradient Stats:"):
+        return "bold"
+    if "(healthy range:" in line:
         return "yellow"
-    return None
+    return ""
 
 
 def format_text(report: Report) -> str:
     """The report as plain text, newline-terminated."""
-    return "".join(line.text + "\n" for line in report_lines(report))
+    return "\n".join(report_lines(report)) + "\n"
