@@ -123,16 +123,6 @@ def _analyse_run(rows: pl.DataFrame, run_id: str, path: str, options: Options) -
             .drop("i")
         )
 
-    if len(tasks) > 2:
-        norms = [pl.col(c) for c in norm_cols.values()]
-        total = pl.sum_horizontal(norms)
-        usable = pl.all_horizontal(n.is_finite() & (n >= 0) for n in norms) & (total > 0)
-        table = table.with_columns(
-            **{
-                f"share:{t}": pl.when(pl.col("has_balance") & usable).then(pl.col(c) / total)
-                for t, c in norm_cols.items()
-            }
-        )
     n = table.height
     col = {name: table.get_column(name).to_list() for name in table.columns}
     mean_norm = col["mean_norm"]
@@ -166,9 +156,9 @@ def _analyse_run(rows: pl.DataFrame, run_id: str, path: str, options: Options) -
         imbalance=[r is not None and outside(r) for r in ratio],
         window_mean=window_mean,
         verdict=[check(w) if b else None for w, b in zip(window_mean, has_balance)],
-        shares={t: col[f"share:{t}"] for t in tasks} if len(tasks) > 2 else None,
+        shares=_shares_columns(tasks, [col[norm_cols[t]] for t in tasks], has_balance),
     )
-    summary = _summarise(table, events, tasks)
+    summary = _summarise(table, events, tasks, options.window)
     recommendation = _recommend(table, summary, tasks, pair, norm_cols, weight_cols, meta, options)
     tags = {
         t["key"]: t["value"] for t in (meta.get("tags") or []) if t and t.get("key") is not None
@@ -189,6 +179,19 @@ def _analyse_run(rows: pl.DataFrame, run_id: str, path: str, options: Options) -
     )
 
 
+def _shares_columns(
+    tasks: list[str], norms: list[list[float | None]], has_balance: list[bool]
+) -> dict[str, list[float | None]] | None:
+    if len(tasks) <= 2:
+        return None
+    columns: dict[str, list[float | None]] = {t: [] for t in tasks}
+    for row, sampled in zip(zip(*norms), has_balance):
+        shares = classify.shares(dict(zip(tasks, row))) if sampled else None
+        for t in tasks:
+            columns[t].append(None if shares is None else shares[t])
+    return columns
+
+
 def _label(epoch: int | None, step: int | None, by_steps: bool) -> str:
     if (by_steps or epoch is None) and step is not None:
         return f"Step {step}"
@@ -197,7 +200,7 @@ def _label(epoch: int | None, step: int | None, by_steps: bool) -> str:
     return "Event"
 
 
-def _summarise(table: pl.DataFrame, events: Events, tasks: list[str]) -> Summary:
+def _summarise(table: pl.DataFrame, events: Events, tasks: list[str], window: int) -> Summary:
     finite = pl.col("mean_norm").is_finite() & pl.col("max_norm").is_finite()
     stats = (
         table.filter(pl.col("mean_norm").is_not_null())
@@ -243,10 +246,13 @@ def _summarise(table: pl.DataFrame, events: Events, tasks: list[str]) -> Summary
 
     final_shares = None
     if events.shares is not None:
-        window = [i for i in balance_rows if events.ratio[i] is not None][-10:]
-        columns = {t: [events.shares[t][i] for i in window] for t in tasks}
-        if window and all(v is not None for values in columns.values() for v in values):
-            final_shares = {t: math.fsum(v) / len(v) for t, v in columns.items()}
+        first = events.shares[tasks[0]]
+        last = [i for i in balance_rows if events.ratio[i] is not None and first[i] is not None]
+        last = last[-window:]
+        if last:
+            final_shares = {
+                t: math.fsum(events.shares[t][i] for i in last) / len(last) for t in tasks
+            }
     return Summary(
         n_events=len(events),
         n_stats=stats["n"],

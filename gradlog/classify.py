@@ -271,3 +271,14 @@ def default_pair(tasks: Sequence[str]) -> tuple[str, str] | None:
     if len(tasks) >= 2:
         return (tasks[0], tasks[1])
     return None
+
+
+def shares(norms: Mapping[str, float | None]) -> dict[str, float] | None:
+    """Each task's share of the summed norms; None when a norm is missing, negative or non-finite."""
+    values = list(norms.values())
+    if any(v is None or not math.isfinite(v) or v < 0 for v in values):
+        return None
+    total = math.fsum(values)
+    if total <= 0:
+        return None
+    return {t: v / total for t, v in norms.items()}

@@ -175,13 +175,28 @@ def convert(
     typer.echo(f"Wrote {n} records to {output}", err=True)
 
 
+def _click_exception() -> type[Exception]:
+    # Typer vendors Click; its exception base is reachable through Typer's public BadParameter.
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
 def main() -> None:
-    """Entry point: gradlog's own errors become one line on stderr and exit code 2."""
+    """Entry point: every error becomes one line on stderr and exit code 2, never a traceback."""
     try:
-        app()  # standalone: usage errors print themselves and exit 2
+        code = app(standalone_mode=False)
     except GradlogError as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        sys.exit(2)
+        _fail(str(exc))
+    except _click_exception() as exc:
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            typer.echo(ctx.get_help())
+            sys.exit(2)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        _fail(f"{exc.format_message()}{hint}")
+    except typer.Abort:
+        _fail("aborted", code=130)
+    except KeyboardInterrupt:
+        sys.exit(130)
     except BrokenPipeError:
         # the reader of a pipe (head, less) went away: not an error of ours
         sys.stderr.close()
@@ -189,8 +204,10 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - promise: one line, never a traceback
         if os.environ.get("GRADLOG_DEBUG"):
             raise
-        typer.echo(
-            f"Error: internal error: {type(exc).__name__}: {exc} (set GRADLOG_DEBUG=1 for details)",
-            err=True,
-        )
-        sys.exit(2)
+        _fail(f"internal error: {type(exc).__name__}: {exc} (set GRADLOG_DEBUG=1 for details)")
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"Error: {message}", err=True)
+    sys.exit(code)

@@ -122,3 +122,15 @@ def summary_lines(
     else:
         lines.append(f"  Task balance: {phrase}")
     return lines
+
+
+def nonfinite_summary_line(n_nonfinite: int, n_stats: int) -> str:
+    return (
+        f"  WARNING: Non-finite gradient norms in {n_nonfinite} of {n_stats} "
+        "logged events (left out above)"
+    )
+
+
+def shares_line(shares: dict[str, float]) -> str:
+    """Each task's share of the summed task norms (runs with three or more tasks)."""
+    return "Task shares: " + ", ".join(f"{title(t)} {100 * v:.1f}%" for t, v in shares.items())

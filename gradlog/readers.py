@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 import sys
 import zlib
@@ -31,6 +32,7 @@ from gradlog.writers import journal_path
 
 PARQUET_MAGIC = b"PAR1"
 GZIP_MAGIC = b"\x1f\x8b"
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass
@@ -130,6 +132,8 @@ def _conform_parquet(frame: pl.DataFrame, name: str) -> pl.DataFrame:
 
 
 def _read_json_bytes(data: bytes, name: str, notes: list[str]) -> LoadedLog:
+    if data.startswith(UTF8_BOM):  # editors on Windows add one; it is not part of the JSON
+        data = data[len(UTF8_BOM) :]
     if not data.strip():
         raise LogFormatError("empty log (no records)", name)
     data = _drop_partial_last_line(data, name, notes)
@@ -138,6 +142,7 @@ def _read_json_bytes(data: bytes, name: str, notes: list[str]) -> LoadedLog:
         # fails here and takes the slower path, which reads floats as text and checks them.
         frame = pl.read_ndjson(data, schema=storage_schema())
     except Exception:  # noqa: BLE001
+        data = _scan_lines(data, name, notes)
         frame = _read_json_tokens(data, name)
     _check_columns(frame, name, lines=data)
     return LoadedLog(name, frame, notes)
@@ -147,11 +152,16 @@ def _read_json_tokens(data: bytes, name: str) -> pl.DataFrame:
     try:
         raw = pl.read_ndjson(data, schema=json_schema())
     except Exception as exc:  # noqa: BLE001 - find the line ourselves, whatever Polars raised
-        _diagnose(data, name)
-        raise LogFormatError(f"cannot be read as JSON Lines ({exc})", name) from exc
+        _scan_lines(data, name, [])
+        raise LogFormatError(f"cannot be read as JSON Lines ({_first_line(exc)})", name) from exc
     frame = raw.with_columns(_cast_floats()).cast(storage_schema(), strict=False)
     _check_floats(raw, frame, data, name)
     return frame
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _drop_partial_last_line(data: bytes, name: str, notes: list[str]) -> bytes:
@@ -183,7 +193,7 @@ def _check_floats(raw: pl.DataFrame, frame: pl.DataFrame, data: bytes, name: str
     """A float column that came back null where the text was not: a value that is no number."""
     for column in FLOAT_FIELDS:
         if (raw.get_column(column).is_not_null() & frame.get_column(column).is_null()).any():
-            _diagnose(data, name)
+            _scan_lines(data, name, [])
     nested = [
         pl.col(column)
         .list.eval(pl.element().struct.field(name).is_not_null())
@@ -200,7 +210,7 @@ def _check_floats(raw: pl.DataFrame, frame: pl.DataFrame, data: bytes, name: str
     before = raw.select(nested).row(0)
     after = frame.select(nested).row(0)
     if before != after:
-        _diagnose(data, name)
+        _scan_lines(data, name, [])
 
 
 def _check_columns(frame: pl.DataFrame, name: str, lines: bytes | None) -> None:
@@ -212,7 +222,7 @@ def _check_columns(frame: pl.DataFrame, name: str, lines: bytes | None) -> None:
     if not any(bad.values()):
         return
     if lines is not None:
-        _diagnose(lines, name)
+        _scan_lines(lines, name, [])
     row = (
         frame.with_row_index()
         .filter(
@@ -227,21 +237,58 @@ def _check_columns(frame: pl.DataFrame, name: str, lines: bytes | None) -> None:
     raise LogFormatError(problem[1], name, None, problem[0])
 
 
-def _diagnose(data: bytes, name: str) -> None:
-    """Raise a LogFormatError naming the first invalid line, if the slow check finds one."""
+MAX_NOTED_LINES = 5
+
+
+def _scan_lines(data: bytes, name: str, notes: list[str]) -> bytes:
+    """Check every line in Python; the slow path, taken only when the fast read failed.
+
+    A line that is not JSON at all (cut short or corrupted, e.g. by a crash before a later run
+    appended to the file) is skipped with a note. A JSON record that breaks the schema (a
+    wrong type, an unknown version, a bare NaN) stops the read with its line and field: that
+    is a writer's bug, not an accident, and guessing would hide it. Returns the kept lines.
+    """
+    kept: list[bytes] = []
+    skipped: list[tuple[int, str]] = []
     for number, line in enumerate(data.split(b"\n"), start=1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line, parse_constant=_reject_constant)
+            obj = json.loads(line, parse_constant=_reject_constant, parse_float=_parse_float)
+        except _SchemaViolation as exc:
+            raise LogFormatError(str(exc), name, number) from None
         except UnicodeDecodeError as exc:
-            raise LogFormatError(f"not UTF-8 text ({exc.reason})", name, number) from None
+            skipped.append((number, f"not UTF-8 text ({exc.reason})"))
+            continue
         except ValueError as exc:
-            raise LogFormatError(f"not valid JSON ({exc})", name, number) from None
+            skipped.append((number, f"not valid JSON ({exc})"))
+            continue
         problem = validate_record(obj)
         if problem is not None:
             raise LogFormatError(problem[1], name, number, problem[0])
+        kept.append(line)
+    if not kept:
+        number, reason = skipped[0] if skipped else (None, "no records")
+        raise LogFormatError(reason, name, number)
+    for number, reason in skipped[:MAX_NOTED_LINES]:
+        notes.append(f"{name}:{number}: skipped a line that is {reason}")
+    if len(skipped) > MAX_NOTED_LINES:
+        notes.append(f"{name}: skipped {len(skipped) - MAX_NOTED_LINES} more broken lines")
+    return b"\n".join(kept) + b"\n"
+
+
+class _SchemaViolation(ValueError):
+    """Valid-looking JSON that no gradlog writer produces."""
 
 
 def _reject_constant(token: str) -> float:
-    raise ValueError(f'bare {token} is not JSON; gradlog logs write it as the string "{token}"')
+    raise _SchemaViolation(
+        f'bare {token} is not JSON; gradlog logs write it as the string "{token}"'
+    )
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _SchemaViolation(f"number {text[:40]} is out of range for a 64-bit float")
+    return value

@@ -10,9 +10,11 @@ import datetime as _dt
 import math
 import os
 import socket
+import statistics
 import sys
 import time
 import uuid
+from collections import deque
 from collections.abc import Mapping
 from typing import IO, Any
 
@@ -143,7 +145,11 @@ class GradientRecorder:
         self._echo: IO[str] | None = sys.stdout if echo is True else (echo or None)
         self._window = window
         self._min_samples = min_samples
-        self._ratios: list[float] = []
+        self._ratios: deque[float] = deque(maxlen=window)  # the echo's collapse window
+        self._echo_means: list[float] = []  # finite logged mean norms, for the echo's summary
+        self._echo_maxes: list[float] = []
+        self._echo_stats = 0
+        self._shares: deque[dict[str, float]] = deque(maxlen=window)
         self._pair = classify.default_pair(tasks)
         self._calls = 0
         self._done_epochs: dict[str, int] = {}
@@ -329,6 +335,10 @@ class GradientRecorder:
             else f"Epoch {record['epoch']}"
         )
         if "mean_norm" in record:
+            self._echo_stats += 1
+            if math.isfinite(record["mean_norm"]) and math.isfinite(record["max_norm"]):
+                self._echo_means.append(record["mean_norm"])
+                self._echo_maxes.append(record["max_norm"])
             lines += messages.stats_block(
                 label,
                 record["mean_norm"],
@@ -348,8 +358,14 @@ class GradientRecorder:
                 self._ratios.append(r)
                 if classify.outside_healthy_range(r):
                     lines += [*messages.imbalance_lines(when, num, den, r), ""]
-            mean = classify.window_mean(self._ratios, self._window, self._min_samples)
-            lines += [messages.collapse_line(classify.collapse_check(mean), num, den, mean), ""]
+            mean = classify.window_mean(list(self._ratios), self._window, self._min_samples)
+            lines.append(messages.collapse_line(classify.collapse_check(mean), num, den, mean))
+            shares = classify.shares(norms) if len(self.tasks) > 2 else None
+            if shares is not None:
+                lines.append(messages.shares_line(shares))
+                if r is not None:
+                    self._shares.append(shares)
+            lines.append("")
         if lines:
             self._print(lines)
 
@@ -358,10 +374,36 @@ class GradientRecorder:
         self._writer.flush()
 
     def close(self) -> None:
-        """Finish the log. Safe to call twice."""
+        """Finish the log (and echo the summary, as the original did at the end). Idempotent."""
         if not self._closed:
             self._closed = True
             self._writer.close()
+            if self._echo is not None:
+                self._print(self._summary_lines())
+
+    def _summary_lines(self) -> list[str]:
+        means, maxes = self._echo_means, self._echo_maxes
+        num, den = self._pair or ("", "")
+        mean = classify.window_mean(list(self._ratios), self._window, self._min_samples)
+        lines = messages.summary_lines(
+            statistics.fmean(means) if means else None,
+            statistics.pstdev(means) if means else None,
+            statistics.fmean(maxes) if maxes else None,
+            max(maxes) if maxes else None,
+            classify.collapse_check(mean),
+            num,
+            den,
+            mean,
+        )
+        if self._echo_stats > len(means):
+            lines.append(
+                messages.nonfinite_summary_line(self._echo_stats - len(means), self._echo_stats)
+            )
+        if self._shares:
+            n = len(self._shares)
+            final = {t: math.fsum(s[t] for s in self._shares) / n for t in self.tasks}
+            lines.append("  " + messages.shares_line(final))
+        return lines
 
     def __enter__(self) -> GradientRecorder:
         return self

@@ -126,13 +126,29 @@ def decode_float(value: Any) -> float | None:
         raise ValueError(f"expected a number, got {value!r}")
     if isinstance(value, (int, float)):
         return float(value)
-    if isinstance(value, str) and value in NONFINITE_TOKENS:
-        return NONFINITE_TOKENS[value]
+    if isinstance(value, str):
+        if value in NONFINITE_TOKENS:
+            return NONFINITE_TOKENS[value]
+        try:
+            return float(value)  # numeric text: read leniently, as Polars' cast does
+        except ValueError:
+            pass
     raise ValueError(f"expected a number, got {value!r}")
+
+
+INT64_RANGE = (-(2**63), 2**63 - 1)
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int_problem(value: Any) -> str | None:
+    if not _is_int(value):
+        return f"expected an integer, got {value!r:.60}"
+    if not INT64_RANGE[0] <= value <= INT64_RANGE[1]:
+        return f"integer {value!s:.40} is out of the 64-bit range"
+    return None
 
 
 def _check_float(value: Any) -> str | None:
@@ -185,8 +201,9 @@ def validate_record(obj: Any) -> tuple[str | None, str] | None:
     if obj["kind"] not in (KIND_RUN, KIND_EVENT):
         return "kind", f"expected 'run' or 'event', got {obj['kind']!r:.60}"
     for key in INT_FIELDS:
-        if obj.get(key) is not None and not _is_int(obj[key]):
-            return key, f"expected an integer, got {obj[key]!r:.60}"
+        problem = None if obj.get(key) is None else _int_problem(obj[key])
+        if problem:
+            return key, problem
     for key in FLOAT_FIELDS:
         problem = _check_float(obj.get(key))
         if problem:
@@ -209,8 +226,9 @@ def validate_record(obj: Any) -> tuple[str | None, str] | None:
         ):
             return "meta.tasks", f"expected a list of task names, got {tasks!r:.60}"
         for key in META_INT_FIELDS:
-            if meta.get(key) is not None and not _is_int(meta[key]):
-                return f"meta.{key}", f"expected an integer, got {meta[key]!r:.60}"
+            problem = None if meta.get(key) is None else _int_problem(meta[key])
+            if problem:
+                return f"meta.{key}", problem
         for key in META_STRING_FIELDS:
             if meta.get(key) is not None and not isinstance(meta[key], str):
                 return f"meta.{key}", f"expected a string, got {meta[key]!r:.60}"

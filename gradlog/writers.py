@@ -21,10 +21,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gradlog.errors import RecorderConfigError
+from gradlog.errors import GradlogError, RecorderConfigError
 from gradlog.schema import Record, encode_float
 
 JOURNAL_SUFFIX = ".journal"
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        if fh.tell() == 0:
+            return True
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n"
 
 
 def journal_path(path: str | os.PathLike[str]) -> Path:
@@ -62,6 +71,10 @@ class JsonlWriter:
         self._fsync = fsync
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self.records_written = 0
+        if not _ends_with_newline(self.path):
+            # A crash cut the last line short: end it, so that our first record starts a line
+            # of its own (readers skip the cut line with a note rather than refuse the log).
+            os.write(self._fd, b"\n")
 
     def write(self, record: Record) -> None:
         if self._fd is None:
@@ -96,32 +109,46 @@ class ParquetWriter:
         snapshot_seconds: float = 30.0,
     ) -> None:
         # Imported here so that importing the recorder stays free of Polars until Parquet is used.
-        from gradlog.frames import records_to_frame, storage_schema
+        from gradlog.frames import records_to_frame
 
         self.path = Path(path)
         if self.path.is_dir():
             raise RecorderConfigError(f"{self.path}: is a directory, expected a log file path")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._to_frame = records_to_frame
         self._fsync = fsync
         self._snapshot_seconds = snapshot_seconds
         self._previous = None
-        if self.path.exists():  # appending a run: keep the rows already there
-            import polars as pl
-
-            try:
-                self._previous = pl.read_parquet(self.path, schema=storage_schema())
-            except Exception as exc:  # noqa: BLE001 - any unreadable file is refused the same way
-                raise RecorderConfigError(
-                    f"{self.path}: exists but is not a readable gradlog Parquet log ({exc}); "
-                    "choose another path"
-                ) from exc
+        if self.path.exists() or journal_path(self.path).exists():
+            self._previous = self._recover()
         self._records: list[Record] = []
-        self._journal = JsonlWriter(journal_path(self.path), fsync=fsync)
+        self._journal: JsonlWriter | None = JsonlWriter(journal_path(self.path), fsync=fsync)
         self._last_snapshot = time.monotonic()
         self._dirty = False
         self.records_written = 0
 
+    def _recover(self):
+        """The rows already logged at this path, an interrupted run's journal included.
+
+        They are written out as one complete snapshot before the old journal is removed, so
+        that a second crash cannot lose them either.
+        """
+        from gradlog.readers import read_log
+
+        try:
+            previous = read_log(self.path).frame
+        except GradlogError as exc:
+            raise RecorderConfigError(
+                f"{self.path}: exists but is not a readable gradlog log ({exc}); "
+                "choose another path"
+            ) from exc
+        _write_parquet_atomically(previous, self.path, fsync=self._fsync)
+        journal_path(self.path).unlink(missing_ok=True)
+        return previous
+
     def write(self, record: Record) -> None:
+        if self._journal is None:
+            raise ValueError(f"{self.path}: writer is closed")
         self._journal.write(record)
         self._records.append(record)
         self._dirty = True
@@ -141,12 +168,7 @@ class ParquetWriter:
         frame = self._to_frame(self._records)
         if self._previous is not None:
             frame = pl.concat([self._previous, frame], how="vertical")
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        frame.write_parquet(tmp)
-        if self._fsync:
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        _write_parquet_atomically(frame, self.path, fsync=self._fsync)
         self._last_snapshot = time.monotonic()
         self._dirty = False
 
@@ -157,6 +179,16 @@ class ParquetWriter:
         self._journal.close()
         self._journal.path.unlink(missing_ok=True)
         self._journal = None
+
+
+def _write_parquet_atomically(frame, path: Path, *, fsync: bool) -> None:
+    """Write a temporary file and rename it over ``path``: readers see the old or the new file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    frame.write_parquet(tmp)
+    if fsync:
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 def open_writer(

@@ -50,7 +50,7 @@ def run_lines(run: RunReport) -> list[str]:
             append("")
         append(collapse_line(ev.verdict[i], num, den, ev.window_mean[i]))
         if ev.shares is not None and ev.shares[run.tasks[0]][i] is not None:
-            append(_shares_line({t: ev.shares[t][i] for t in run.tasks}))
+            append(messages.shares_line({t: ev.shares[t][i] for t in run.tasks}))
         append("")
     extend(summary_lines(run))
     append("")
@@ -64,12 +64,6 @@ def _when(label: str) -> str:
 
 def _or_nan(value: float | None) -> float:
     return float("nan") if value is None else value
-
-
-def _shares_line(shares: dict[str, float]) -> str:
-    return "Task shares: " + ", ".join(
-        f"{messages.title(t)} {100 * v:.1f}%" for t, v in shares.items()
-    )
 
 
 def summary_lines(run: RunReport) -> list[str]:
@@ -86,12 +80,9 @@ def summary_lines(run: RunReport) -> list[str]:
         s.final_ratio,
     )
     if s.n_nonfinite:
-        lines.append(
-            f"  WARNING: Non-finite gradient norms in {s.n_nonfinite} of {s.n_stats} "
-            "logged events (left out above)"
-        )
+        lines.append(messages.nonfinite_summary_line(s.n_nonfinite, s.n_stats))
     if s.final_shares:
-        lines.append("  " + _shares_line(s.final_shares))
+        lines.append("  " + messages.shares_line(s.final_shares))
     return lines
 
 
