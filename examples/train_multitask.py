@@ -6,7 +6,8 @@ random walk) into which one of three patterns was injected (a rally, a sell-off 
 squeeze), and two heads share it:
 
 * **pointer** (regression): the start and end bar of the pattern, normalised to [0, 1], predicted
-  as a soft-argmax over the bars and trained with MSE;
+  as a soft-argmax over the bars (or, with ``--pointer-head linear``, by plain linear
+  regression) and trained with MSE;
 * **type** (classification): which of the three patterns it was, trained with cross-entropy.
 
 The loss is ``alpha * type_loss + beta * pointer_loss``, ``--loss-alpha`` weighting the type
@@ -14,22 +15,39 @@ task and ``--loss-beta`` the pointer task, as in the original. The pointer MSE i
 fixed scale (``POINTER_LOSS_SCALE``) chosen so that with the default weights (1, 1) both tasks
 send gradients of about the same size into the shared encoder: a Pointer/Type ratio near 1.
 
-Usage (from the repository root; a default run takes a few seconds on two CPU cores)::
+Usage, from the repository root (a default run takes well under ten seconds on two CPU cores)::
 
-    python examples/train_multitask.py                          # healthy: ratio about 1
-    python examples/train_multitask.py --loss-alpha 0.02        # pointer collapse: ratio > 5
-    python examples/train_multitask.py --loss-beta 0.02         # type collapse: ratio < 0.2
-    python examples/train_multitask.py --loss-alpha 1e-3 --loss-beta 1e-3 --input-scale 1e-3
-                                                                # vanishing gradients
-    python examples/train_multitask.py --optimizer sgd --lr 50 --loss-alpha 50 --loss-beta 50
-                                                                # exploding, then NaN
-    python examples/train_multitask.py --no-monitor-gradients   # plain training, no log
+    # Healthy: Pointer/Type gradient ratio about 1, mean gradient norm about 0.1.
+    python examples/train_multitask.py
 
-then analyse the log with ``gradlog report runs/train.jsonl``. With ``--monitor-gradients`` (the
-default) a :class:`gradlog.GradientRecorder` measures each task's gradient norm every
-``--balance-freq`` epochs and the global per-parameter norms every ``--gradient-log-freq``
-epochs, writes them to ``--out`` (``.jsonl`` or ``.parquet``) and, with ``--echo``, prints the
-original's ``[PHASE 4]`` lines as it goes. Every run is deterministic given ``--seed``.
+    # Pointer collapse: the type loss weighted down 50x, ratio far above 5.
+    python examples/train_multitask.py --loss-alpha 0.02 --loss-beta 1
+
+    # Type collapse: the pointer loss weighted down 50x, ratio far below 0.2.
+    python examples/train_multitask.py --loss-alpha 1 --loss-beta 0.02
+
+    # Vanishing gradients: both losses scaled by 0.01, mean norm about 0.001. (Adam rescales
+    # its steps, so the model still trains; the log shows the gradients as they were.)
+    python examples/train_multitask.py --loss-alpha 0.01 --loss-beta 0.01
+
+    # Exploding gradients, then inf and NaN from epoch 8: SGD with a learning rate too large
+    # for the unbounded linear pointer head; statistics every 2 epochs to watch it grow.
+    python examples/train_multitask.py --pointer-head linear --optimizer sgd --lr 0.1 \
+        --gradient-log-freq 2 --balance-freq 2
+
+    # Plain training: no recorder, no log.
+    python examples/train_multitask.py --no-monitor-gradients
+
+then analyse the log with ``gradlog report runs/train.jsonl``. A run is appended to an existing
+log, so give each run its own ``--out`` (``.jsonl`` or ``.parquet``).
+
+With ``--monitor-gradients`` (the default) a :class:`gradlog.GradientRecorder` measures each
+task's gradient norm on the first batch of every ``--balance-freq``-th epoch and the global
+per-parameter norms every ``--gradient-log-freq``-th epoch, writes them to ``--out`` and, with
+``--echo`` (the default), prints the original's ``[PHASE 4]`` lines as it goes. Progress is
+printed every 10 epochs (every epoch with ``--verbose``). Every run is deterministic given
+``--seed``. Tests can import this file (``runpy.run_path`` or ``importlib``) and call
+``make_data``, ``MultiTaskLSTM``, ``train(build_parser().parse_args([...]))`` or ``main([...])``.
 """
 
 from __future__ import annotations
@@ -72,7 +90,7 @@ class Dataset:
 
 
 def make_data(
-    n: int = 256,
+    n: int = 512,
     seq_len: int = 32,
     *,
     seed: int = 0,
@@ -192,7 +210,8 @@ def task_losses(
 
 @torch.no_grad()
 def evaluate(model: MultiTaskLSTM, data: Dataset) -> dict[str, float]:
-    """Type accuracy and mean absolute pointer error (in bars) over ``data``."""
+    """Type accuracy and mean absolute pointer error (in bars) over ``data`` (here the training
+    set: the script demonstrates gradients, not generalisation)."""
     model.eval()
     pred_pointers, logits = model(data.x)
     model.train()
@@ -221,20 +240,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--gradient-log-freq", type=int, default=10, help="global gradient stats every N epochs"
     )
     p.add_argument("--balance-freq", type=int, default=5, help="task balance every N epochs")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=30, help="training epochs (numbered from 1)")
     p.add_argument("--out", default="runs/train.jsonl", help="log path (.jsonl or .parquet)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run-id", default=None, help="id of the run in the log (default: random)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seeds the data, the model and the shuffling"
+    )
     p.add_argument("--lr", type=float, default=4e-3, help="initial learning rate (cosine decay)")
-    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="optimizer")
     p.add_argument("--samples", type=int, default=512, help="training sequences")
     p.add_argument("--seq-len", type=int, default=32, help="bars per sequence")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=256, help="sequences per step")
     p.add_argument("--hidden", type=int, default=24, help="LSTM hidden size per direction")
     p.add_argument(
         "--input-scale",
         type=float,
         default=1.0,
-        help="multiply the inputs (tiny: vanishing gradients; huge: saturated LSTM)",
+        help="multiply the inputs (tiny ones starve the LSTM, huge ones saturate it)",
     )
     p.add_argument("--init-scale", type=float, default=1.0, help="multiply the initial weights")
     p.add_argument(
@@ -264,9 +286,11 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
     for name in ("epochs", "samples", "batch_size", "hidden", "gradient_log_freq", "balance_freq"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.seq_len < 16:
+        parser.error("--seq-len must be at least 16")
     if args.threads < 0:
         parser.error("--threads must be 0 (torch's default) or more")
-    for name in ("loss_alpha", "loss_beta", "lr", "input_scale"):
+    for name in ("loss_alpha", "loss_beta", "lr", "input_scale", "init_scale"):
         value = getattr(args, name)
         if not (math.isfinite(value) and value > 0):
             parser.error(f"--{name.replace('_', '-')} must be a positive number")
@@ -307,6 +331,7 @@ def train(args: argparse.Namespace) -> dict[str, object]:
             log_every=args.gradient_log_freq,
             balance_every=args.balance_freq,
             echo=args.echo,
+            run_id=args.run_id,
             tags={
                 "model": "multitask_lstm",
                 "script": "examples/train_multitask.py",

@@ -295,6 +295,16 @@ def _recommend(
     if pair is None or ratio_band is None or ratio_band is RatioBand.HEALTHY:
         return none
     num, den = pair
+    last_sample = table.filter(pl.col("has_balance")).tail(1)
+    if norm_band is NormBand.NONFINITE or last_sample.get_column("ratio").is_null().any():
+        # Weights computed from the last finite samples of a run that then diverged would be
+        # absurd (they scale with the blow-up): the divergence is the thing to fix first.
+        reason = "the run diverged (non-finite gradient norms); fix that before rebalancing"
+        final = summary.final_ratio if summary.final_ratio is not None else 1.0
+        dominant, starved = (num, den) if final >= 1 else (den, num)
+        return Recommendation(
+            ratio_band, norm_band, dominant, starved, None, None, False, None, reason
+        )
     window = table.filter(pl.col("ratio").is_not_null()).tail(options.window)
     # Each task's norm relative to the ratio's denominator, averaged over the window: for the
     # numerator this is exactly the window mean ratio the report prints.

@@ -70,6 +70,7 @@ class Recommendation:
     weights: dict[str, float] | None  # loss weights that would have balanced the last window
     weights_assumed: bool  # the log carried no weights; 1.0 was assumed
     flags: str | None  # the weights as command-line flags
+    withheld: str | None = None  # why no weights are suggested for an imbalanced run
 
 
 @dataclass(frozen=True)

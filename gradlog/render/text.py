@@ -102,13 +102,15 @@ def recommendation_lines(run: RunReport) -> list[str]:
         lines.append("  Gradient norms: no verdict (no gradient statistics logged)")
     else:
         if r.norm_band is NormBand.NONFINITE:
-            mean = "non-finite"
+            mean = f"in {s.n_nonfinite} of {s.n_stats} logged events"
         else:
             mean = f"mean {messages.fmt4(s.mean_norm_mean)}"
         lines.append(f"  Gradient norms: {r.norm_band.label} ({mean}): {r.norm_band.action}")
     worst = s.worst_norm_band
     if worst is not None and worst.warns and worst is not r.norm_band:
         lines.append(f"  Worst logged norm band: {worst.label}: {worst.action}")
+    if r.withheld is not None:
+        lines.append(f"  No weights suggested: {r.withheld}")
     if r.weights is not None:
         last = min(run.window, s.n_balance - s.n_undefined)
         lines.append(f"  Weights that would have balanced the last {last} balance samples:")
