@@ -16,10 +16,13 @@ class LogFormatError(GradlogError):
         path: str | None = None,
         line: int | None = None,
         field: str | None = None,
+        *,
+        row: int | None = None,
     ) -> None:
         self.path = path
         self.line = line
         self.field = field
+        self.row = row  # 1-based row of a Parquet file (which has no lines)
         self.reason = message
         where = ""
         if path is not None:
@@ -27,6 +30,8 @@ class LogFormatError(GradlogError):
             if line is not None:
                 where += f":{line}"
             where += ": "
+        if row is not None:
+            where += f"row {row}: "
         if field is not None:
             where += f"field '{field}': "
         super().__init__(where + message)

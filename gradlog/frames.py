@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import polars as pl
 
 from gradlog.schema import (
+    CONFLICT_FLOAT_FIELDS,
     FLOAT_FIELDS,
     INT_FIELDS,
     META_INT_FIELDS,
@@ -32,6 +33,8 @@ COLUMNS = (
     "layers",
     "tasks",
     "meta",
+    "conflicts",
+    "rank",
 )
 
 
@@ -53,6 +56,11 @@ def _schema(float_dtype: pl.DataType) -> dict[str, pl.DataType]:
     dtypes["layers"] = pl.List(pl.Struct({"name": pl.String, "norm": float_dtype}))
     dtypes["tasks"] = pl.List(task)
     dtypes["meta"] = meta
+    dtypes["conflicts"] = pl.List(
+        pl.Struct(
+            {"a": pl.String, "b": pl.String, **{f: float_dtype for f in CONFLICT_FLOAT_FIELDS}}
+        )
+    )
     return {name: dtypes[name] for name in COLUMNS}
 
 

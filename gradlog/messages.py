@@ -134,3 +134,20 @@ def nonfinite_summary_line(n_nonfinite: int, n_stats: int) -> str:
 def shares_line(shares: dict[str, float]) -> str:
     """Each task's share of the summed task norms (runs with three or more tasks)."""
     return "Task shares: " + ", ".join(f"{title(t)} {100 * v:.1f}%" for t, v in shares.items())
+
+
+def conflict_line(a: str, b: str, mean: float, n: int, action: str) -> str:
+    """A pair in sustained gradient conflict, in the "Recommended action" section."""
+    return f"  Gradient conflict: {title(a)}/{title(b)} cosine {fmt2(mean)} over the last {n} samples: {action}"
+
+
+def tasks_line(
+    dominant: str, dominant_share: float, starved: str, starved_share: float, r: float | None
+) -> str:
+    """Three or more tasks: the dominant and the starved task, in "Recommended action"."""
+    ratio = "undefined" if r is None else fmt2(r)
+    return (
+        f"  Tasks:          {title(dominant)} dominant ({100 * dominant_share:.1f}%), "
+        f"{title(starved)} starved ({100 * starved_share:.1f}%); "
+        f"{title(dominant)}/{title(starved)} ratio {ratio}"
+    )

@@ -1,7 +1,9 @@
 """The recorder: decides when to measure, turns norms into records, hands them to a writer.
 
-Measuring lives in :mod:`gradlog.norms`, storage in :mod:`gradlog.writers`, judging in
-:mod:`gradlog.classify`; this module only schedules and assembles.
+Measuring lives in :mod:`gradlog.norms` (parameter gradients) and :mod:`gradlog.capture`
+(representation gradients), storage in :mod:`gradlog.writers`, ranks in
+:mod:`gradlog.distributed`, the live echo in :mod:`gradlog.echo`; this module only schedules
+and assembles. docs/recorder.md explains the two measurement modes.
 """
 
 from __future__ import annotations
@@ -10,23 +12,38 @@ import datetime as _dt
 import math
 import os
 import socket
-import statistics
 import sys
 import time
 import uuid
-from collections import deque
 from collections.abc import Mapping
+from pathlib import Path
 from typing import IO, Any
 
 import torch
 
-from gradlog import __version__, classify, messages
+from gradlog import __version__, classify, distributed
+from gradlog.capture import RepresentationCapture, first_tensor
+from gradlog.echo import LiveEcho
 from gradlog.errors import RecorderConfigError
-from gradlog.norms import parameter_grad_norms, task_grad_norms
+from gradlog.norms import (
+    norms_and_cosines,
+    parameter_grad_norms,
+    parameter_gram,
+    task_parameter_grads,
+)
 from gradlog.schema import KIND_EVENT, KIND_RUN, SCHEMA_VERSION, Record
-from gradlog.writers import open_writer
+from gradlog.writers import NullWriter, check_log_path, open_writer
 
-__all__ = ["GradientRecorder"]
+__all__ = ["GradientRecorder", "PARAMETERS", "REPRESENTATION"]
+
+PARAMETERS = "parameters"
+REPRESENTATION = "representation"
+MODES = (PARAMETERS, REPRESENTATION)
+
+# With a step cadence the log is buffered by default: at most this many records, or this many
+# seconds (checked when a record is written), stay in memory before one write.
+DEFAULT_BUFFER_RECORDS = 1000
+DEFAULT_FLUSH_SECONDS = 10.0
 
 
 def _positive_or_none(name: str, value: int | None) -> int | None:
@@ -37,8 +54,14 @@ def _positive_or_none(name: str, value: int | None) -> int | None:
     return value
 
 
+def _rank_path(path: str | os.PathLike[str], rank: int) -> Path:
+    """``runs/train.jsonl`` -> ``runs/train.rank1.jsonl`` (the per-rank file of rank 1)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
+
+
 class GradientRecorder:
-    """Records per-task gradient norms and global gradient statistics of a multi-task model.
+    """Records per-task gradient norms, gradient conflict and global gradient statistics.
 
     Typical use, replacing ``loss.backward()``::
 
@@ -50,33 +73,54 @@ class GradientRecorder:
                     total = rec.backward({"pointer": lp, "type": lt}, epoch=epoch)
                     optimizer.step()
 
-    Or keep your own backward and call :meth:`record` after it, retaining the graph when a
-    balance measurement is due::
+    The cheap mode, for every step: name the module whose output the task heads share, and
+    per-task gradients are captured by hooks during the one ordinary backward::
 
+        rec = GradientRecorder(model, tasks, "run.jsonl", mode="representation",
+                               shared=model.encoder, log_every_steps=1, balance_every_steps=1)
+
+    To keep your own backward, call :meth:`before_backward` before it (representation mode)
+    or retain the graph when a balance measurement is due (parameter mode), then
+    :meth:`record` after it::
+
+        rec.before_backward(losses, epoch=epoch)
         loss.backward(retain_graph=rec.needs_graph(epoch=epoch))
-        rec.record({"pointer": lp, "type": lt}, epoch=epoch)
+        rec.record(losses, epoch=epoch)
 
     Args:
-        model: the module whose trainable parameters are measured (resolved once, here).
+        model: the module whose trainable parameters are measured (resolved once, here). A
+            ``DistributedDataParallel`` wrapper is looked through; FSDP is refused.
         tasks: task names, in the order reports use (the first two form the default ratio,
-            except that ``pointer``/``type`` are always ``pointer/type``).
+            except that ``pointer``/``type`` are always ``pointer/type``). Any number.
         path: the log file, ``.jsonl`` or ``.parquet``; a run is appended to an existing log.
         weights: the loss weight of each task (default 1.0). ``backward`` trains with them and
-            each task's gradient norm is that of its weighted loss.
+            each task's gradient is that of its weighted loss.
+        mode: ``"parameters"`` (default): each task's gradient over all trainable parameters,
+            one extra backward per task when due. ``"representation"``: each task's gradient
+            with respect to the shared representation, captured during the ordinary backward.
+        shared: representation mode: the module (or its name in ``model``) whose output is the
+            representation the task heads read; or pass ``shared=tensor`` to each call.
         log_every: global statistics every N epochs (default 10; None: not by epoch).
         log_every_steps: global statistics every N steps (default None).
-        balance_every: per-task gradient norms every N epochs (default 5; None: not by epoch).
-        balance_every_steps: per-task gradient norms every N steps (default None).
+        balance_every: per-task gradients every N epochs (default 5; None: not by epoch).
+        balance_every_steps: per-task gradients every N steps (default None).
         layers: also write each parameter's gradient norm (default False: counts only).
         echo: print the documented report lines as they are logged; True for stdout, or a
             text stream.
-        run_id: the run's id (default: a new random id).
+        run_id: the run's id (default: a new random id; under torch.distributed, rank 0's).
         tags: free-form ``str -> str`` metadata to tell runs apart (model, seed, commit, ...).
-        fsync: flush every record to disk (survives power loss, not only a crash).
+        fsync: flush every write to disk (survives power loss, not only a crash).
+        buffer: records kept in memory and written together. Default: 1000 when a step
+            cadence is set, else 0 (one write per record). See docs/recorder.md for what a
+            crash can lose with buffering on.
+        flush_seconds: with a buffer, write it out once its oldest record is this old.
+        per_rank: under torch.distributed, every rank writes its own file
+            (``NAME.rankR.jsonl``, records carrying ``rank``) from its own batch; default:
+            rank 0 alone writes, with task gradients reduced over the ranks.
         window, min_samples: the collapse window of the live echo.
 
     Epoch cadences fire on the first call of an epoch number divisible by N; step cadences on
-    steps divisible by N, ``step`` counting calls from 1 unless passed.
+    steps divisible by N, ``step`` counting calls from 1 unless passed. Both may be set.
     """
 
     def __init__(
@@ -86,6 +130,8 @@ class GradientRecorder:
         path: str | os.PathLike[str],
         *,
         weights: Mapping[str, float] | None = None,
+        mode: str = PARAMETERS,
+        shared: torch.nn.Module | str | None = None,
         log_every: int | None = 10,
         log_every_steps: int | None = None,
         balance_every: int | None = 5,
@@ -95,6 +141,9 @@ class GradientRecorder:
         run_id: str | None = None,
         tags: Mapping[str, Any] | None = None,
         fsync: bool = False,
+        buffer: int | None = None,
+        flush_seconds: float = DEFAULT_FLUSH_SECONDS,
+        per_rank: bool = False,
         window: int = classify.DEFAULT_WINDOW,
         min_samples: int = classify.DEFAULT_MIN_SAMPLES,
     ) -> None:
@@ -128,37 +177,109 @@ class GradientRecorder:
             raise RecorderConfigError("every cadence is None: nothing would ever be logged")
         if window < 1 or min_samples < 1:
             raise RecorderConfigError("window and min_samples must be at least 1")
+        if mode not in MODES:
+            raise RecorderConfigError(f"mode must be one of {MODES}, got {mode!r}")
+        if shared is not None and mode != REPRESENTATION:
+            raise RecorderConfigError("shared= names the representation of mode='representation'")
+        by_steps = bool(self.log_every_steps or self.balance_every_steps)
+        if buffer is None:
+            buffer = DEFAULT_BUFFER_RECORDS if by_steps else 0
+        if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 0:
+            raise RecorderConfigError(
+                f"buffer must be a non-negative number of records (0: unbuffered), got {buffer!r}"
+            )
+        if isinstance(flush_seconds, bool) or not isinstance(flush_seconds, (int, float)):
+            raise RecorderConfigError(f"flush_seconds must be a number, got {flush_seconds!r}")
+        if not flush_seconds > 0:
+            raise RecorderConfigError(f"flush_seconds must be positive, got {flush_seconds!r}")
 
+        inner = distributed.unwrap(model)
+        distributed.refuse_sharded(inner)
         self.model = model
+        self.mode = mode
         self.tasks = tasks
         self.weights = {name: float(weights.get(name, 1.0)) for name in tasks}
         self.layers = layers
-        self.run_id = run_id or uuid.uuid4().hex[:12]
         self._names: list[str] = []
         self._params: list[torch.nn.Parameter] = []
-        for name, param in model.named_parameters():
+        for name, param in inner.named_parameters():
             if param.requires_grad:
                 self._names.append(name)
                 self._params.append(param)
         if not self._params:
             raise RecorderConfigError("the model has no trainable parameters")
-        self._echo: IO[str] | None = sys.stdout if echo is True else (echo or None)
-        self._window = window
-        self._min_samples = min_samples
-        self._ratios: deque[float] = deque(maxlen=window)  # the echo's collapse window
-        self._echo_means: list[float] = []  # finite logged mean norms, for the echo's summary
-        self._echo_maxes: list[float] = []
-        self._echo_stats = 0
-        self._shares: deque[dict[str, float]] = deque(maxlen=window)
-        self._pair = classify.default_pair(tasks)
+        self._shared_name, self._shared_module = self._resolve_shared(inner, shared)
+
+        dist = distributed.current()
+        self.rank, self.world_size = dist if dist is not None else (0, 1)
+        self._distributed = dist is not None
+        self.per_rank = bool(per_rank) and self._distributed
+        # Reduce the task gradients over the ranks unless each rank reports its own batch.
+        self._reduce = self._distributed and not self.per_rank and self.world_size > 1
+        run_id = run_id or uuid.uuid4().hex[:12]
+        self.run_id = distributed.broadcast_text(run_id) if self._distributed else run_id
+
         self._calls = 0
         self._done_epochs: dict[str, int] = {}
-        self._writer = open_writer(path, fsync=fsync)
+        self._pending: tuple[int, Any] | None = None  # (step, measured gram or armed capture)
+        self._capture = RepresentationCapture(len(tasks)) if mode == REPRESENTATION else None
+        self._shared_tensor: torch.Tensor | None = None
+        self._shared_calls = 0
+        self._hook_handle = None
+        writes = self.per_rank or self.rank == 0
+        if self.per_rank:
+            path = _rank_path(path, self.rank)
+        if writes:
+            self._writer = open_writer(
+                path, fsync=fsync, buffer_records=buffer, flush_seconds=flush_seconds
+            )
+        else:  # other ranks measure (the reductions are collective) but write nothing
+            check_log_path(path)
+            self._writer = NullWriter(path)
         self.path = self._writer.path
         self._closed = False
-        self._write(self._run_record(tags or {}))
+        stream = sys.stdout if echo is True else (echo or None)
+        self._echo = None
+        if stream is not None and self.rank == 0:
+            self._echo = LiveEcho(
+                stream, tasks, by_steps=by_steps, window=window, min_samples=min_samples
+            )
+        if self._shared_module is not None:
+            self._hook_handle = self._shared_module.register_forward_hook(self._on_shared)
+        self._write(self._run_record(inner, tags or {}))
         if self._echo is not None:
-            self._print([messages.enabled_line(self.log_every, self.log_every_steps), ""])
+            self._echo.start(self.log_every, self.log_every_steps)
+
+    def _resolve_shared(
+        self, model: torch.nn.Module, shared: torch.nn.Module | str | None
+    ) -> tuple[str | None, torch.nn.Module | None]:
+        if shared is None:
+            return None, None
+        if isinstance(shared, str):
+            try:
+                return shared, model.get_submodule(shared)
+            except AttributeError as exc:
+                raise RecorderConfigError(
+                    f"shared={shared!r}: the model has no submodule of that name"
+                ) from exc
+        if isinstance(shared, torch.nn.Module):
+            for name, module in model.named_modules():
+                if module is shared:
+                    return name or type(model).__name__, module
+            raise RecorderConfigError(
+                f"shared= must be a submodule of the model, got a {type(shared).__name__} "
+                "that is not part of it"
+            )
+        raise RecorderConfigError(
+            f"shared= must be a module of the model or its name, got {type(shared).__name__}"
+        )
+
+    def _on_shared(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        if torch.is_grad_enabled():
+            tensor = first_tensor(output)
+            if tensor is not None and tensor.requires_grad:
+                self._shared_tensor = tensor
+                self._shared_calls += 1
 
     # -- scheduling ---------------------------------------------------------------------------
 
@@ -177,10 +298,17 @@ class GradientRecorder:
                 "pass epoch= to backward()/record(), or set log_every_steps/balance_every_steps"
             )
 
-    def needs_graph(self, *, epoch: int | None = None, step: int | None = None) -> bool:
-        """Whether the next call measures task balance (then keep the graph for :meth:`record`)."""
+    def _balance_due(self, epoch: int | None, step: int | None) -> bool:
         step = self._calls + 1 if step is None else step
         return self._due("balance", self.balance_every, self.balance_every_steps, epoch, step)
+
+    def needs_graph(self, *, epoch: int | None = None, step: int | None = None) -> bool:
+        """Whether :meth:`record` will measure per-parameter task gradients on this step, so
+        that your backward must keep the graph. Always False in representation mode, and once
+        :meth:`before_backward` has measured the step."""
+        if self.mode == REPRESENTATION or self._pending is not None:
+            return False
+        return self._balance_due(epoch, step)
 
     # -- measuring ----------------------------------------------------------------------------
 
@@ -190,18 +318,58 @@ class GradientRecorder:
         *,
         epoch: int | None = None,
         step: int | None = None,
+        shared: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``sum(weight * loss).backward()``, measuring what is due on this step.
 
-        Per-task norms are taken before the backward (with ``autograd.grad``, which leaves
-        ``.grad`` alone), global statistics after it. Returns the weighted total loss.
+        Task gradients are measured around the backward (parameter mode: before it, with
+        ``autograd.grad``, which leaves ``.grad`` alone; representation mode: during it),
+        global statistics after it. ``shared``: the representation tensor, in representation
+        mode without ``shared=`` at construction. Returns the weighted total loss.
         """
-        self._check_losses(losses)
+        self._before(losses, epoch, step, shared, None, exact=True)
         total = sum(self.weights[name] * losses[name] for name in self.tasks)
-        balance = self._measure_balance(losses, epoch, step)
         total.backward()
-        self._finish(losses, epoch, step, balance)
+        self._finish(losses, epoch, step)
         return total
+
+    def before_backward(
+        self,
+        losses: Mapping[str, torch.Tensor],
+        *,
+        epoch: int | None = None,
+        step: int | None = None,
+        shared: torch.Tensor | None = None,
+        total: torch.Tensor | None = None,
+    ) -> None:
+        """Prepare the measurement of this step, before your own backward; then :meth:`record`.
+
+        Parameter mode: measures the per-task gradients now (the graph is still there).
+        Representation mode: hooks the backward that follows. ``total``: the loss your
+        backward starts from, or a tensor it is a constant multiple of (a scaled or
+        accumulated loss); its scale is divided out.
+        """
+        self._before(losses, epoch, step, shared, total, exact=False)
+
+    def _before(self, losses, epoch, step, shared, total, *, exact: bool) -> None:
+        self._check_losses(losses)
+        self._check_epoch(epoch)
+        if self.mode == REPRESENTATION and shared is None and self._shared_module is None:
+            raise RecorderConfigError(
+                "mode='representation' needs the shared representation: "
+                "GradientRecorder(..., shared=model.encoder) or backward(losses, shared=h)"
+            )
+        self._drop_pending()
+        if not self._balance_due(epoch, step):
+            return
+        step = self._calls + 1 if step is None else step
+        ordered = [losses[t] for t in self.tasks]
+        if self.mode == PARAMETERS:
+            self._pending = (step, self._parameter_gram(ordered))
+        else:
+            h = shared if shared is not None else self._take_shared()
+            self._capture.arm(ordered, h, total, exact=exact)
+            self._pending = (step, self._capture)
 
     def record(
         self,
@@ -210,19 +378,35 @@ class GradientRecorder:
         epoch: int | None = None,
         step: int | None = None,
     ) -> None:
-        """Measure what is due, after your own ``backward(retain_graph=rec.needs_graph(...))``."""
+        """Measure what is due, after your own backward (see :meth:`before_backward`)."""
         self._check_losses(losses)
-        try:
-            balance = self._measure_balance(losses, epoch, step)
-        except RuntimeError as exc:
-            if "second time" in str(exc) or "freed" in str(exc):
+        self._check_epoch(epoch)
+        step_no = self._calls + 1 if step is None else step
+        if self._pending is not None and self._pending[0] != step_no:
+            self._drop_pending()  # prepared for another step: never misattribute it
+        if self._pending is None and self._balance_due(epoch, step):
+            if self.mode == REPRESENTATION:
                 raise RuntimeError(
-                    "gradlog needs the graph to measure per-task gradients on this step: call "
-                    "loss.backward(retain_graph=recorder.needs_graph(epoch=..., step=...)), "
-                    "or use recorder.backward(losses)"
-                ) from exc
-            raise
-        self._finish(losses, epoch, step, balance)
+                    "gradlog's representation mode hooks the backward: call "
+                    "recorder.before_backward(losses, epoch=..., step=...) before your "
+                    "backward, or use recorder.backward(losses)"
+                )
+            try:
+                self._pending = (step_no, self._parameter_gram([losses[t] for t in self.tasks]))
+            except RuntimeError as exc:
+                if "second time" in str(exc) or "freed" in str(exc):
+                    raise RuntimeError(
+                        "gradlog needs the graph to measure per-task gradients on this step: "
+                        "call loss.backward(retain_graph=recorder.needs_graph(epoch=..., "
+                        "step=...)), or use recorder.backward(losses)"
+                    ) from exc
+                raise
+        self._finish(losses, epoch, step)
+
+    def _drop_pending(self) -> None:
+        if self._pending is not None and isinstance(self._pending[1], RepresentationCapture):
+            self._pending[1].disarm()
+        self._pending = None
 
     def _check_losses(self, losses: Mapping[str, torch.Tensor]) -> None:
         if self._closed:
@@ -234,19 +418,47 @@ class GradientRecorder:
                 f"losses must hold exactly the tasks {self.tasks}: missing {missing}, unknown {extra}"
             )
 
-    def _measure_balance(self, losses, epoch, step):
-        self._check_epoch(epoch)
-        step = self._calls + 1 if step is None else step
-        if not self._due("balance", self.balance_every, self.balance_every_steps, epoch, step):
-            return None
-        norms = task_grad_norms([losses[t] for t in self.tasks], self._params)
-        return [abs(self.weights[t]) * n for t, n in zip(self.tasks, norms)]
+    def _take_shared(self) -> torch.Tensor:
+        tensor, calls = self._shared_tensor, self._shared_calls
+        if tensor is None:
+            raise RecorderConfigError(
+                f"the shared module {self._shared_name!r} has not run with gradients enabled "
+                "since the last step: its output is the representation gradlog measures"
+            )
+        if calls > 1:
+            raise RecorderConfigError(
+                f"the shared module {self._shared_name!r} ran {calls} times since the last "
+                "step, so its output is not one representation: pass the tensor the task "
+                "heads read as backward(losses, shared=h)"
+            )
+        return tensor
 
-    def _finish(self, losses, epoch, step, balance) -> None:
+    def _parameter_gram(self, ordered: list[torch.Tensor]) -> torch.Tensor:
+        grads = task_parameter_grads(ordered, self._params)
+        if self._reduce:
+            grads = distributed.average_task_grads(grads, self._params, self.world_size)
+        gram = parameter_gram(grads)
+        w = torch.tensor([self.weights[t] for t in self.tasks], dtype=torch.float64)
+        return gram * torch.outer(w, w).to(gram.device)  # the gradients of the weighted losses
+
+    def _finish(self, losses, epoch, step) -> None:
         self._calls += 1
         step = self._calls if step is None else step
+        pending, self._pending = self._pending, None
+        self._shared_tensor, self._shared_calls = None, 0
+        gram = None
+        if pending is not None:
+            measured = pending[1]
+            if isinstance(measured, RepresentationCapture):
+                reduce = None
+                if self._reduce:
+                    world = self.world_size
+                    reduce = lambda g: distributed.sum_gram(g, world)  # noqa: E731
+                gram = measured.gram(reduce)
+            else:
+                gram = measured.tolist()
         stats_due = self._due("stats", self.log_every, self.log_every_steps, epoch, step)
-        if not stats_due and balance is None:
+        if not stats_due and gram is None:
             return
         record: Record = {
             "v": SCHEMA_VERSION,
@@ -256,11 +468,15 @@ class GradientRecorder:
             "epoch": epoch,
             "step": step,
         }
+        if self.per_rank:
+            record["rank"] = self.rank
         if stats_due:
             record.update(self._stats())
             if epoch is not None:
                 self._done_epochs["stats"] = epoch
-        if balance is not None:
+        balance = None
+        if gram is not None:
+            balance, cosines = norms_and_cosines(gram)
             record["tasks"] = [
                 {
                     "name": t,
@@ -270,11 +486,16 @@ class GradientRecorder:
                 }
                 for t, n in zip(self.tasks, balance)
             ]
+            if len(self.tasks) > 1:
+                record["conflicts"] = [
+                    {"a": self.tasks[i], "b": self.tasks[j], "cosine": c}
+                    for (i, j), c in cosines.items()
+                ]
             if epoch is not None:
                 self._done_epochs["balance"] = epoch
         self._write(record)
         if self._echo is not None:
-            self._echo_record(record, balance)
+            self._echo.record(record, balance)
 
     def _stats(self) -> dict[str, Any]:
         index, norms = parameter_grad_norms(self._params)
@@ -294,7 +515,7 @@ class GradientRecorder:
 
     # -- output -------------------------------------------------------------------------------
 
-    def _run_record(self, tags: Mapping[str, Any]) -> Record:
+    def _run_record(self, model: torch.nn.Module, tags: Mapping[str, Any]) -> Record:
         meta = {
             "tasks": self.tasks,
             "log_every": self.log_every,
@@ -303,107 +524,45 @@ class GradientRecorder:
             "balance_every_steps": self.balance_every_steps,
             "weights": [{"name": t, "weight": self.weights[t]} for t in self.tasks],
             "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "mode": "parameters",
-            "model": type(self.model).__name__,
+            "mode": self.mode,
+            "shared": self._shared_name,
+            "world_size": self.world_size if self._distributed else None,
+            "model": type(model).__name__,
             "n_params": sum(p.numel() for p in self._params),
             "host": socket.gethostname(),
             "gradlog_version": __version__,
             "torch_version": torch.__version__,
             "tags": [{"key": str(k), "value": str(v)} for k, v in tags.items()],
         }
-        return {
+        record: Record = {
             "v": SCHEMA_VERSION,
             "run": self.run_id,
             "kind": KIND_RUN,
             "time": time.time(),
             "meta": meta,
         }
+        if self.per_rank:
+            record["rank"] = self.rank
+        return record
 
     def _write(self, record: Record) -> None:
         self._writer.write(record)
 
-    def _print(self, lines: list[str]) -> None:
-        self._echo.write("\n".join(lines) + "\n")
-        self._echo.flush()
-
-    def _echo_record(self, record: Record, balance: list[float] | None) -> None:
-        lines: list[str] = []
-        by_steps = bool(self.log_every_steps or self.balance_every_steps)
-        label = (
-            f"Step {record['step']}"
-            if by_steps or record["epoch"] is None
-            else f"Epoch {record['epoch']}"
-        )
-        if "mean_norm" in record:
-            self._echo_stats += 1
-            if math.isfinite(record["mean_norm"]) and math.isfinite(record["max_norm"]):
-                self._echo_means.append(record["mean_norm"])
-                self._echo_maxes.append(record["max_norm"])
-            lines += messages.stats_block(
-                label,
-                record["mean_norm"],
-                record["max_norm"],
-                record["n_vanishing"],
-                record["n_exploding"],
-            )
-            lines.append("")
-        if balance is not None and self._pair is not None:
-            num, den = self._pair
-            norms = dict(zip(self.tasks, balance))
-            r = classify.ratio(norms[num], norms[den])
-            when = label.lower()
-            if r is None:
-                lines += [messages.undefined_ratio_line(when, num, den, norms[num], norms[den]), ""]
-            else:
-                self._ratios.append(r)
-                if classify.outside_healthy_range(r):
-                    lines += [*messages.imbalance_lines(when, num, den, r), ""]
-            mean = classify.window_mean(list(self._ratios), self._window, self._min_samples)
-            lines.append(messages.collapse_line(classify.collapse_check(mean), num, den, mean))
-            shares = classify.shares(norms) if len(self.tasks) > 2 else None
-            if shares is not None:
-                lines.append(messages.shares_line(shares))
-                if r is not None:
-                    self._shares.append(shares)
-            lines.append("")
-        if lines:
-            self._print(lines)
-
     def flush(self) -> None:
-        """Force everything written so far to disk (and the Parquet file to be rewritten)."""
+        """Write out the buffer and force everything so far to disk (Parquet: a snapshot)."""
         self._writer.flush()
 
     def close(self) -> None:
         """Finish the log (and echo the summary, as the original did at the end). Idempotent."""
         if not self._closed:
             self._closed = True
+            if self._hook_handle is not None:
+                self._hook_handle.remove()
+            if self._capture is not None:
+                self._capture.disarm()
             self._writer.close()
             if self._echo is not None:
-                self._print(self._summary_lines())
-
-    def _summary_lines(self) -> list[str]:
-        means, maxes = self._echo_means, self._echo_maxes
-        num, den = self._pair or ("", "")
-        mean = classify.window_mean(list(self._ratios), self._window, self._min_samples)
-        lines = messages.summary_lines(
-            statistics.fmean(means) if means else None,
-            statistics.pstdev(means) if means else None,
-            statistics.fmean(maxes) if maxes else None,
-            max(maxes) if maxes else None,
-            classify.collapse_check(mean),
-            num,
-            den,
-            mean,
-        )
-        if self._echo_stats > len(means):
-            lines.append(
-                messages.nonfinite_summary_line(self._echo_stats - len(means), self._echo_stats)
-            )
-        if self._shares:
-            n = len(self._shares)
-            final = {t: math.fsum(s[t] for s in self._shares) / n for t in self.tasks}
-            lines.append("  " + messages.shares_line(final))
-        return lines
+                self._echo.summary()
 
     def __enter__(self) -> GradientRecorder:
         return self

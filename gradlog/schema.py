@@ -38,6 +38,12 @@ class LayerRecord(TypedDict):
     norm: float
 
 
+class ConflictRecord(TypedDict, total=False):
+    a: str
+    b: str
+    cosine: float | None  # cosine of the two tasks' gradients; None where a gradient is zero
+
+
 class WeightRecord(TypedDict):
     name: str
     weight: float
@@ -56,7 +62,9 @@ class RunMeta(TypedDict, total=False):
     balance_every_steps: int | None  # task balance every N steps
     weights: list[WeightRecord]
     started_at: str  # ISO 8601, UTC
-    mode: str  # how task norms were measured: "parameters"
+    mode: str  # how task norms were measured: "parameters" or "representation"
+    shared: str | None  # representation mode: what the shared representation is (a module name)
+    world_size: int | None  # torch.distributed: number of ranks (None: not distributed)
     model: str
     n_params: int
     host: str
@@ -81,29 +89,43 @@ class Record(TypedDict, total=False):
     layers: list[LayerRecord] | None
     tasks: list[TaskRecord] | None
     meta: RunMeta | None
+    conflicts: list[ConflictRecord] | None  # pairwise cosines of the task gradients
+    rank: int | None  # torch.distributed rank, in per-rank files only
 
 
 # Field names grouped by type; readers build their Polars schema from these.
-INT_FIELDS = ("v", "epoch", "step", "n_grads", "n_vanishing", "n_exploding")
+INT_FIELDS = ("v", "epoch", "step", "n_grads", "n_vanishing", "n_exploding", "rank")
 FLOAT_FIELDS = ("time", "mean_norm", "max_norm", "total_norm")
 STRING_FIELDS = ("run", "kind")
 TASK_FLOAT_FIELDS = ("grad_norm", "loss", "weight")
+CONFLICT_FLOAT_FIELDS = ("cosine",)
 META_INT_FIELDS = (
     "log_every",
     "log_every_steps",
     "balance_every",
     "balance_every_steps",
     "n_params",
+    "world_size",
 )
 META_STRING_FIELDS = (
     "started_at",
     "mode",
+    "shared",
     "model",
     "host",
     "gradlog_version",
     "torch_version",
 )
 REQUIRED_FIELDS = ("v", "run", "kind")
+
+# Size bounds (docs/format.md, "Reading leniently, refusing clearly"): a log is data from
+# anywhere, and a reader must not run out of memory on a hostile one. A recorded line is a few
+# hundred bytes (tens of kilobytes with per-layer norms of a large model), so these leave room
+# for any real log while refusing a runaway line or list before it is parsed. Tasks are bounded
+# more tightly than the line: the report compares every pair of tasks, work that grows with the
+# square of their number (a thousand tasks: half a million pairs).
+MAX_LINE_BYTES = 16 * 1024 * 1024  # one JSON Lines record
+MAX_TASKS = 1_000  # tasks of one record (``tasks``, ``meta.tasks``, ``meta.weights``) or run
 
 
 def encode_float(value: float | None) -> float | str | None:
@@ -125,15 +147,21 @@ def decode_float(value: Any) -> float | None:
     if isinstance(value, bool):
         raise ValueError(f"expected a number, got {value!r}")
     if isinstance(value, (int, float)):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer literal with hundreds of digits
+            raise ValueError(f"number {value!s:.40} is out of range for a 64-bit float") from None
     if isinstance(value, str):
         if value in NONFINITE_TOKENS:
             return NONFINITE_TOKENS[value]
-        try:
-            return float(value)  # numeric text: read leniently, as Polars' cast does
-        except ValueError:
-            pass
-    raise ValueError(f"expected a number, got {value!r}")
+        # Numeric text is read leniently, as Polars' cast reads it: ASCII, no spaces or
+        # underscores (which Python's float() would accept and Polars would not).
+        if value.isascii() and not any(c.isspace() or c == "_" for c in value):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    raise ValueError(f"expected a number, got {value!r:.60}")
 
 
 INT64_RANGE = (-(2**63), 2**63 - 1)
@@ -159,21 +187,59 @@ def _check_float(value: Any) -> str | None:
     return None
 
 
+def _is_text(value: Any) -> bool:
+    """Text, or a scalar read as its JSON text (``5`` is ``"5"``, ``true`` is ``"true"``)."""
+    return isinstance(value, (str, int, float))
+
+
+def _text_problem(value: Any) -> str:
+    return f"expected a string, got {_type_name(value)} {value!r:.60}"
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "an object", list: "a list"}.get(type(value), type(value).__name__)
+
+
 def _check_struct_list(
-    value: Any, floats: tuple[str, ...], strings: tuple[str, ...]
+    value: Any,
+    floats: tuple[str, ...],
+    strings: tuple[str, ...],
+    required: tuple[str, ...] = (),
+    max_items: int | None = None,
 ) -> tuple[str, str] | None:
     if not isinstance(value, list):
         return "", f"expected a list, got {type(value).__name__}"
+    if max_items is not None and len(value) > max_items:
+        return "", f"{len(value):,} entries in one record (at most {max_items:,})"
     for i, item in enumerate(value):
         if not isinstance(item, dict):
             return f"[{i}]", f"expected an object, got {type(item).__name__}"
+        for key in required:
+            if item.get(key) is None:
+                return f"[{i}].{key}", "missing (required in every entry)"
         for key in strings:
-            if item.get(key) is not None and not isinstance(item[key], str):
-                return f"[{i}].{key}", f"expected a string, got {item[key]!r:.60}"
+            if item.get(key) is not None and not _is_text(item[key]):
+                return f"[{i}].{key}", _text_problem(item[key])
         for key in floats:
             problem = _check_float(item.get(key))
             if problem:
                 return f"[{i}].{key}", problem
+    return None
+
+
+def _check_tasks(tasks: Any) -> tuple[str, str] | None:
+    """A balance sample: named tasks, each once, at most :data:`MAX_TASKS` of them."""
+    problem = _check_struct_list(
+        tasks, TASK_FLOAT_FIELDS, ("name",), required=("name",), max_items=MAX_TASKS
+    )
+    if problem:
+        return problem
+    seen: set[str] = set()
+    for i, item in enumerate(tasks):
+        name = str(item["name"])
+        if name in seen:
+            return f"[{i}].name", f"task {name!r:.60} appears twice in one balance sample"
+        seen.add(name)
     return None
 
 
@@ -196,8 +262,8 @@ def validate_record(obj: Any) -> tuple[str | None, str] | None:
             f"unknown schema version {obj['v']} (this gradlog reads version {SCHEMA_VERSION})",
         )
     for key in STRING_FIELDS:
-        if not isinstance(obj[key], str):
-            return key, f"expected a string, got {obj[key]!r:.60}"
+        if not _is_text(obj[key]):
+            return key, _text_problem(obj[key])
     if obj["kind"] not in (KIND_RUN, KIND_EVENT):
         return "kind", f"expected 'run' or 'event', got {obj['kind']!r:.60}"
     for key in INT_FIELDS:
@@ -209,35 +275,41 @@ def validate_record(obj: Any) -> tuple[str | None, str] | None:
         if problem:
             return key, problem
     for key, floats, strings in (
-        ("tasks", TASK_FLOAT_FIELDS, ("name",)),
         ("layers", ("norm",), ("name",)),
+        ("conflicts", CONFLICT_FLOAT_FIELDS, ("a", "b")),
     ):
         if obj.get(key) is not None:
             problem = _check_struct_list(obj[key], floats, strings)
             if problem:
                 return key + problem[0], problem[1]
+    if obj.get("tasks") is not None:
+        problem = _check_tasks(obj["tasks"])
+        if problem:
+            return "tasks" + problem[0], problem[1]
     meta = obj.get("meta")
     if meta is not None:
         if not isinstance(meta, dict):
             return "meta", f"expected an object, got {type(meta).__name__}"
         tasks = meta.get("tasks")
         if tasks is not None and not (
-            isinstance(tasks, list) and all(isinstance(t, str) for t in tasks)
+            isinstance(tasks, list) and all(t is not None and _is_text(t) for t in tasks)
         ):
             return "meta.tasks", f"expected a list of task names, got {tasks!r:.60}"
+        if tasks is not None and len(tasks) > MAX_TASKS:
+            return "meta.tasks", f"{len(tasks):,} tasks (at most {MAX_TASKS:,})"
         for key in META_INT_FIELDS:
             problem = None if meta.get(key) is None else _int_problem(meta[key])
             if problem:
                 return f"meta.{key}", problem
         for key in META_STRING_FIELDS:
-            if meta.get(key) is not None and not isinstance(meta[key], str):
-                return f"meta.{key}", f"expected a string, got {meta[key]!r:.60}"
-        for key, floats, strings in (
-            ("weights", ("weight",), ("name",)),
-            ("tags", (), ("key", "value")),
+            if meta.get(key) is not None and not _is_text(meta[key]):
+                return f"meta.{key}", _text_problem(meta[key])
+        for key, floats, strings, limit in (
+            ("weights", ("weight",), ("name",), MAX_TASKS),
+            ("tags", (), ("key", "value"), None),
         ):
             if meta.get(key) is not None:
-                problem = _check_struct_list(meta[key], floats, strings)
+                problem = _check_struct_list(meta[key], floats, strings, max_items=limit)
                 if problem:
                     return f"meta.{key}{problem[0]}", problem[1]
     return None

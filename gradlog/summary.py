@@ -39,6 +39,32 @@ class Events:
 
 
 @dataclass(frozen=True)
+class PairConflict:
+    """Gradient conflict of two tasks over the last window of samples with a cosine."""
+
+    a: str
+    b: str
+    mean_cosine: float | None  # None before min_samples
+    negative_fraction: float | None  # share of the window's cosines below zero
+    n_samples: int  # samples in the window
+    last_cosine: float | None
+    sustained: bool  # classify.sustained_conflict
+
+
+@dataclass(frozen=True)
+class TaskBalance:
+    """Three or more tasks: each task's mean norm over the last window, and how they compare."""
+
+    mean_norms: dict[str, float]
+    shares: dict[str, float]  # of the summed mean norms
+    ratios: dict[str, float | None]  # "a/b" for every pair, in task order
+    dominant: str
+    starved: str
+    spread: float | None  # dominant / starved mean norm
+    n_samples: int
+
+
+@dataclass(frozen=True)
 class Summary:
     n_events: int
     n_stats: int
@@ -58,6 +84,8 @@ class Summary:
     first_imbalance: str | None  # label of the first sample outside [0.5, 2.0]
     first_collapse: str | None  # label of the first collapse verdict
     final_shares: dict[str, float] | None
+    conflicts: tuple[PairConflict, ...] = ()  # every pair with cosines logged, in task order
+    task_balance: TaskBalance | None = None  # three or more tasks
 
 
 @dataclass(frozen=True)

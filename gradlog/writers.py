@@ -11,13 +11,24 @@ that receives every record as above, and rewrites the Parquet file atomically (a
 renamed over it) at most every ``snapshot_seconds`` and at close, after which the journal is
 removed. A crash leaves a valid Parquet file with the records up to its last snapshot, plus the
 journal with every record; the readers use the journal when it holds more.
+
+Buffering (``buffer_records > 0``, the recorder's default for step cadences): records are kept in
+memory and written together, still as one ``os.write`` of whole lines, when the buffer holds
+``buffer_records`` records, when a write finds the oldest buffered record ``flush_seconds`` old,
+on ``flush()``, on ``close()``, and when the interpreter exits. The trade-off: a process killed
+with SIGKILL (or by the OOM killer, or a power loss) loses the records still in the buffer, at
+most ``buffer_records`` of them and, while training keeps logging, at most ``flush_seconds``
+worth; an exception that unwinds through the recorder's ``with`` block loses nothing. Lines are
+never cut by buffering: a flush writes whole lines only.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -55,47 +66,142 @@ def _encode(value: Any) -> Any:
 
 def dumps(record: Record) -> bytes:
     """One record as one line of JSON, newline included."""
-    text = json.dumps(_encode(record), allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    try:  # the common case, every float finite: no need to walk the record
+        text = json.dumps(record, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    except ValueError:
+        text = json.dumps(
+            _encode(record), allow_nan=False, ensure_ascii=False, separators=(",", ":")
+        )
     return (text + "\n").encode("utf-8")
 
 
 class JsonlWriter:
-    """Appends records to a JSON Lines file, one unbuffered write per record."""
+    """Appends records to a JSON Lines file: one write per record, or per flush when buffered."""
 
-    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fsync: bool = False,
+        buffer_records: int = 0,
+        flush_seconds: float = 5.0,
+    ) -> None:
         self.path = Path(path)
         if self.path.is_dir():
             raise RecorderConfigError(f"{self.path}: is a directory, expected a log file path")
+        _check_buffer(buffer_records, flush_seconds)
         if not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fsync = fsync
+        self._buffer_records = buffer_records
+        self._flush_seconds = flush_seconds
+        self._pending: list[bytes] = []
+        self._pending_since = 0.0
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self.records_written = 0
         if not _ends_with_newline(self.path):
             # A crash cut the last line short: end it, so that our first record starts a line
             # of its own (readers skip the cut line with a note rather than refuse the log).
             os.write(self._fd, b"\n")
+        self._pid = os.getpid()
+        if buffer_records:
+            _BUFFERED.add(self)  # drained at interpreter exit if never closed
+
+    @property
+    def pending(self) -> int:
+        """Records accepted but not yet handed to the operating system (buffered mode)."""
+        return len(self._pending)
 
     def write(self, record: Record) -> None:
         if self._fd is None:
             raise ValueError(f"{self.path}: writer is closed")
         data = dumps(record)
+        if not self._buffer_records:
+            self._write_bytes(data)
+            self.records_written += 1
+            return
+        self.records_written += 1
+        if not self._pending:
+            self._pending_since = time.monotonic()
+        self._pending.append(data)
+        if (
+            len(self._pending) >= self._buffer_records
+            or time.monotonic() - self._pending_since >= self._flush_seconds
+        ):
+            self._drain()
+
+    def _drain(self) -> None:
+        if self._pending and self._fd is not None:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            self._write_bytes(data)
+
+    def _write_bytes(self, data: bytes) -> None:
         view = memoryview(data)
-        while view:  # a regular file takes the whole line at once; loop only for odd filesystems
+        while view:  # a regular file takes the whole data at once; loop only for odd filesystems
             written = os.write(self._fd, view)
             view = view[written:]
         if self._fsync:
             os.fsync(self._fd)
-        self.records_written += 1
 
     def flush(self) -> None:
+        """Write out the buffer and flush the file to disk."""
         if self._fd is not None:
+            self._drain()
             os.fsync(self._fd)
 
     def close(self) -> None:
         if self._fd is not None:
+            self._drain()
             os.close(self._fd)
             self._fd = None
+            _BUFFERED.discard(self)
+
+
+def _check_buffer(buffer_records: int, flush_seconds: float) -> None:
+    if (
+        isinstance(buffer_records, bool)
+        or not isinstance(buffer_records, int)
+        or buffer_records < 0
+    ):
+        raise RecorderConfigError(
+            f"buffer_records must be a non-negative integer (0: unbuffered), got {buffer_records!r}"
+        )
+    if not isinstance(flush_seconds, (int, float)) or not flush_seconds > 0:
+        raise RecorderConfigError(f"flush_seconds must be a positive number, got {flush_seconds!r}")
+
+
+_BUFFERED: weakref.WeakSet[JsonlWriter] = weakref.WeakSet()
+
+
+@atexit.register
+def _drain_at_exit() -> None:
+    """A buffered log whose recorder was never closed still gets its records at normal exit."""
+    for writer in list(_BUFFERED):
+        if writer._pid != os.getpid():  # a forked child (a DataLoader worker) does not own it
+            continue
+        try:
+            writer._drain()
+        except OSError:  # nothing more can be done at exit; never mask the real exit status
+            pass
+
+
+class NullWriter:
+    """Writes nothing: the recorder of a rank that does not write (``torch.distributed``)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.records_written = 0
+        self.pending = 0
+
+    def write(self, record: Record) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class ParquetWriter:
@@ -107,6 +213,8 @@ class ParquetWriter:
         *,
         fsync: bool = False,
         snapshot_seconds: float = 30.0,
+        buffer_records: int = 0,
+        flush_seconds: float = 5.0,
     ) -> None:
         # Imported here so that importing the recorder stays free of Polars until Parquet is used.
         from gradlog.frames import records_to_frame
@@ -122,7 +230,12 @@ class ParquetWriter:
         if self.path.exists() or journal_path(self.path).exists():
             self._previous = self._recover()
         self._records: list[Record] = []
-        self._journal: JsonlWriter | None = JsonlWriter(journal_path(self.path), fsync=fsync)
+        self._journal: JsonlWriter | None = JsonlWriter(
+            journal_path(self.path),
+            fsync=fsync,
+            buffer_records=buffer_records,
+            flush_seconds=flush_seconds,
+        )
         self._last_snapshot = time.monotonic()
         self._dirty = False
         self.records_written = 0
@@ -191,15 +304,28 @@ def _write_parquet_atomically(frame, path: Path, *, fsync: bool) -> None:
     os.replace(tmp, path)
 
 
-def open_writer(
-    path: str | os.PathLike[str], *, fsync: bool = False, snapshot_seconds: float = 30.0
-) -> JsonlWriter | ParquetWriter:
-    """The writer for ``path``'s suffix: ``.parquet`` or ``.jsonl`` (``.ndjson``, ``.json``)."""
+def check_log_path(path: str | os.PathLike[str]) -> str:
+    """The log format of ``path`` from its suffix, ``"parquet"`` or ``"jsonl"``; else an error."""
     name = Path(path).name.lower()
     if name.endswith(".parquet"):
-        return ParquetWriter(path, fsync=fsync, snapshot_seconds=snapshot_seconds)
+        return "parquet"
     if name.endswith((".jsonl", ".ndjson", ".json")):
-        return JsonlWriter(path, fsync=fsync)
+        return "jsonl"
     raise RecorderConfigError(
         f"{path}: unknown log format; use a path ending in .jsonl or .parquet"
     )
+
+
+def open_writer(
+    path: str | os.PathLike[str],
+    *,
+    fsync: bool = False,
+    snapshot_seconds: float = 30.0,
+    buffer_records: int = 0,
+    flush_seconds: float = 5.0,
+) -> JsonlWriter | ParquetWriter:
+    """The writer for ``path``'s suffix: ``.parquet`` or ``.jsonl`` (``.ndjson``, ``.json``)."""
+    buffering = {"buffer_records": buffer_records, "flush_seconds": flush_seconds}
+    if check_log_path(path) == "parquet":
+        return ParquetWriter(path, fsync=fsync, snapshot_seconds=snapshot_seconds, **buffering)
+    return JsonlWriter(path, fsync=fsync, **buffering)

@@ -1,0 +1,361 @@
+"""Per-task gradients at the shared representation, captured during the one ordinary backward.
+
+The recorder's ``mode="representation"``. For a multi-task model the task heads read a shared
+representation ``h`` (the encoder's output). The backward of ``sum(w_i * L_i)`` sends each task's
+gradient into ``h`` through the operations that read it: an operation reached only from task
+``i``'s loss carries ``d(w_i * L_i)/dh`` and nothing else. Before the backward,
+:class:`RepresentationCapture` walks the autograd graph from each task loss down to ``h``, finds
+those operations (the *consumers* of ``h``) and hooks them; during the backward each hook copies
+its contribution into a per-task buffer that gradlog owns. Nothing in the graph changes and no
+tensor autograd uses is written to, so training is bit-identical with and without it; no extra
+backward is run.
+
+Torch only; no I/O. Raises :class:`~gradlog.errors.RecorderConfigError` when ``h`` cannot be
+split by task (an operation on ``h`` feeds several tasks).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch.autograd.graph import get_gradient_edge
+
+from gradlog.errors import RecorderConfigError
+
+__all__ = ["RepresentationCapture", "first_tensor", "task_consumers"]
+
+# Pairwise dot products of the rows are faster than one skinny matrix product for a few tasks.
+_DOTS_UP_TO = 4
+
+
+def first_tensor(output: Any) -> torch.Tensor | None:
+    """The representation in a module's output: the tensor itself, or the first tensor of a
+    tuple, list or mapping (an LSTM's ``(output, (h, c))``, a Hugging Face ``ModelOutput``)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, dict):
+        output = list(output.values())
+    if isinstance(output, (tuple, list)):
+        for item in output:
+            if isinstance(item, torch.Tensor):
+                return item
+    return None
+
+
+def task_consumers(
+    losses: Sequence[torch.Tensor], shared: torch.Tensor
+) -> dict[Any, tuple[int, list[int]]]:
+    """The autograd nodes that read ``shared``, each with its task and the input slots it reads.
+
+    Walks the graph from each loss down to ``shared`` (never below it). A consumer reached from
+    two tasks would mix their gradients, so it is refused with a message saying what to pass.
+    """
+    if not shared.requires_grad:
+        raise RecorderConfigError(
+            "the shared representation does not require grad: pass the tensor the task heads "
+            "read, computed with gradients enabled (not under torch.no_grad() or detached)"
+        )
+    edge = get_gradient_edge(shared)
+    target, target_nr = edge.node, edge.output_nr
+    consumers: dict[Any, tuple[int, list[int]]] = {}
+    for task, loss in enumerate(losses):
+        root = loss.grad_fn
+        if root is None:
+            continue
+        seen = {root}
+        stack = [root]
+        while stack:
+            node = stack.pop()
+            slots = None
+            for slot, (child, nr) in enumerate(node.next_functions):
+                if child is None:
+                    continue
+                if child is target:  # never walk below the representation
+                    if nr == target_nr:
+                        slots = [slot] if slots is None else [*slots, slot]
+                    continue
+                if child not in seen:
+                    seen.add(child)
+                    stack.append(child)
+            if slots is None:
+                continue
+            owner = consumers.get(node)
+            if owner is not None and owner[0] != task:
+                raise RecorderConfigError(
+                    f"the shared representation is read by an operation ({node.name()}) that "
+                    f"feeds task #{owner[0] + 1} and task #{task + 1}: their gradients cannot "
+                    "be told apart there. Pass the tensor the task heads read (the output of "
+                    "the last layer the tasks share), so that each operation reading it "
+                    "belongs to one task"
+                )
+            consumers[node] = (task, slots)
+    return consumers
+
+
+class RepresentationCapture:
+    """Captures each task's gradient with respect to one tensor during one backward.
+
+    Use: :meth:`arm` after the forward (the task losses exist), then the ordinary backward,
+    then :meth:`gram` for the Gram matrix ``G[i, j] = <g_i, g_j>`` of the per-task gradients
+    ``g_i = d(w_i * L_i)/dh`` (the weights are whatever the backward's loss applied), flattened
+    over the whole tensor, batch included.
+
+    The work is done in the hooks, while a task's gradient is still in the cache. Each
+    contribution is added into a buffer gradlog owns (one per task, kept between steps) and
+    the engine's tensor is let go at once: keeping it would stop the engine from summing the
+    tasks' contributions into it in place, which costs more than the copy. The exception is the
+    task that completes last with a single contribution: its inner products are taken from the
+    engine's tensor directly, inside the hook. Once a task is complete, its inner products with
+    itself and with the tasks already complete are taken. Nothing is written to the engine's
+    tensors.
+    """
+
+    def __init__(self, n_tasks: int) -> None:
+        self.n_tasks = n_tasks
+        self._buffers: dict[tuple, torch.Tensor] = {}
+        self._handles: list[Any] = []
+        self._reset()
+
+    def _reset(self) -> None:
+        n = self.n_tasks
+        self._armed = False
+        self._remaining = [0] * n
+        self._vectors: list[torch.Tensor | None] = [None] * n
+        self._complete = [False] * n
+        self._dots: dict[tuple[int, int], torch.Tensor] = {}
+        self._scale: torch.Tensor | None = None
+        # Two tasks whose weighted sum is the whole backward: read-only, see _arm_pair.
+        self._pair = False
+        self._squares: list[list[torch.Tensor]] = [[] for _ in range(n)]
+        self._held: list[list[torch.Tensor]] = [[] for _ in range(n)]
+        self._total_square: torch.Tensor | None = None
+
+    def arm(
+        self,
+        losses: Sequence[torch.Tensor],
+        shared: torch.Tensor,
+        total: torch.Tensor | None = None,
+        *,
+        exact: bool = False,
+    ) -> None:
+        """Hook the consumers of ``shared`` for the coming backward.
+
+        ``total``: when the backward starts from a multiple ``c * total`` of the weighted task
+        sum (a loss scaler, gradient accumulation), the gradient reaching ``total`` is ``c``;
+        it is captured and divided out, so the result is that of ``total`` itself.
+        ``exact``: the backward starts from exactly the weighted sum of ``losses`` (nothing
+        else reaches ``shared``), which allows the read-only method for two tasks.
+        """
+        self.disarm()
+        self._reset()
+        consumers = task_consumers(losses, shared)
+        self._shape = tuple(shared.shape)
+        self._dtype = (
+            shared.dtype if shared.dtype in (torch.float32, torch.float64) else torch.float32
+        )
+        self._device = shared.device
+        self._pair = exact and total is None and self.n_tasks == 2
+        hook = self._pair_hook if self._pair else self._hook
+        for node, (task, slots) in consumers.items():
+            self._remaining[task] += 1
+            self._handles.append(node.register_hook(hook(task, slots)))
+        if self._pair:
+            self._handles.append(shared.register_hook(self._capture_total))
+        for task in range(self.n_tasks):
+            self._complete[task] = self._remaining[task] == 0  # never reaches the representation
+        if total is not None and total.grad_fn is not None:
+            self._handles.append(total.grad_fn.register_prehook(self._capture_scale))
+        self._armed = True
+
+    def _hook(self, task: int, slots: list[int]):
+        def hook(grad_inputs, grad_outputs):
+            grads = [grad_inputs[slot] for slot in slots if grad_inputs[slot] is not None]
+            self._remaining[task] -= 1
+            with torch.no_grad():
+                if self._remaining[task] > 0:
+                    for grad in grads:
+                        self._accumulate(task, grad)
+                    return
+                last = grads.pop() if grads else None
+                for grad in grads:
+                    self._accumulate(task, grad)
+                self._finish_task(task, last)
+
+        return hook
+
+    # -- two tasks, read-only ---------------------------------------------------------------
+    #
+    # With two tasks whose weighted sum is the whole backward, the gradient reaching the
+    # representation is g_0 + g_1, so <g_0, g_1> = (|g_0 + g_1|^2 - |g_0|^2 - |g_1|^2) / 2. Each
+    # squared norm is taken in a hook from the engine's own tensors, just computed and still in
+    # the cache, and nothing is copied: memory traffic is reads only. A task read through
+    # several operations keeps its earlier contributions only until its last one arrives (for
+    # their inner products), which is before the engine sums that one in.
+
+    def _pair_hook(self, task: int, slots: list[int]):
+        def hook(grad_inputs, grad_outputs):
+            grads = [grad_inputs[slot] for slot in slots if grad_inputs[slot] is not None]
+            self._remaining[task] -= 1
+            with torch.no_grad():
+                squares, held = self._squares[task], self._held[task]
+                for grad in grads:
+                    squares.append(_square(grad))
+                    for earlier in held:
+                        squares.append(2 * _inner(grad, earlier))
+                    held.append(grad)
+                if self._remaining[task] == 0:
+                    held.clear()
+            self._complete[task] = self._remaining[task] == 0
+
+        return hook
+
+    def _capture_total(self, grad: torch.Tensor) -> None:
+        with torch.no_grad():
+            self._total_square = _square(grad)
+
+    def _pair_gram(self) -> list[list[float]]:
+        counts = [len(squares) for squares in self._squares]
+        scalars = [*self._squares[0], *self._squares[1]]
+        if self._total_square is not None:
+            scalars.append(self._total_square)
+        values = torch.stack(scalars).to(torch.float64).tolist() if scalars else []
+        first = math.fsum(values[: counts[0]])
+        second = math.fsum(values[counts[0] : counts[0] + counts[1]])
+        total = values[-1] if self._total_square is not None else first + second
+        cross = (total - first - second) / 2
+        return [[first, cross], [cross, second]]
+
+    # -- any number of tasks ---------------------------------------------------------------
+
+    def _buffer(self, task: int) -> torch.Tensor:
+        key = (task, self._shape, self._dtype, self._device)
+        buffer = self._buffers.get(key)
+        if buffer is None:
+            if len(self._buffers) >= 2 * self.n_tasks:  # e.g. full batches and a smaller last one
+                self._buffers.pop(next(iter(self._buffers)))
+            buffer = torch.empty(self._shape, dtype=self._dtype, device=self._device)
+            self._buffers[key] = buffer
+        return buffer
+
+    def _accumulate(self, task: int, grad: torch.Tensor) -> None:
+        """Add one contribution into the task's buffer. The engine's tensor is only read and
+        never kept: holding it would stop the engine from summing into it in place."""
+        if self._vectors[task] is None:
+            buffer = self._buffer(task)
+            buffer.copy_(grad)
+            self._vectors[task] = buffer.view(-1)
+        else:
+            self._vectors[task].view(self._shape).add_(grad)
+
+    def _finish_task(self, task: int, last: torch.Tensor | None = None) -> None:
+        """The task's gradient is complete: take its inner products while it is in the cache.
+
+        ``last`` is its final contribution, not yet accumulated. When this task completes
+        after all the others and has no other contribution, ``last`` is used as it is (no
+        copy): nothing needs it afterwards.
+        """
+        self._complete[task] = True
+        direct = (
+            last is not None
+            and self._vectors[task] is None
+            and last.dtype == self._dtype
+            and all(self._complete)
+            and self.n_tasks <= _DOTS_UP_TO
+        )
+        if direct:
+            vector = last.reshape(-1)
+        else:
+            if last is not None:
+                self._accumulate(task, last)
+            vector = self._vectors[task]
+        if vector is None or self.n_tasks > _DOTS_UP_TO:
+            return  # a zero row, or one matrix product at the end
+        self._dots[task, task] = torch.dot(vector, vector)
+        for other, done in enumerate(self._complete):
+            if done and other != task and self._vectors[other] is not None:
+                self._dots[min(task, other), max(task, other)] = torch.dot(
+                    vector, self._vectors[other]
+                )
+
+    def _capture_scale(self, grad_outputs):
+        if grad_outputs and grad_outputs[0] is not None:
+            self._scale = grad_outputs[0].detach().reshape(()).to(torch.float64)
+
+    def gram(
+        self, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> list[list[float]]:
+        """The (n, n) Gram matrix of the captured gradients, as Python floats. Disarms.
+
+        A task whose gradient never reached the representation has a zero row. ``reduce``
+        maps the (n, n) float64 matrix before it leaves the device (a sum over ranks).
+        """
+        if not self._armed:
+            raise RuntimeError("RepresentationCapture.gram() before arm()")
+        self.disarm()
+        n = self.n_tasks
+        if self._pair:
+            with torch.no_grad():
+                matrix = self._pair_gram()
+            self._reset()
+            if reduce is None:
+                return matrix
+            return reduce(torch.tensor(matrix, dtype=torch.float64, device=self._device)).tolist()
+        with torch.no_grad():
+            for task in range(n):
+                if not self._complete[task]:  # an operation that never ran in the backward
+                    self._finish_task(task)
+            vectors = self._vectors
+            if n > _DOTS_UP_TO:
+                present = [i for i in range(n) if vectors[i] is not None]
+                gram = torch.zeros((n, n), dtype=torch.float64, device=self._device)
+                if present:
+                    rows = torch.stack([vectors[i] for i in present])
+                    index = torch.tensor(present, device=self._device)
+                    gram[index[:, None], index[None, :]] = torch.mm(rows, rows.t()).double()
+            else:
+                # One stack of the scalars already computed in the hooks, one transfer.
+                keys = list(self._dots)
+                scalars = [self._dots[k] for k in keys]
+                if self._scale is not None:
+                    scalars.append(self._scale.to(self._dtype))
+                values = torch.stack(scalars).tolist() if scalars else []
+                scale = values.pop() if self._scale is not None else 1.0
+                matrix = [[0.0] * n for _ in range(n)]
+                for (i, j), value in zip(keys, values):
+                    matrix[i][j] = matrix[j][i] = value / (scale * scale)
+                if reduce is None:
+                    self._reset()
+                    return matrix
+                gram = torch.tensor(matrix, dtype=torch.float64, device=self._device)
+                self._scale = None  # already divided out
+            if self._scale is not None:
+                gram = gram / (self._scale * self._scale)
+            if reduce is not None:
+                gram = reduce(gram)
+            result = gram.tolist()
+        self._reset()
+        return result
+
+    def disarm(self) -> None:
+        """Remove the hooks (a retained graph must not call them later)."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+
+def _square(grad: torch.Tensor) -> torch.Tensor:
+    """``<g, g>``, reading ``g`` once, whatever its layout."""
+    if grad.is_contiguous():
+        flat = grad.view(-1)
+        return torch.dot(flat, flat)
+    return torch.linalg.vector_norm(grad).square()
+
+
+def _inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``<a, b>`` of two tensors of one shape, whatever their layouts."""
+    if a.is_contiguous() and b.is_contiguous():
+        return torch.dot(a.view(-1), b.view(-1))
+    return (a * b).sum()

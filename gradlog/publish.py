@@ -1,0 +1,44 @@
+"""Where a rendered report goes besides standard output: a file, or GitHub's job summary.
+
+``--output FILE`` writes the report atomically (a temporary file renamed over FILE), so a
+reader never sees half a report. ``--github`` appends the Markdown to the file named by
+``GITHUB_STEP_SUMMARY``, which GitHub Actions shows on the run's summary page.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from gradlog.errors import GradlogError
+
+STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
+
+
+def write_output(text: str, path: str | os.PathLike[str]) -> None:
+    """Write ``text`` to ``path``, replacing it whole."""
+    out = Path(path)
+    if out.is_dir():
+        raise GradlogError(f"{out}: is a directory, expected an output file")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise GradlogError(f"{out}: cannot write ({exc.strerror})") from exc
+
+
+def append_step_summary(markdown: str, environ: dict | None = None) -> str | None:
+    """Append to ``$GITHUB_STEP_SUMMARY``; the file's path, or None when it is not set."""
+    env = os.environ if environ is None else environ
+    target = env.get(STEP_SUMMARY)
+    if not target:
+        return None
+    try:
+        with open(target, "a", encoding="utf-8") as fh:
+            fh.write(markdown if markdown.endswith("\n") else markdown + "\n")
+            fh.write("\n")
+    except OSError as exc:
+        raise GradlogError(f"{target} ({STEP_SUMMARY}): cannot append ({exc.strerror})") from exc
+    return target

@@ -1,0 +1,427 @@
+"""Broken logs: every kind of damage gets its documented outcome and a precise message.
+
+The table in docs/format.md ("Reading leniently, refusing clearly") lists each input, what
+gradlog does with it and what it says; these tests hold it to that, case by case, in-process
+(the reader, the analysis and the text renderer) and through the real command line.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from gradlog.analysis import Options, analyse
+from gradlog.errors import GradlogError, LogFormatError
+from gradlog.readers import read_log
+from gradlog.render.text import format_text
+
+RUN = {"v": 1, "run": "r", "kind": "run", "meta": {"tasks": ["pointer", "type"], "log_every": 5}}
+
+
+def event(at: int, pointer: object = 0.2, type_: object = 0.1, **fields: object) -> dict:
+    """An event at epoch ``at`` (step ``10 * at``); ``fields`` override or add fields."""
+    record = {
+        "v": 1,
+        "run": "r",
+        "kind": "event",
+        "epoch": at,
+        "step": at * 10,
+        "mean_norm": 0.2,
+        "max_norm": 0.5,
+        "tasks": [
+            {"name": "pointer", "grad_norm": pointer, "weight": 1.0},
+            {"name": "type", "grad_norm": type_, "weight": 1.0},
+        ],
+    }
+    record.update(fields)
+    return record
+
+
+def line(record: dict) -> str:
+    return json.dumps(record, separators=(",", ":"))
+
+
+def write(path: Path, *lines: str | dict, end: str = "\n") -> Path:
+    text = "\n".join(x if isinstance(x, str) else line(x) for x in lines)
+    path.write_bytes((text + end).encode("utf-8", "surrogateescape"))
+    return path
+
+
+def report(path: Path, strict: bool = False) -> tuple[str, tuple[str, ...]]:
+    """The text report and the notes, in-process, as ``gradlog report`` builds them."""
+    result = analyse(read_log(path, strict=strict), Options(strict=strict))
+    return format_text(result), result.notes
+
+
+def refused(path: Path, strict: bool = False) -> str:
+    with pytest.raises(LogFormatError) as info:
+        analyse(read_log(path, strict=strict), Options(strict=strict))
+    return str(info.value)
+
+
+GOOD = [RUN, event(5), event(10), event(15)]
+
+
+# -- skipped with a counted note (and refused with --strict) --------------------------------
+
+
+def test_truncated_line_in_the_middle_is_skipped_with_a_note(tmp_path: Path) -> None:
+    path = write(tmp_path / "run.jsonl", RUN, event(5), line(event(10))[:40], event(15))
+    text, notes = report(path)
+    assert len(notes) == 1
+    assert notes[0].startswith(f"{path}:3: skipped a line that is not valid JSON (Expecting")
+    assert "Epoch 5 Gradient Stats" in text and "Epoch 15 Gradient Stats" in text
+    assert "Epoch 10 Gradient Stats" not in text
+    assert refused(path, strict=True) == (
+        f"{path}:3: {notes[0].split(': skipped ', 1)[1]}; --strict refuses to skip it"
+    )
+
+
+def test_corrupt_lines_are_counted_beyond_the_first_five(tmp_path: Path) -> None:
+    broken = [f"garbage {i} {{" for i in range(8)]
+    path = write(tmp_path / "run.jsonl", RUN, event(5), *broken, event(15))
+    _, notes = report(path)
+    assert [n.split(": skipped")[0] for n in notes[:5]] == [f"{path}:{n}" for n in range(3, 8)]
+    assert notes[5] == f"{path}: skipped 3 more broken lines (8 in all)"
+
+
+def test_non_utf8_line_is_skipped_with_its_reason(tmp_path: Path) -> None:
+    bad = line(event(10)).replace('"r"', '"caf\udce9"')  # a lone Latin-1 byte, 0xE9
+    path = write(tmp_path / "run.jsonl", RUN, event(5), bad, event(15))
+    _, notes = report(path)
+    assert notes == (
+        f"{path}:3: skipped a line that is not UTF-8 text (invalid continuation byte)",
+    )
+    assert "not UTF-8" in refused(path, strict=True)
+
+
+def test_partly_written_last_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "run.jsonl", RUN, event(5), line(event(10))[:25], end="")
+    text, notes = report(path)
+    assert notes == (f"{path}:3: skipped a partly written last line (25 bytes)",)
+    assert "Epoch 5 Gradient Stats" in text
+    assert refused(path, strict=True) == (
+        f"{path}:3: a partly written last line (25 bytes); --strict refuses to skip it"
+    )
+
+
+def test_deeply_nested_line_is_skipped_not_a_crash(tmp_path: Path) -> None:
+    deep = '{"v":1,"run":"r","kind":"event","x":' + "[" * 100_000 + "]" * 100_000 + "}"
+    path = write(tmp_path / "run.jsonl", RUN, event(5), deep, event(15))
+    _, notes = report(path)
+    assert len(notes) == 1 and notes[0].startswith(f"{path}:3: skipped a line that is ")
+
+
+# -- stops with exit 2: file, line and field -------------------------------------------------
+
+REFUSED = {
+    "wrong_type": (event(10, epoch="x"), "field 'epoch': expected an integer, got 'x'"),
+    "float_for_int": (event(10, epoch=10.5), "field 'epoch': expected an integer, got 10.5"),
+    "bool_for_number": (
+        event(10, pointer=True),
+        "field 'tasks[0].grad_norm': expected a number or one of NaN, Infinity, -Infinity, got True",
+    ),
+    "text_for_number": (event(10, mean_norm="big"), "field 'mean_norm': expected a number"),
+    "list_for_text": (event(10, run=[1]), "field 'run': expected a string, got a list [1]"),
+    "object_for_text": (event(10, kind={"a": 1}), "field 'kind': expected a string, got an object"),
+    "missing_run": ({"v": 1, "kind": "event"}, "field 'run': missing (required in every record)"),
+    "missing_v": ({"run": "r", "kind": "event"}, "field 'v': missing (required in every record)"),
+    "missing_kind": ({"v": 1, "run": "r"}, "field 'kind': missing (required in every record)"),
+    "null_kind": ({"v": 1, "run": "r", "kind": None}, "field 'kind': missing"),
+    "unknown_kind": ({"v": 1, "run": "r", "kind": "x"}, "field 'kind': expected 'run' or 'event'"),
+    "version_2": (
+        {"v": 2, "run": "r", "kind": "event"},
+        "field 'v': unknown schema version 2 (this gradlog reads version 1)",
+    ),
+    "version_text": ({"v": "1", "run": "r", "kind": "event"}, "field 'v': expected an integer"),
+    "task_without_name": (
+        event(10, tasks=[{"grad_norm": 1.0}]),
+        "field 'tasks[0].name': missing (required in every entry)",
+    ),
+    "task_twice": (
+        event(10, tasks=[{"name": "a", "grad_norm": 1.0}, {"name": "a", "grad_norm": 2.0}]),
+        "field 'tasks[1].name': task 'a' appears twice in one balance sample",
+    ),
+    "task_not_object": (event(10, tasks=[1]), "field 'tasks[0]': expected an object, got int"),
+    "tasks_not_list": (event(10, tasks={"name": "a"}), "field 'tasks': expected a list, got dict"),
+    "int_out_of_range": (
+        event(10, step=2**64),
+        "field 'step': integer 18446744073709551616 is out",
+    ),
+    "meta_wrong_type": (
+        {"v": 1, "run": "r", "kind": "run", "meta": {"log_every": 1.5}},
+        "field 'meta.log_every': expected an integer, got 1.5",
+    ),
+    "meta_tasks_text": (
+        {"v": 1, "run": "r", "kind": "run", "meta": {"tasks": "ab"}},
+        "field 'meta.tasks': expected a list of task names",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_schema_breaks_stop_with_file_line_and_field(tmp_path: Path, case: str) -> None:
+    record, expected = REFUSED[case]
+    path = write(tmp_path / "run.jsonl", RUN, event(5), record, event(15))
+    message = refused(path)
+    assert message.startswith(f"{path}:3: {expected}"), message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param('{"v":1,"run":"r","kind":"event","mean_norm":NaN}', "bare NaN is not JSON"),
+        pytest.param(
+            '{"v":1,"run":"r","kind":"event","mean_norm":-Infinity}', "bare -Infinity is not JSON"
+        ),
+        pytest.param(
+            '{"v":1,"run":"r","kind":"event","mean_norm":1e400}',
+            "number 1e400 is out of range for a 64-bit float",
+        ),
+        pytest.param("[1, 2]", "expected a JSON object, got list"),
+        pytest.param("null", "expected a JSON object, got NoneType"),
+    ],
+)
+def test_json_that_no_writer_produces(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path / "run.jsonl", RUN, event(5), text, event(15))
+    assert refused(path).startswith(f"{path}:3: {expected}")
+
+
+def test_an_error_on_a_later_line_after_skipped_ones_names_the_right_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "run.jsonl", RUN, "garbage", "", event(5), event(10, epoch="x"))
+    assert refused(path).startswith(f"{path}:5: field 'epoch'")
+
+
+def test_parquet_wrong_column_type_names_the_row(tmp_path: Path) -> None:
+    path = tmp_path / "run.parquet"
+    pl.DataFrame(
+        {"v": [1, 1], "run": ["r", "r"], "kind": ["event", "event"], "epoch": ["5", "x"]}
+    ).write_parquet(path)
+    message = refused(path)
+    assert message.startswith(f"{path}: row 2: field 'epoch': expected an integer, got 'x'"), (
+        message
+    )
+
+
+def test_parquet_unknown_version_names_the_row(tmp_path: Path) -> None:
+    path = tmp_path / "run.parquet"
+    pl.DataFrame({"v": [1, 2], "run": ["r", "r"], "kind": ["event", "event"]}).write_parquet(path)
+    assert refused(path).startswith(f"{path}: row 2: field 'v': unknown schema version 2")
+
+
+def test_parquet_without_its_footer(tmp_path: Path) -> None:
+    path = tmp_path / "run.parquet"
+    pl.DataFrame({"v": [1], "run": ["r"], "kind": ["event"]}).write_parquet(path)
+    path.write_bytes(path.read_bytes()[:-12])  # cut before the footer length and magic
+    assert refused(path).startswith(f"{path}: not a readable Parquet file (")
+
+
+def test_directory_and_missing_file(tmp_path: Path) -> None:
+    assert refused(tmp_path) == f"{tmp_path}: is a directory, expected a log file"
+    assert refused(tmp_path / "nope.jsonl") == f"{tmp_path / 'nope.jsonl'}: no such file"
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n  \n", b"\xef\xbb\xbf\n"])
+def test_empty_logs(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(content)
+    assert refused(path) == f"{path}: empty log (no records)"
+
+
+def test_every_line_broken(tmp_path: Path) -> None:
+    path = write(tmp_path / "run.jsonl", "garbage", "more garbage")
+    assert refused(path).startswith(f"{path}:1: not valid JSON")
+
+
+# -- read, with a decided outcome ------------------------------------------------------------
+
+
+def test_duplicate_epochs_are_reported_in_order_with_a_counted_note(tmp_path: Path) -> None:
+    path = write(tmp_path / "run.jsonl", RUN, event(5), event(10), event(10), event(10), event(15))
+    text, notes = report(path)
+    assert notes == (
+        f"{path}: run r: 2 events repeating an epoch and step already logged (the first: "
+        "epoch 10, step 100, at line 4); all are reported in file order",
+    )
+    assert text.count("Epoch 10 Gradient Stats:") == 3
+    assert "refused with --strict" in refused(path, strict=True)
+
+
+def test_events_going_back_are_reported_in_file_order(tmp_path: Path) -> None:
+    epochs = [5, 20, 10, 15, 25]
+    path = write(tmp_path / "run.jsonl", RUN, *[event(e, pointer=0.1 * e) for e in epochs])
+    text, notes = report(path)
+    assert notes == (
+        f"{path}: run r: 1 event earlier than the event before (epoch or step going back) "
+        "(the first: epoch 10, step 100, at line 4); all are reported in file order",
+    )
+    shown = [int(x.split()[1]) for x in text.splitlines() if x.endswith("Gradient Stats:")]
+    assert shown == epochs  # file order, not sorted
+    # the window runs in file order too: the mean of the last three ratios logged (10, 15, 25),
+    # not of the three largest epochs (15, 20, 25)
+    result = analyse(read_log(path), Options(window=3))
+    assert result.runs[0].summary.final_ratio == pytest.approx((10 + 15 + 25) / 3)
+
+
+def test_steps_going_back_within_one_epoch(tmp_path: Path) -> None:
+    records = [event(1, step=s) for s in (10, 20, 15)]
+    path = write(tmp_path / "run.jsonl", RUN, *records)
+    _, notes = report(path)
+    assert len(notes) == 1 and "the first: epoch 1, step 15, at line 4" in notes[0]
+
+
+def test_steps_restarting_each_epoch_are_in_order(tmp_path: Path) -> None:
+    records = [event(e, step=s) for e in (1, 2) for s in (1, 2, 3)]
+    path = write(tmp_path / "run.jsonl", RUN, *records)
+    assert report(path)[1] == ()
+
+
+def test_mixed_runs_are_told_apart(tmp_path: Path) -> None:
+    other = {**RUN, "run": "s"}
+    path = write(
+        tmp_path / "run.jsonl",
+        RUN,
+        other,
+        event(5),
+        event(5, run="s"),
+        event(10),
+        event(10, run="s"),
+    )
+    text, notes = report(path)
+    assert notes == ()  # one run's epochs interleaved with another's are in order
+    assert f"=== Run r ({path}) ===" in text and f"=== Run s ({path}) ===" in text
+
+
+def test_empty_tasks_list_is_an_event_without_a_balance_sample(tmp_path: Path) -> None:
+    path = write(tmp_path / "run.jsonl", RUN, event(5), event(10, tasks=[]), event(15))
+    text, notes = report(path)
+    assert notes == ()
+    assert text.count("[PHASE 4] Task balance:") == 2  # epochs 5 and 15 only
+    assert analyse(read_log(path)).runs[0].summary.n_balance == 2
+
+
+@pytest.mark.parametrize(
+    ("pointer", "type_", "reason"),
+    [
+        (0.2, 0.0, "Type gradient norm is zero (Pointer=0.2, Type=0)"),
+        (0.2, "NaN", "non-finite gradient norm (Pointer=0.2, Type=nan)"),
+        ("Infinity", 0.1, "non-finite gradient norm (Pointer=inf, Type=0.1)"),
+    ],
+)
+def test_zero_or_nonfinite_task_norm_is_an_undefined_ratio(
+    tmp_path: Path, pointer: object, type_: object, reason: str
+) -> None:
+    path = write(tmp_path / "run.jsonl", RUN, event(5), event(10, pointer=pointer, type_=type_))
+    text, _ = report(path)
+    assert f"[PHASE 4] Task balance undefined at epoch 10: {reason}" in text
+    summary = analyse(read_log(path)).runs[0].summary
+    assert summary.n_undefined == 1 and summary.worst_band.value == "undefined"
+
+
+def test_huge_values_are_reported_not_overflowed(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "run.jsonl",
+        RUN,
+        event(5, mean_norm=1e300, max_norm=1.5e308),
+        event(10, mean_norm=1e300, max_norm=1.7e308),
+        event(15),
+    )
+    s = analyse(read_log(path)).runs[0].summary
+    means = [1e300, 1e300, 0.2]
+    assert s.mean_norm_mean == pytest.approx(sum(m / 3 for m in means), rel=1e-12)
+    assert math.isfinite(s.mean_norm_std)
+    assert s.mean_norm_std == pytest.approx(statistics.pstdev(means), rel=1e-9)
+    assert s.max_norm_mean == pytest.approx((1.5e308 / 3 + 1.7e308 / 3 + 0.5 / 3), rel=1e-12)
+    assert s.n_nonfinite == 0
+    text, _ = report(path)
+    assert "Gradient norms: Exploding" in text
+
+
+def test_a_ratio_beyond_the_float_range_is_a_collapse_as_the_echo_says(tmp_path: Path) -> None:
+    path = write(tmp_path / "run.jsonl", RUN, *[event(e, 1e300, 1e-300) for e in (5, 10, 15)])
+    text, _ = report(path)
+    assert "TASK COLLAPSE DETECTED: Pointer task dominating (ratio=inf > 5.0)" in text
+
+
+def test_lenient_reading_loses_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(
+        b"\xef\xbb\xbf"
+        + line(RUN).encode()
+        + b"\r\n\r\n   \n"
+        + line(event(5, run=5, extra={"unknown": [1, 2]}, mean_norm="0.25")).encode()
+        + b"\r\n"
+    )
+    frame = read_log(path).frame
+    assert frame["run"].to_list() == ["r", "5"]
+    assert frame["mean_norm"].to_list()[1] == 0.25
+
+
+def test_gzip_cut_short_and_concatenated_members(tmp_path: Path) -> None:
+    text = "\n".join(line(r) for r in GOOD) + "\n"
+    two = tmp_path / "two.jsonl.gz"
+    two.write_bytes(gzip.compress(text[:200].encode()) + gzip.compress(text[200:].encode()))
+    assert read_log(two).frame.height == 4
+    cut = tmp_path / "cut.jsonl.gz"
+    packed = gzip.compress(text.encode() * 50)
+    cut.write_bytes(packed[: len(packed) // 2])
+    log = read_log(cut)
+    assert log.notes[0] == f"{cut}: compressed stream is cut short; read what could be decompressed"
+    assert "refused with --strict" in refused(cut, strict=True)
+
+
+def test_journal_of_a_crashed_parquet_recorder_is_a_note_and_strict_refuses(tmp_path: Path) -> None:
+    path = tmp_path / "run.parquet"
+    write(tmp_path / "run.parquet.journal", *GOOD)
+    log = read_log(path)
+    assert log.frame.height == 4 and "did not close" in log.notes[0]
+    with pytest.raises(GradlogError, match="refused with --strict"):
+        read_log(path, strict=True)
+
+
+# -- through the command line: exit codes and one line per problem ---------------------------
+
+
+def gradlog(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "GRADLOG_DEBUG"} | {"NO_COLOR": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "gradlog", *args], capture_output=True, timeout=120, env=env
+    )
+
+
+def test_cli_outcomes_and_strict(tmp_path: Path) -> None:
+    skipped = write(tmp_path / "skipped.jsonl", RUN, event(5), "garbage", event(15))
+    wrong = write(tmp_path / "wrong.jsonl", RUN, event(5, epoch="x"))
+    repeated = write(tmp_path / "repeated.jsonl", RUN, event(5), event(5))
+    calls = [
+        ("report", str(skipped)),
+        ("report", str(skipped), "--strict"),
+        ("report", str(wrong)),
+        ("report", str(repeated), "--strict"),
+        ("convert", str(skipped), "-o", str(tmp_path / "out.parquet"), "--strict"),
+    ]
+    with ThreadPoolExecutor(4) as pool:
+        ok, strict, bad, strict_order, convert = pool.map(lambda a: gradlog(*a), calls)
+    assert ok.returncode == 0
+    assert ok.stderr.decode().startswith(
+        f"Note: {skipped}:3: skipped a line that is not valid JSON"
+    )
+    for result in (strict, bad, strict_order, convert):
+        err = result.stderr.decode()
+        assert result.returncode == 2, err
+        assert err.startswith("Error: ") and err.count("\n") == 1 and "Traceback" not in err
+        assert result.stdout == b""
+    assert strict.stderr.decode().startswith(f"Error: {skipped}:3: a line that is not valid JSON")
+    assert bad.stderr.decode().startswith(f"Error: {wrong}:2: field 'epoch': expected an integer")
+    assert "refused with --strict" in strict_order.stderr.decode()
+    assert not (tmp_path / "out.parquet").exists()

@@ -1,0 +1,240 @@
+"""Markdown for pull requests: the escaping functions, and the real report and batch output.
+
+Hostile names (HTML, links, mentions, table breakers) must come out inert. Where GitHub's own
+Markdown engine (cmark-gfm, the ``cmarkgfm`` package of the test extra) is installed, the
+output is rendered with it and the HTML checked: no tag, no link, every table row whole.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from runlogs import gradlog_many, write_run
+
+from gradlog.render import md
+from gradlog.render.mermaid import safe_label, thin, xychart
+
+HOSTILE = [
+    "<img src=x onerror=alert(1)>",
+    "@everyone",
+    "<script>alert(1)</script>",
+    "[click](https://evil.example/x)",
+    "![pic](https://evil.example/p.png)",
+    "https://evil.example www.evil.example",
+    "a | b | c",
+    "line one\nline two\r\n| x | y |",
+    "**bold** _it_ ~~s~~ `code` $x^2$",
+    "#123 GH-45 owner/repo#6",
+    "&lt;b&gt; &#64;everyone",
+    "<!-- comment -->",
+    "\u202etxt.exe",
+    "trailing backslash \\",
+    "```",
+    "",
+    "   ",
+]
+
+try:  # GitHub's Markdown engine, when installed (it is in the test extra)
+    import cmarkgfm
+    from cmarkgfm.cmark import Options
+
+    def render(text: str) -> str:
+        return cmarkgfm.github_flavored_markdown_to_html(text, options=Options.CMARK_OPT_UNSAFE)
+
+except ImportError:  # pragma: no cover - the checks on the Markdown text still run
+    render = None
+
+
+def _inert_html(html: str) -> None:
+    """No element a log could have smuggled in: only the tags gradlog itself writes."""
+    tags = set(re.findall(r"<\s*([a-zA-Z][a-zA-Z0-9]*)", html))
+    assert tags <= {
+        "p",
+        "table",
+        "thead",
+        "tbody",
+        "tr",
+        "th",
+        "td",
+        "code",
+        "h2",
+        "h3",
+        "h4",
+        "ul",
+        "li",
+        "strong",
+        "pre",
+        "sub",
+        "br",
+        "em",
+    }, tags
+    assert "<a " not in html and "<img" not in html and "<script" not in html
+    outside_code = re.sub(r"<code>.*?</code>", "", html, flags=re.S)
+    assert "@everyone" not in outside_code  # mentions broken (inside code they are inert)
+
+
+# -- the functions ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_escape_is_inert_in_prose_and_in_a_table(text: str) -> None:
+    escaped = md.escape(text)
+    assert "\n" not in escaped and "\r" not in escaped
+    assert "<" not in escaped and ">" not in escaped
+    assert re.search(r"(?<!\\)\|", escaped) is None  # every pipe escaped
+    assert "@everyone" not in escaped
+    if render is not None:
+        html = render(f"{escaped}\n\n| h | k |\n| --- | --- |\n| {escaped} | x |\n")
+        _inert_html(html)
+        assert html.count("<td>") == 2  # the row kept its two cells
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_code_is_inert_and_keeps_the_text(text: str) -> None:
+    span = md.code(text)
+    assert "\n" not in span
+    if render is not None and text.strip():
+        html = render(f"| h | k |\n| --- | --- |\n| {span} | x |\n")
+        _inert_html(html)
+        assert html.count("<td>") == 2
+        shown = re.search(r"<td><code>(.*?)</code></td>", html, re.S).group(1)
+        import html as html_lib
+
+        expected = md._clean(text)
+        assert html_lib.unescape(shown) == expected.strip() or html_lib.unescape(shown) == expected
+
+
+def test_escape_examples() -> None:
+    assert md.escape("<img src=x>") == "&lt;img src\\=x&gt;"
+    assert md.escape("@everyone") == "@\u2060everyone"
+    assert md.escape("a|b") == "a\\|b"
+    assert md.escape("x\ny") == "x y"
+    assert md.escape("GH-12") == "GH\\-\u206012"
+    assert md.escape("#123") == "\\#\u2060123"
+    assert md.escape("plain words 123") == "plain words 123"
+
+
+def test_code_examples() -> None:
+    assert md.code("pointer") == "` pointer `"
+    assert md.code("a`b") == "`` a`b ``"
+    assert md.code("a|b") == "` a\\|b `"
+    assert md.code("a|b", in_table=False) == "` a|b `"
+    assert md.code("") == "&nbsp;"
+
+
+def test_mermaid_blocks_hold_only_numbers_and_safe_words() -> None:
+    assert safe_label('x" ]\n%%{init}%% <b>') == "x init b"
+    block = xychart(
+        title='evil"]',
+        x_title="epoch",
+        x=[5, "10]"],
+        y_title="ratio",
+        y_range=(0, 2),
+        lines=[[1.0, 1e-9]],
+    )
+    assert block[0] == "```mermaid" and block[-1] == "```"
+    assert 'title "evil"' in block[3]
+    assert 'x-axis "epoch" [5, 10]' in block[4]
+    assert block[6] == "    line [1, 0]"
+    assert thin(1000, 60)[-1] == 999 and len(thin(1000, 60)) <= 60
+
+
+# -- the real command ---------------------------------------------------------------------------
+
+EVIL_TASK = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("hostile")
+    collapse = write_run(
+        root / "evil.jsonl",
+        [1.0, 2.5, 6.0, 8.0, 10.0, 12.0, 12.0],
+        tasks=(EVIL_TASK, "@everyone"),
+        run="run|<b>id</b>\n[x](http://e.x)",
+        tags={"commit": "<script>alert(1)</script>", "note": "@everyone #1"},
+    )
+    healthy = write_run(root / "ok.jsonl", [1.0, 1.1, 0.9, 1.0], run="ok")
+    return {"root": root, "collapse": collapse, "healthy": healthy}
+
+
+@pytest.fixture(scope="module")
+def outputs(hostile: dict[str, Path]) -> dict:
+    calls = {
+        "report": ("report", str(hostile["collapse"]), "--format", "markdown"),
+        "healthy": ("report", str(hostile["healthy"]), "--format", "markdown"),
+        "batch": ("batch", str(hostile["root"]), "--format", "markdown"),
+        "json": ("report", str(hostile["collapse"]), "--format", "json"),
+    }
+    return dict(zip(calls, gradlog_many(list(calls.values()))))
+
+
+def _outside_code(markdown: str) -> str:
+    return re.sub(r"(`+) .*? \1", "", markdown)
+
+
+def test_report_markdown_has_verdict_table_findings_action_and_chart(outputs: dict) -> None:
+    result = outputs["report"]
+    assert result.returncode == 0, result.stderr
+    text = result.stdout.decode()
+    assert text.startswith("## \N{CROSS MARK} gradlog: Task collapse in run ")
+    assert (
+        "**Verdict: \N{CROSS MARK} Task collapse** · task balance: Task collapse, final window ratio 7.36"
+        in text
+    )
+    assert "collapse from Epoch 25" in text
+    assert "| First imbalance | Epoch 10 |" in text
+    assert "| First collapse | Epoch 25 |" in text
+    assert "### Findings" in text and "- \N{CROSS MARK} Task collapse from Epoch 25" in text
+    assert "### Recommended action" in text and "Urgent\\: rebalance weights" in text
+    assert "```mermaid" in text and "xychart-beta" in text
+    assert "    line [0.5, 0.5, 0.5, 0.5, 0.5]" in text  # the healthy band, lower edge
+    assert "    line [2, 2, 2, 2, 2]" in text  # and upper edge
+    assert "green lines: the healthy band 0.5–2.0" in text
+
+
+def test_report_markdown_is_inert(outputs: dict) -> None:
+    text = outputs["report"].stdout.decode()
+    outside = _outside_code(text)
+    assert "<img" not in outside and "<script" not in outside and "<b>" not in outside
+    assert "@everyone" not in outside
+    for block in re.findall(r"```mermaid\n(.*?)```", text, re.S):
+        assert "img" not in block and "everyone" not in block and "script" not in block
+    if render is not None:
+        _inert_html(render(text))
+
+
+def test_healthy_report_markdown(outputs: dict) -> None:
+    text = outputs["healthy"].stdout.decode()
+    assert text.startswith("## \N{WHITE HEAVY CHECK MARK} gradlog: Healthy in run ` ok `")
+    assert "- \N{WHITE HEAVY CHECK MARK} No findings." in text
+
+
+def test_batch_markdown_is_inert_and_complete(outputs: dict, hostile: dict[str, Path]) -> None:
+    result = outputs["batch"]
+    assert result.returncode == 0, result.stderr
+    text = result.stdout.decode()
+    assert text.startswith("## \N{CROSS MARK} gradlog batch: 1 of 2 runs need attention")
+    assert "**2 runs in 2 files: 1 collapse, 1 healthy**" in text
+    assert "| # | Status | Run | File |" in text
+    assert "### Findings" in text and "collapse from Epoch 25" in text
+    assert "Try ` --loss-alpha" not in text  # task names are not pointer/type
+    assert "xychart-beta" in text and "bar [" in text
+    outside = _outside_code(text)
+    assert "<img" not in outside and "@everyone" not in outside and "<b>" not in outside
+    if render is not None:
+        html = render(text)
+        _inert_html(html)
+        rows = re.findall(r"<tr>(.*?)</tr>", html, re.S)
+        assert len(rows) == 3 and all(r.count("<t") == 15 for r in rows)
+
+
+def test_markdown_numbers_are_the_reports(outputs: dict) -> None:
+    (run,) = json.loads(outputs["json"].stdout)["runs"]
+    text = outputs["report"].stdout.decode()
+    s = run["summary"]
+    assert f"{s['mean_norm_mean']:.4f} ± {s['mean_norm_std']:.4f}" in text
+    assert f"| Final window ratio | {s['final_ratio']:.2f} " in text
