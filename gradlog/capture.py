@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch.autograd.graph import get_gradient_edge
 
 from gradlog.errors import RecorderConfigError
 
-__all__ = ["RepresentationCapture", "first_tensor", "task_consumers"]
+__all__ = ["RepresentationCapture", "Shared", "first_tensor", "task_consumers"]
 
 # Pairwise dot products of the rows are faster than one skinny matrix product for a few tasks.
 _DOTS_UP_TO = 4
@@ -45,21 +45,40 @@ def first_tensor(output: Any) -> torch.Tensor | None:
     return None
 
 
+class Shared(NamedTuple):
+    """What the capture needs of the representation, without holding the tensor itself (so
+    that its memory is freed during the backward as it would be without gradlog): where its
+    gradient enters the graph, and its shape, dtype and device."""
+
+    node: Any  # the autograd node that receives the representation's gradient
+    output_nr: int
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    device: torch.device
+
+    @classmethod
+    def of(cls, tensor: torch.Tensor) -> Shared:
+        if not tensor.requires_grad:
+            raise RecorderConfigError(
+                "the shared representation does not require grad: pass the tensor the task "
+                "heads read, computed with gradients enabled (not under torch.no_grad() or "
+                "detached)"
+            )
+        edge = get_gradient_edge(tensor)
+        return cls(edge.node, edge.output_nr, tuple(tensor.shape), tensor.dtype, tensor.device)
+
+
 def task_consumers(
-    losses: Sequence[torch.Tensor], shared: torch.Tensor
+    losses: Sequence[torch.Tensor], shared: torch.Tensor | Shared
 ) -> dict[Any, tuple[int, list[int]]]:
     """The autograd nodes that read ``shared``, each with its task and the input slots it reads.
 
     Walks the graph from each loss down to ``shared`` (never below it). A consumer reached from
     two tasks would mix their gradients, so it is refused with a message saying what to pass.
     """
-    if not shared.requires_grad:
-        raise RecorderConfigError(
-            "the shared representation does not require grad: pass the tensor the task heads "
-            "read, computed with gradients enabled (not under torch.no_grad() or detached)"
-        )
-    edge = get_gradient_edge(shared)
-    target, target_nr = edge.node, edge.output_nr
+    if isinstance(shared, torch.Tensor):
+        shared = Shared.of(shared)
+    target, target_nr = shared.node, shared.output_nr
     consumers: dict[Any, tuple[int, list[int]]] = {}
     for task, loss in enumerate(losses):
         root = loss.grad_fn
@@ -136,7 +155,7 @@ class RepresentationCapture:
     def arm(
         self,
         losses: Sequence[torch.Tensor],
-        shared: torch.Tensor,
+        shared: torch.Tensor | Shared,
         total: torch.Tensor | None = None,
         *,
         exact: bool = False,
@@ -151,8 +170,10 @@ class RepresentationCapture:
         """
         self.disarm()
         self._reset()
+        if isinstance(shared, torch.Tensor):
+            shared = Shared.of(shared)
         consumers = task_consumers(losses, shared)
-        self._shape = tuple(shared.shape)
+        self._shape = shared.shape
         self._dtype = (
             shared.dtype if shared.dtype in (torch.float32, torch.float64) else torch.float32
         )
@@ -162,8 +183,11 @@ class RepresentationCapture:
         for node, (task, slots) in consumers.items():
             self._remaining[task] += 1
             self._handles.append(node.register_hook(hook(task, slots)))
-        if self._pair:
-            self._handles.append(shared.register_hook(self._capture_total))
+        if self._pair:  # the summed gradient, as the representation's node receives it
+            nr = shared.output_nr
+            self._handles.append(
+                shared.node.register_prehook(lambda grads: self._capture_total(grads[nr]))
+            )
         for task in range(self.n_tasks):
             self._complete[task] = self._remaining[task] == 0  # never reaches the representation
         if total is not None and total.grad_fn is not None:
@@ -212,9 +236,10 @@ class RepresentationCapture:
 
         return hook
 
-    def _capture_total(self, grad: torch.Tensor) -> None:
-        with torch.no_grad():
-            self._total_square = _square(grad)
+    def _capture_total(self, grad: torch.Tensor | None) -> None:
+        if grad is not None:
+            with torch.no_grad():
+                self._total_square = _square(grad)
 
     def _pair_gram(self) -> list[list[float]]:
         counts = [len(squares) for squares in self._squares]

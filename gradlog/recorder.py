@@ -22,7 +22,7 @@ from typing import IO, Any
 import torch
 
 from gradlog import __version__, classify, distributed
-from gradlog.capture import RepresentationCapture, first_tensor
+from gradlog.capture import RepresentationCapture, Shared, first_tensor
 from gradlog.echo import LiveEcho
 from gradlog.errors import RecorderConfigError
 from gradlog.norms import (
@@ -223,7 +223,7 @@ class GradientRecorder:
         self._done_epochs: dict[str, int] = {}
         self._pending: tuple[int, Any] | None = None  # (step, measured gram or armed capture)
         self._capture = RepresentationCapture(len(tasks)) if mode == REPRESENTATION else None
-        self._shared_tensor: torch.Tensor | None = None
+        self._shared_tensor: Shared | None = None
         self._shared_calls = 0
         self._hook_handle = None
         writes = self.per_rank or self.rank == 0
@@ -278,7 +278,9 @@ class GradientRecorder:
         if torch.is_grad_enabled():
             tensor = first_tensor(output)
             if tensor is not None and tensor.requires_grad:
-                self._shared_tensor = tensor
+                # Where its gradient enters the graph, not the tensor: its memory is freed
+                # during the backward as without gradlog.
+                self._shared_tensor = Shared.of(tensor)
                 self._shared_calls += 1
 
     # -- scheduling ---------------------------------------------------------------------------
@@ -418,7 +420,7 @@ class GradientRecorder:
                 f"losses must hold exactly the tasks {self.tasks}: missing {missing}, unknown {extra}"
             )
 
-    def _take_shared(self) -> torch.Tensor:
+    def _take_shared(self) -> Shared:
         tensor, calls = self._shared_tensor, self._shared_calls
         if tensor is None:
             raise RecorderConfigError(

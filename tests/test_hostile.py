@@ -174,8 +174,12 @@ def _peak_rss_mb(code: str) -> tuple[int, str]:
     """Run ``code`` in a fresh interpreter; its peak memory (MiB) and what it printed."""
     script = textwrap.dedent(code) + textwrap.dedent(
         """
-        import resource, sys
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, file=sys.stderr)
+        import sys
+        # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across exec, so it would
+        # report the (large) pytest process that forked this one.
+        with open("/proc/self/status") as status:
+            hwm = next(line for line in status if line.startswith("VmHWM:"))
+        print(int(hwm.split()[1]) // 1024, file=sys.stderr)
         """
     )
     result = subprocess.run(
