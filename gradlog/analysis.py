@@ -19,6 +19,8 @@ from gradlog.readers import LoadedLog
 from gradlog.schema import KIND_EVENT, KIND_RUN, MAX_TASKS
 from gradlog.summary import Events, Recommendation, Report, RunReport, Summary
 
+MAX_RUNS = 10_000  # runs in one report (gradlog batch summarises any number)
+
 
 @dataclass(frozen=True)
 class Options:
@@ -44,10 +46,19 @@ def analyse(log: LoadedLog, options: Options = Options()) -> Report:
             )
             raise GradlogError(f"{log.path}: no run '{options.run}' (runs: {shown})")
         run_ids = [options.run]
+    elif len(run_ids) > MAX_RUNS:  # a bound on the work: a report per run
+        raise GradlogError(
+            f"{log.path}: {len(run_ids):,} runs in one file (a report covers at most "
+            f"{MAX_RUNS:,}; pick one with --run, or summarise them with gradlog batch)"
+        )
+    if len(run_ids) == 1:
+        by_run = {(run_ids[0],): frame.filter(pl.col("run") == run_ids[0])}
+    else:
+        by_run = frame.partition_by("run", maintain_order=True, as_dict=True)  # one pass
     runs = []
     notes = list(log.notes)
     for rid in run_ids:
-        rows = frame.filter(pl.col("run") == rid)
+        rows = by_run[(rid,)]
         notes += _order_notes(rows, rid, log, options.strict)
         runs.append(_analyse_run(rows.drop("_row"), rid, log.path, options))
     return Report(log.path, tuple(runs), tuple(notes))
@@ -404,8 +415,8 @@ def _summarise(
 ) -> Summary:
     finite = pl.col("mean_norm").is_finite() & pl.col("max_norm").is_finite()
     logged = table.filter(pl.col("mean_norm").is_not_null())
-    # Norms near the float range (1e300) would overflow a sum or a square: such columns are
-    # scaled by a power of two first, which changes no digit of the result.
+    # Norms near the ends of the float range (1e300, 1e-200) would overflow or underflow a sum
+    # or a square: each column is scaled by a power of two first, which changes no digit.
     scale = _scale(logged, finite)
     mean_norm, max_norm = (
         pl.col("mean_norm") / scale["mean_norm"],
@@ -488,11 +499,11 @@ def _summarise(
 
 
 def _scale(logged: pl.DataFrame, finite: pl.Expr) -> dict[str, float]:
-    """A power of two to divide each norm column by, 1.0 unless its values are huge."""
+    """A power of two near each norm column's largest value, to divide the column by."""
     out = {}
     for column in ("mean_norm", "max_norm"):
         largest = logged.select(pl.col(column).filter(finite).abs().max()).item()
-        if largest is None or largest < 1e150:
+        if not largest:  # no finite value, or all zero
             out[column] = 1.0
         else:
             out[column] = math.ldexp(1.0, math.frexp(largest)[1] - 1)

@@ -64,7 +64,10 @@ class Shared(NamedTuple):
                 "heads read, computed with gradients enabled (not under torch.no_grad() or "
                 "detached)"
             )
-        edge = get_gradient_edge(tensor)
+        node = tensor.grad_fn
+        if node is not None:  # the usual case, and faster than get_gradient_edge's checks
+            return cls(node, tensor.output_nr, tuple(tensor.shape), tensor.dtype, tensor.device)
+        edge = get_gradient_edge(tensor)  # a leaf: its AccumulateGrad node
         return cls(edge.node, edge.output_nr, tuple(tensor.shape), tensor.dtype, tensor.device)
 
 
@@ -148,9 +151,9 @@ class RepresentationCapture:
         self._scale: torch.Tensor | None = None
         # Two tasks whose weighted sum is the whole backward: read-only, see _arm_pair.
         self._pair = False
-        self._squares: list[list[torch.Tensor]] = [[] for _ in range(n)]
+        self._squares: list[list[tuple[torch.Tensor, float | None]]] = [[] for _ in range(n)]
         self._held: list[list[torch.Tensor]] = [[] for _ in range(n)]
-        self._total_square: torch.Tensor | None = None
+        self._total_square: tuple[torch.Tensor, float | None] | None = None
 
     def arm(
         self,
@@ -226,9 +229,9 @@ class RepresentationCapture:
             with torch.no_grad():
                 squares, held = self._squares[task], self._held[task]
                 for grad in grads:
-                    squares.append(_square(grad))
+                    squares.append(_square(grad))  # (value, factor): value * factor
                     for earlier in held:
-                        squares.append(2 * _inner(grad, earlier))
+                        squares.append((_inner(grad, earlier), 2.0))
                     held.append(grad)
                 if self._remaining[task] == 0:
                     held.clear()
@@ -242,13 +245,16 @@ class RepresentationCapture:
                 self._total_square = _square(grad)
 
     def _pair_gram(self) -> list[list[float]]:
-        counts = [len(squares) for squares in self._squares]
-        scalars = [*self._squares[0], *self._squares[1]]
+        terms = [*self._squares[0], *self._squares[1]]
         if self._total_square is not None:
-            scalars.append(self._total_square)
-        values = torch.stack(scalars).to(torch.float64).tolist() if scalars else []
-        first = math.fsum(values[: counts[0]])
-        second = math.fsum(values[counts[0] : counts[0] + counts[1]])
+            terms.append(self._total_square)
+        # One transfer for every scalar; the float32 values are exact as Python floats, and
+        # the rest of the arithmetic is float64.
+        values = torch.stack([t for t, _ in terms]).tolist() if terms else []
+        values = [v * v if f is None else v * f for v, (_, f) in zip(values, terms)]
+        n_first = len(self._squares[0])
+        first = math.fsum(values[:n_first])
+        second = math.fsum(values[n_first : n_first + len(self._squares[1])])
         total = values[-1] if self._total_square is not None else first + second
         cross = (total - first - second) / 2
         return [[first, cross], [cross, second]]
@@ -371,16 +377,21 @@ class RepresentationCapture:
         self._handles.clear()
 
 
-def _square(grad: torch.Tensor) -> torch.Tensor:
-    """``<g, g>``, reading ``g`` once, whatever its layout."""
+def _square(grad: torch.Tensor) -> tuple[torch.Tensor, float | None]:
+    """``<g, g>`` as (value, factor), reading ``g`` once whatever its layout: a dot product
+    (factor 1), or a norm to be squared once on the host (factor None: one op fewer)."""
+    if grad.dtype not in (torch.float32, torch.float64):  # half precision: sum in float32
+        return torch.linalg.vector_norm(grad, dtype=torch.float32), None
     if grad.is_contiguous():
         flat = grad.view(-1)
-        return torch.dot(flat, flat)
-    return torch.linalg.vector_norm(grad).square()
+        return torch.dot(flat, flat), 1.0
+    return torch.linalg.vector_norm(grad), None
 
 
 def _inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``<a, b>`` of two tensors of one shape, whatever their layouts."""
+    if a.dtype not in (torch.float32, torch.float64):
+        return torch.sum(a.float() * b.float())
     if a.is_contiguous() and b.is_contiguous():
         return torch.dot(a.view(-1), b.view(-1))
     return (a * b).sum()

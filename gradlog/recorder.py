@@ -223,7 +223,7 @@ class GradientRecorder:
         self._done_epochs: dict[str, int] = {}
         self._pending: tuple[int, Any] | None = None  # (step, measured gram or armed capture)
         self._capture = RepresentationCapture(len(tasks)) if mode == REPRESENTATION else None
-        self._shared_tensor: Shared | None = None
+        self._shared_tensor: torch.Tensor | None = None  # the shared module's last output
         self._shared_calls = 0
         self._hook_handle = None
         writes = self.per_rank or self.rank == 0
@@ -278,9 +278,7 @@ class GradientRecorder:
         if torch.is_grad_enabled():
             tensor = first_tensor(output)
             if tensor is not None and tensor.requires_grad:
-                # Where its gradient enters the graph, not the tensor: its memory is freed
-                # during the backward as without gradlog.
-                self._shared_tensor = Shared.of(tensor)
+                self._shared_tensor = tensor  # let go before the backward (_before)
                 self._shared_calls += 1
 
     # -- scheduling ---------------------------------------------------------------------------
@@ -362,6 +360,9 @@ class GradientRecorder:
                 "GradientRecorder(..., shared=model.encoder) or backward(losses, shared=h)"
             )
         self._drop_pending()
+        # Keep only where the representation's gradient enters the graph, never the tensor
+        # itself through the backward: its memory is freed there as it is without gradlog.
+        module_output, self._shared_tensor = self._shared_tensor, None
         if not self._balance_due(epoch, step):
             return
         step = self._calls + 1 if step is None else step
@@ -369,7 +370,7 @@ class GradientRecorder:
         if self.mode == PARAMETERS:
             self._pending = (step, self._parameter_gram(ordered))
         else:
-            h = shared if shared is not None else self._take_shared()
+            h = Shared.of(shared if shared is not None else self._take_shared(module_output))
             self._capture.arm(ordered, h, total, exact=exact)
             self._pending = (step, self._capture)
 
@@ -420,8 +421,8 @@ class GradientRecorder:
                 f"losses must hold exactly the tasks {self.tasks}: missing {missing}, unknown {extra}"
             )
 
-    def _take_shared(self) -> Shared:
-        tensor, calls = self._shared_tensor, self._shared_calls
+    def _take_shared(self, tensor: torch.Tensor | None) -> torch.Tensor:
+        calls = self._shared_calls
         if tensor is None:
             raise RecorderConfigError(
                 f"the shared module {self._shared_name!r} has not run with gradients enabled "

@@ -347,6 +347,19 @@ def test_huge_values_are_reported_not_overflowed(tmp_path: Path) -> None:
     assert "Gradient norms: Exploding" in text
 
 
+def test_tiny_values_do_not_underflow(tmp_path: Path) -> None:
+    """Found by the long fuzz run: the squares of 1e-200 underflow to 0 unless scaled."""
+    means = [2.3471664643534065e-200, 0.0, 1e-310]
+    path = write(
+        tmp_path / "run.jsonl",
+        RUN,
+        *[event(5 * (i + 1), mean_norm=m, max_norm=m) for i, m in enumerate(means)],
+    )
+    s = analyse(read_log(path)).runs[0].summary
+    assert s.mean_norm_std == pytest.approx(statistics.pstdev(means), rel=1e-12)
+    assert s.mean_norm_mean == pytest.approx(statistics.fmean(means), rel=1e-12)
+
+
 def test_a_ratio_beyond_the_float_range_is_a_collapse_as_the_echo_says(tmp_path: Path) -> None:
     path = write(tmp_path / "run.jsonl", RUN, *[event(e, 1e300, 1e-300) for e in (5, 10, 15)])
     text, _ = report(path)

@@ -417,8 +417,9 @@ def field_damage(draw: st.DrawFn, records: list[dict]) -> str:
         if not isinstance(record, dict):
             continue
         target = record
-        tasks = [t for t in record.get("tasks") or [] if isinstance(t, dict)]
-        if isinstance(record.get("tasks"), list) and tasks and draw(st.booleans()):
+        listed = record.get("tasks") if isinstance(record.get("tasks"), list) else []
+        tasks = [t for t in listed if isinstance(t, dict)]
+        if tasks and draw(st.booleans()):
             target = tasks[draw(st.integers(0, len(tasks) - 1))]
         elif isinstance(record.get("meta"), dict) and draw(st.booleans()):
             target = record["meta"]

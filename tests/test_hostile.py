@@ -283,6 +283,19 @@ def test_too_many_distinct_tasks_in_one_run_is_refused(tmp_path: Path) -> None:
         analyse(read_log(path))
 
 
+def test_too_many_runs_in_one_report_is_refused_but_one_can_be_picked(tmp_path: Path) -> None:
+    from gradlog.analysis import MAX_RUNS, Options
+
+    path = tmp_path / "runs.jsonl"
+    with open(path, "w") as fh:
+        for i in range(MAX_RUNS + 1):
+            fh.write(json.dumps({"v": 1, "run": f"r{i}", "kind": "event", "epoch": 1}) + "\n")
+    log = read_log(path)
+    with pytest.raises(GradlogError, match=r"10,001 runs in one file .* pick one with --run"):
+        analyse(log)
+    assert [r.run_id for r in analyse(log, Options(run="r77")).runs] == ["r77"]
+
+
 def test_many_tasks_within_the_limits_are_analysed_in_linear_time(tmp_path: Path) -> None:
     path = tmp_path / "tasks.jsonl"
     names = [f"t{i}" for i in range(MAX_TASKS)]

@@ -523,3 +523,36 @@ def test_two_tasks_in_representation_mode(
         assert cosines[("depth", "seg")] == pytest.approx(
             float(a @ b) / float(a.norm() * b.norm()), abs=1e-4 if seg_weight > 10 else 1e-5
         )
+
+
+@pytest.mark.parametrize("n_tasks", [2, 3])
+def test_half_precision_representation(tmp_path: Path, n_tasks: int) -> None:
+    """A bfloat16 representation: products summed in float32, the reference within bf16."""
+    torch.manual_seed(7)
+    encoder = nn.Linear(4, 16).to(torch.bfloat16)
+    heads = nn.ModuleList(nn.Linear(16, 2).to(torch.bfloat16) for _ in range(n_tasks))
+    model = nn.ModuleDict({"encoder": encoder, "heads": heads})
+    tasks = [f"t{i}" for i in range(n_tasks)]
+    path = tmp_path / "run.jsonl"
+    with GradientRecorder(
+        model,
+        tasks,
+        path,
+        mode="representation",
+        shared="encoder",
+        balance_every=1,
+        log_every=None,
+    ) as rec:
+        h = encoder(torch.randn(8, 4, dtype=torch.bfloat16))
+        losses = {t: head(h).float().pow(2).mean() for t, head in zip(tasks, heads)}
+        vectors = {
+            t: torch.autograd.grad(losses[t], h, retain_graph=True)[0].double().reshape(-1)
+            for t in tasks
+        }
+        rec.backward(losses, epoch=1)
+    norms, cosines = logged(events(path)[0])
+    for t in tasks:
+        assert norms[t] == pytest.approx(float(vectors[t].norm()), rel=1e-3)
+    for (a, b), value in cosines.items():
+        want = float(vectors[a] @ vectors[b]) / float(vectors[a].norm() * vectors[b].norm())
+        assert value == pytest.approx(want, abs=1e-3)
