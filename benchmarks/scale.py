@@ -37,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from batch import check_layout, run_text  # noqa: E402 - the archive's layout, shared
+from measure import measure  # noqa: E402
 
 GiB = 1024**3
 EVENTS_PER_FILE = 100_000  # about 35 MB of JSON Lines per run
@@ -46,26 +47,6 @@ TEMPLATES = 8  # distinct runs; each file is one of them under its own run id
 def load() -> str:
     one, five, fifteen = os.getloadavg()
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
-
-
-def run(
-    args: list[str], stdout: Path | None = None, ok: tuple[int, ...] = (0,)
-) -> tuple[float, float]:
-    """Wall seconds and peak resident MiB of one fresh process."""
-    out = open(stdout, "wb") if stdout else subprocess.DEVNULL  # noqa: SIM115
-    try:
-        start = time.perf_counter()
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.PIPE)
-        err = proc.stderr.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-    finally:
-        if stdout:
-            out.close()
-    code = os.waitstatus_to_exitcode(status)
-    if code not in ok:
-        raise RuntimeError(f"{' '.join(args[:5])} exited {code}: {err.decode()[-2000:]}")
-    return wall, usage.ru_maxrss / 1024
 
 
 def gradlog(*args: str) -> list[str]:
@@ -111,7 +92,10 @@ def bench_batch(tmp: Path, gigabytes: float, repeat: int) -> None:
     for i in range(repeat):
         print(f"  before: {load()}")
         # exit 1 means a run's finding reached --fail-on: none is asked for, so 0 (2: unreadable)
-        wall, peak = run(gradlog("batch", str(archive), "--format", "csv", "-o", str(rows)))
+        wall, peak, _ = measure(
+            gradlog("batch", str(archive), "--format", "csv", "-o", str(rows)),
+            stdout=subprocess.DEVNULL,
+        )
         print(
             f"gradlog batch ({i + 1}/{repeat}): wall {wall:.1f} s, "
             f"{size / 1e9 / wall:.2f} GB/s, peak memory {peak:.0f} MiB "
@@ -128,7 +112,7 @@ def bench_report(tmp: Path, events: int, repeat: int) -> None:
     start = time.perf_counter()
     jsonl.write_text(run_text("million", events, seed=1), encoding="utf-8")
     check_layout(jsonl)
-    run(gradlog("convert", str(jsonl), "-o", str(parquet)))
+    measure(gradlog("convert", str(jsonl), "-o", str(parquet)))
     print(
         f"log: {events:,} events, {jsonl.stat().st_size / 1e6:.0f} MB JSON Lines, "
         f"{parquet.stat().st_size / 1e6:.0f} MB Parquet (written in {time.perf_counter() - start:.0f} s)"
@@ -139,7 +123,7 @@ def bench_report(tmp: Path, events: int, repeat: int) -> None:
         outputs[label] = tmp / f"report-{label}.txt"
         print(f"  before: {load()}")
         for _ in range(repeat):
-            wall, peak = run(gradlog("report", str(path)), stdout=outputs[label])
+            wall, peak, _ = measure(gradlog("report", str(path)), stdout=outputs[label])
             walls.append(wall)
             peaks.append(peak)
         best, median = min(walls), statistics.median(walls)

@@ -27,6 +27,35 @@ app = typer.Typer(
 )
 
 
+# Options that several commands take, declared once.
+Window = Annotated[int, typer.Option(min=1, help="Balance samples in the collapse window.")]
+MinSamples = Annotated[
+    int, typer.Option(min=1, help="Samples needed before a shorter window is judged.")
+]
+Pair = Annotated[
+    str | None,
+    typer.Option(
+        metavar="NUM/DEN",
+        help="Tasks of the ratio (default: pointer/type, else each run's first two tasks).",
+    ),
+]
+RunId = Annotated[
+    str | None, typer.Option("--run", help="Only this run id (a log may hold several).")
+]
+Output = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="Write the result to this file, not to stdout."),
+]
+Github = Annotated[
+    bool, typer.Option("--github", help="Also append the Markdown to $GITHUB_STEP_SUMMARY.")
+]
+NoColor = Annotated[bool, typer.Option("--no-color", help="Plain output even on a terminal.")]
+Strict = Annotated[
+    bool,
+    typer.Option("--strict", help="Refuse (exit 2) what would be skipped with a note."),
+]
+
+
 class OutputFormat(str, enum.Enum):
     text = "text"
     json = "json"
@@ -82,22 +111,10 @@ def report(
             metavar="RUN", help="Log file (.jsonl, .jsonl.gz, .parquet), or - for standard input."
         ),
     ],
-    window: Annotated[
-        int, typer.Option(min=1, help="Balance samples in the collapse window.")
-    ] = 10,
-    min_samples: Annotated[
-        int, typer.Option(min=1, help="Samples needed before a shorter window is judged.")
-    ] = 3,
-    pair: Annotated[
-        str | None,
-        typer.Option(
-            metavar="NUM/DEN",
-            help="Tasks of the ratio (default: pointer/type, else the first two).",
-        ),
-    ] = None,
-    run_id: Annotated[
-        str | None, typer.Option("--run", help="Only this run id (a log may hold several).")
-    ] = None,
+    window: Window = 10,
+    min_samples: MinSamples = 3,
+    pair: Pair = None,
+    run_id: RunId = None,
     output_format: Annotated[
         OutputFormat,
         typer.Option(
@@ -108,26 +125,13 @@ def report(
         list[FailOnLevel] | None,
         typer.Option(help="Exit 1 when a finding reaches this level (repeatable)."),
     ] = None,
-    no_color: Annotated[
-        bool, typer.Option("--no-color", help="Plain output even on a terminal.")
-    ] = False,
-    output: Annotated[
-        Path | None,
-        typer.Option("--output", "-o", help="Write the report to this file, not to stdout."),
-    ] = None,
-    github: Annotated[
-        bool,
-        typer.Option("--github", help="Also append the Markdown report to $GITHUB_STEP_SUMMARY."),
-    ] = False,
+    no_color: NoColor = False,
+    output: Output = None,
+    github: Github = False,
     chart: Annotated[
         bool, typer.Option("--chart", help="Add a small text chart of the ratio (text format).")
     ] = False,
-    strict: Annotated[
-        bool,
-        typer.Option(
-            "--strict", help="Refuse (exit 2) what would be skipped with a note: broken lines..."
-        ),
-    ] = False,
+    strict: Strict = False,
 ) -> None:
     """Print the collapse report and summary of a gradient log."""
     from gradlog.analysis import Options, analyse
@@ -207,9 +211,7 @@ def convert(
         Path, typer.Option("--output", "-o", help="Log to write; its suffix picks the format.")
     ],
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUTPUT if it exists.")] = False,
-    strict: Annotated[
-        bool, typer.Option("--strict", help="Refuse (exit 2) what would be skipped with a note.")
-    ] = False,
+    strict: Strict = False,
 ) -> None:
     """Convert a log between JSON Lines (optionally gzipped) and Parquet."""
     from gradlog.convert import convert_log
@@ -333,16 +335,9 @@ def batch(
             "datasets or object-store URLs.",
         ),
     ],
-    window: Annotated[
-        int, typer.Option(min=1, help="Balance samples in the collapse window.")
-    ] = 10,
-    min_samples: Annotated[
-        int, typer.Option(min=1, help="Samples needed before a shorter window is judged.")
-    ] = 3,
-    pair: Annotated[
-        str | None,
-        typer.Option(metavar="NUM/DEN", help="Tasks of the ratio (default: per run, as report)."),
-    ] = None,
+    window: Window = 10,
+    min_samples: MinSamples = 3,
+    pair: Pair = None,
     output_format: Annotated[
         BatchFormat,
         typer.Option("--format", help="table (terminal), markdown (pull request), json or csv."),
@@ -359,17 +354,9 @@ def batch(
         list[FailOnLevel] | None,
         typer.Option(help="Exit 1 when a run's finding reaches this level (repeatable)."),
     ] = None,
-    output: Annotated[
-        Path | None,
-        typer.Option("--output", "-o", help="Write the result to this file, not to stdout."),
-    ] = None,
-    github: Annotated[
-        bool,
-        typer.Option("--github", help="Also append the Markdown to $GITHUB_STEP_SUMMARY."),
-    ] = False,
-    no_color: Annotated[
-        bool, typer.Option("--no-color", help="Plain output even on a terminal.")
-    ] = False,
+    output: Output = None,
+    github: Github = False,
+    no_color: NoColor = False,
 ) -> None:
     """Summarise many logs: one row per run, worst first; exit 2 if a file was unreadable."""
     from gradlog.batch import run_batch, select_rows
@@ -423,16 +410,9 @@ def compare(
     head: Annotated[
         str, typer.Argument(metavar="HEAD", help="The change to judge: a log, directory or glob.")
     ],
-    window: Annotated[
-        int, typer.Option(min=1, help="Balance samples in the collapse window.")
-    ] = 10,
-    min_samples: Annotated[
-        int, typer.Option(min=1, help="Samples needed before a shorter window is judged.")
-    ] = 3,
-    pair: Annotated[
-        str | None,
-        typer.Option(metavar="NUM/DEN", help="Tasks of the ratio (default: per run, as report)."),
-    ] = None,
+    window: Window = 10,
+    min_samples: MinSamples = 3,
+    pair: Pair = None,
     output_format: Annotated[
         CompareFormat,
         typer.Option("--format", help="table (terminal), markdown (pull request) or json."),
@@ -441,17 +421,9 @@ def compare(
         list[FailOnLevel] | None,
         typer.Option(help="Exit 1 when a head run reaches this level and its base did not."),
     ] = None,
-    output: Annotated[
-        Path | None,
-        typer.Option("--output", "-o", help="Write the result to this file, not to stdout."),
-    ] = None,
-    github: Annotated[
-        bool,
-        typer.Option("--github", help="Also append the Markdown to $GITHUB_STEP_SUMMARY."),
-    ] = False,
-    no_color: Annotated[
-        bool, typer.Option("--no-color", help="Plain output even on a terminal.")
-    ] = False,
+    output: Output = None,
+    github: Github = False,
+    no_color: NoColor = False,
 ) -> None:
     """Compare two runs (or two sets of runs): did HEAD make training worse than BASE?"""
     from gradlog.classify import FailOn
@@ -482,23 +454,12 @@ def plot(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Picture to write: .png, .svg or .html.")
     ],
-    run_id: Annotated[
-        str | None, typer.Option("--run", help="Only this run id (a log may hold several).")
-    ] = None,
-    window: Annotated[
-        int, typer.Option(min=1, help="Balance samples in the collapse window.")
-    ] = 10,
-    min_samples: Annotated[
-        int, typer.Option(min=1, help="Samples needed before a shorter window is judged.")
-    ] = 3,
-    pair: Annotated[
-        str | None,
-        typer.Option(metavar="NUM/DEN", help="Tasks of the ratio (default: pointer/type...)."),
-    ] = None,
+    run_id: RunId = None,
+    window: Window = 10,
+    min_samples: MinSamples = 3,
+    pair: Pair = None,
     title: Annotated[str | None, typer.Option(help="Title of the picture.")] = None,
-    strict: Annotated[
-        bool, typer.Option("--strict", help="Refuse (exit 2) what would be skipped with a note.")
-    ] = False,
+    strict: Strict = False,
 ) -> None:
     """Draw task norms, the ratio with its bands, and mean/max norm (needs matplotlib)."""
     from gradlog.analysis import Options, analyse
