@@ -1,7 +1,8 @@
-"""What both framework callbacks share: reading the per-task losses from a step's output."""
+"""What both framework callbacks share: reading a step's per-task losses, and recording it."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -68,3 +69,55 @@ def check_weights(
         f"weights given to the callback ({expected:.6g}, weights {weights}); pass weights= "
         "with the weights your loss uses (an extra regularisation term also causes this)"
     )
+
+
+class StepRecorder:
+    """The part of a callback that is the same in every framework.
+
+    It makes the recorder; then, on each optimizer step, it takes the first micro-batch's
+    output before its backward (the per-task losses, checked against the weights once) and
+    records the step after the backward. The callbacks only say when these moments are.
+    """
+
+    def __init__(
+        self,
+        tasks: list[str],
+        path: str,
+        weights: Mapping[str, float] | None,
+        recorder_args: dict[str, Any],
+    ) -> None:
+        self.tasks = list(tasks)
+        self.path = path
+        self.weights = dict(weights or {})
+        self.recorder_args = recorder_args
+        self.recorder = None
+        self._step: tuple[dict[str, torch.Tensor], dict[str, int]] | None = None
+        self._checked = False
+
+    def start(self, model: torch.nn.Module) -> None:
+        from gradlog.recorder import GradientRecorder
+
+        self.recorder = GradientRecorder(
+            model, self.tasks, self.path, weights=self.weights, **self.recorder_args
+        )
+
+    def before_backward(self, output: Any, where: str, when: dict[str, int]) -> None:
+        """The step's output (``where`` names what returned it, for messages)."""
+        losses, total, shared = step_losses(output, self.tasks, where)
+        if not self._checked:
+            self._checked = True
+            problem = check_weights(losses, total, self.recorder.weights)
+            if problem:
+                warnings.warn(problem, stacklevel=3)
+        self._step = (losses, when)
+        self.recorder.before_backward(losses, shared=shared, total=total, **when)
+
+    def after_backward(self) -> None:
+        if self.recorder is None or self._step is None:
+            return
+        (losses, when), self._step = self._step, None
+        self.recorder.record(losses, **when)
+
+    def close(self) -> None:
+        if self.recorder is not None:
+            self.recorder.close()

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from gradlog.integrations._common import check_weights, step_losses
+from gradlog.integrations._common import StepRecorder
 from gradlog.recorder import GradientRecorder
 
 __all__ = ["GradlogCallback"]
@@ -60,15 +60,13 @@ class GradlogCallback(TrainerCallback):
         weights: Mapping[str, float] | None = None,
         **recorder_args: Any,
     ) -> None:
-        self.tasks = list(tasks)
-        self.path = path
-        self.weights = dict(weights or {})
-        self.recorder_args = recorder_args
-        self.recorder: GradientRecorder | None = None
+        self._steps = StepRecorder(tasks, path, weights, recorder_args)
         self._handle = None
         self._when: dict[str, int] | None = None  # set for the first micro-batch of a step
-        self._losses: dict | None = None
-        self._checked = False
+
+    @property
+    def recorder(self) -> GradientRecorder | None:
+        return self._steps.recorder
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if self.recorder is not None:
@@ -83,9 +81,7 @@ class GradlogCallback(TrainerCallback):
                 "unclipped.",
                 stacklevel=2,
             )
-        self.recorder = GradientRecorder(
-            model, self.tasks, self.path, weights=self.weights, **self.recorder_args
-        )
+        self._steps.start(model)
         self._handle = model.register_forward_hook(self._on_forward)
 
     def on_step_begin(self, args, state, control, **kwargs):
@@ -95,24 +91,13 @@ class GradlogCallback(TrainerCallback):
         if self._when is None or not (module.training and torch.is_grad_enabled()):
             return
         when, self._when = self._when, None
-        losses, total, shared = step_losses(output, self.tasks, "the model's forward")
-        if not self._checked:
-            self._checked = True
-            problem = check_weights(losses, total, self.recorder.weights)
-            if problem:
-                warnings.warn(problem, stacklevel=2)
-        self._losses = {**when, "losses": losses}
-        self.recorder.before_backward(losses, shared=shared, total=total, **when)
+        self._steps.before_backward(output, "the model's forward", when)
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
-        if self.recorder is None or self._losses is None:
-            return
-        step, self._losses = self._losses, None
-        self.recorder.record(step["losses"], epoch=step["epoch"], step=step["step"])
+        self._steps.after_backward()
 
     def on_train_end(self, args, state, control, **kwargs):
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
-        if self.recorder is not None:
-            self.recorder.close()
+        self._steps.close()

@@ -23,13 +23,12 @@ recorder. Automatic optimization with one optimizer only.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import lightning.pytorch as pl
 
-from gradlog.integrations._common import check_weights, step_losses
+from gradlog.integrations._common import StepRecorder
 from gradlog.recorder import GradientRecorder
 
 __all__ = ["GradlogCallback"]
@@ -54,23 +53,19 @@ class GradlogCallback(pl.Callback):
         weights: Mapping[str, float] | None = None,
         **recorder_args: Any,
     ) -> None:
-        self.tasks = list(tasks)
-        self.path = path
-        self.weights = dict(weights or {})
-        self.recorder_args = recorder_args
-        self.recorder: GradientRecorder | None = None
+        self._steps = StepRecorder(tasks, path, weights, recorder_args)
         self._output: Any = None
-        self._losses: dict | None = None
         self._micro_batch = 0
-        self._checked = False
         self._module = None
+
+    @property
+    def recorder(self) -> GradientRecorder | None:
+        return self._steps.recorder
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit" or self.recorder is not None:
             return
-        self.recorder = GradientRecorder(
-            pl_module, self.tasks, self.path, weights=self.weights, **self.recorder_args
-        )
+        self._steps.start(pl_module)
         original = pl_module.training_step
 
         def training_step(*args: Any, **kwargs: Any) -> Any:
@@ -80,9 +75,6 @@ class GradlogCallback(pl.Callback):
         pl_module.training_step = training_step  # read the step's output; Lightning's as is
         self._module = pl_module
 
-    def _when(self, trainer: pl.Trainer) -> dict[str, int]:
-        return {"epoch": trainer.current_epoch + 1, "step": trainer.global_step + 1}
-
     def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss) -> None:
         if self.recorder is None:
             return
@@ -90,21 +82,12 @@ class GradlogCallback(pl.Callback):
         self._micro_batch += 1
         if self._micro_batch > 1:
             return  # gradient accumulation: the first micro-batch of the step is measured
-        losses, total, shared = step_losses(output, self.tasks, "training_step")
-        if not self._checked:
-            self._checked = True
-            problem = check_weights(losses, total, self.recorder.weights)
-            if problem:
-                warnings.warn(problem, stacklevel=2)
-        self._losses = losses
-        self.recorder.before_backward(losses, shared=shared, total=total, **self._when(trainer))
+        when = {"epoch": trainer.current_epoch + 1, "step": trainer.global_step + 1}
+        self._steps.before_backward(output, "training_step", when)
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module, optimizer) -> None:
-        if self.recorder is None or self._losses is None:
-            return
-        losses, self._losses = self._losses, None
         self._micro_batch = 0
-        self.recorder.record(losses, **self._when(trainer))
+        self._steps.after_backward()
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
@@ -112,5 +95,4 @@ class GradlogCallback(pl.Callback):
         if self._module is not None:
             self._module.__dict__.pop("training_step", None)  # the class's method again
             self._module = None
-        if self.recorder is not None:
-            self.recorder.close()
+        self._steps.close()
