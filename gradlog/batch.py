@@ -19,6 +19,7 @@ The numbers are those of ``gradlog report --format json`` for the same run (test
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from gradlog import classify
@@ -167,12 +168,27 @@ def run_batch(
         )
     rows: list[RunRow] = []
     done = 0
-    for chunk in _chunks(sources, options.chunk_bytes):
-        rows.extend(_chunk_rows(chunk, options))
-        done += len(chunk)
-        if progress is not None:
-            progress(done, len(sources))
+    chunks = _chunks(sources, options.chunk_bytes)
+    # The next chunk is read while this one is analysed: Polars releases the GIL in a collect,
+    # and neither phase alone keeps both cores busy (the analysis is a chain of small queries).
+    # One chunk ahead at most, so memory stays bounded by two chunks.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ahead = _read_ahead(pool, chunks, 0, options)
+        for i, chunk in enumerate(chunks):
+            read, ahead = ahead, _read_ahead(pool, chunks, i + 1, options)
+            rows.extend(_chunk_rows(chunk, options, read))
+            done += len(chunk)
+            if progress is not None:
+                progress(done, len(sources))
     return BatchResult(tuple(rows), len(sources))
+
+
+def _read_ahead(
+    pool: ThreadPoolExecutor, chunks: list[list[Source]], i: int, options: BatchOptions
+) -> Future | None:
+    if i >= len(chunks) or any(s.how in (CAREFUL, MISSING) for s in chunks[i]):
+        return None
+    return pool.submit(_read, chunks[i], options)
 
 
 def _chunks(sources: list[Source], limit: int) -> list[list[Source]]:
@@ -197,13 +213,15 @@ def _chunks(sources: list[Source], limit: int) -> list[list[Source]]:
     return chunks
 
 
-def _chunk_rows(chunk: list[Source], options: BatchOptions) -> list[RunRow]:
+def _chunk_rows(
+    chunk: list[Source], options: BatchOptions, read: Future | None = None
+) -> list[RunRow]:
     if len(chunk) == 1 and chunk[0].how == MISSING:
         return [_error_row(chunk[0].path, "no such file")]
     if len(chunk) == 1 and chunk[0].how == CAREFUL:
         return _careful_rows(chunk[0], options)
     try:
-        base = _read(chunk, options)
+        base = read.result() if read is not None else _read(chunk, options)
     except Exception as exc:  # noqa: BLE001 - any broken input: find it, then let read_log say
         if len(chunk) == 1:
             return _careful_rows(chunk[0], options, reason=exc)
