@@ -2,7 +2,7 @@
 
 Generates an archive of RUNS runs x EVENTS events as JSON Lines (one file per run, exactly as
 the recorder's writer lays them out), and the same archive as Parquet, then measures, each in
-a fresh process (wall time, and peak resident memory from the kernel's accounting):
+a fresh process (wall time, and the command's own peak resident memory, see measure.py):
 
 * ``gradlog batch DIR`` (the whole command, CSV to a file);
 * the floor: a bare Polars scan-and-collect of the same files, with the log schema
@@ -30,12 +30,15 @@ import math
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections import deque
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from measure import measure  # noqa: E402 - wall time and the command's own peak memory
 
 # -- the archive -------------------------------------------------------------------------------
 
@@ -203,20 +206,6 @@ def stdlib_summary(paths: list[str], window: int = 10, min_samples: int = 3) -> 
 
 
 # -- measuring -----------------------------------------------------------------------------------
-
-
-def measure(args: list[str], ok: tuple[int, ...] = (0,)) -> tuple[float, float, str]:
-    """Wall seconds and peak resident MB of a fresh process, and its standard output."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out = proc.stdout.read()
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode not in ok:
-        raise RuntimeError(f"{args[:4]} failed ({proc.returncode}): {err.decode()[-2000:]}")
-    return wall, usage.ru_maxrss / 1024, out.decode()
 
 
 def _python(code: str) -> list[str]:
