@@ -138,6 +138,7 @@ class RepresentationCapture:
     def __init__(self, n_tasks: int) -> None:
         self.n_tasks = n_tasks
         self._buffers: dict[tuple, torch.Tensor] = {}
+        self._scratch_buffer: torch.Tensor | None = None
         self._handles: list[Any] = []
         self._reset()
 
@@ -231,13 +232,27 @@ class RepresentationCapture:
                 for grad in grads:
                     squares.append(_square(grad))  # (value, factor): value * factor
                     for earlier in held:
-                        squares.append((_inner(grad, earlier), 2.0))
+                        squares.append((_inner(grad, earlier, self._scratch), 2.0))
                     held.append(grad)
                 if self._remaining[task] == 0:
                     held.clear()
             self._complete[task] = self._remaining[task] == 0
 
         return hook
+
+    def _scratch(self, like: torch.Tensor) -> torch.Tensor:
+        """A buffer kept between steps for the products of two layouts: a fresh one of this
+        size costs the kernel's page faults every step, as much again as the product itself."""
+        buffer = self._scratch_buffer
+        if (
+            buffer is None
+            or buffer.shape != like.shape
+            or buffer.dtype != like.dtype
+            or buffer.device != like.device
+        ):
+            buffer = torch.empty(like.shape, dtype=like.dtype, device=like.device)
+            self._scratch_buffer = buffer
+        return buffer
 
     def _capture_total(self, grad: torch.Tensor | None) -> None:
         if grad is not None:
@@ -388,10 +403,19 @@ def _square(grad: torch.Tensor) -> tuple[torch.Tensor, float | None]:
     return torch.linalg.vector_norm(grad), None
 
 
-def _inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``<a, b>`` of two tensors of one shape, whatever their layouts."""
+def _inner(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    scratch: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """``<a, b>`` of two tensors of one shape, whatever their layouts; ``scratch(a)`` gives a
+    buffer for the elementwise product when the layouts differ."""
     if a.dtype not in (torch.float32, torch.float64):
         return torch.sum(a.float() * b.float())
     if a.is_contiguous() and b.is_contiguous():
         return torch.dot(a.view(-1), b.view(-1))
-    return (a * b).sum()
+    if scratch is None or a.dtype != b.dtype:
+        return (a * b).sum()
+    out = scratch(a)
+    torch.mul(a, b, out=out)
+    return out.sum()
