@@ -537,10 +537,10 @@ def _recommend(
         return none
     num, den = pair
     last_sample = table.filter(pl.col("has_balance")).tail(1)
-    if norm_band is NormBand.NONFINITE or last_sample.get_column("ratio").is_null().any():
-        # Weights computed from the last finite samples of a run that then diverged would be
-        # absurd (they scale with the blow-up): the divergence is the thing to fix first.
-        reason = "the run diverged (non-finite gradient norms); fix that before rebalancing"
+    reason = classify.weights_withheld(
+        norm_band is NormBand.NONFINITE, last_sample.get_column("ratio").is_null().any()
+    )
+    if reason is not None:
         final = summary.final_ratio if summary.final_ratio is not None else 1.0
         dominant, starved = (num, den) if final >= 1 else (den, num)
         return Recommendation(
@@ -553,31 +553,20 @@ def _recommend(
         **{t: (pl.col(norm_cols[t]) / pl.col(norm_cols[den])).mean() for t in tasks}
     ).row(0, named=True)
     last = window.tail(1).row(0, named=True)
-    current = {t: last[weight_cols[t]] for t in tasks}
-    assumed = False
-    if any(w is None for w in current.values()):
-        meta_weights = {w["name"]: w["weight"] for w in (meta.get("weights") or []) if w}
-        current = {t: current[t] if current[t] is not None else meta_weights.get(t) for t in tasks}
-    if any(w is None for w in current.values()):
-        current = {t: 1.0 if w is None else w for t, w in current.items()}
-        assumed = True
+    current, assumed = classify.current_weights(
+        {t: last[weight_cols[t]] for t in tasks}, meta.get("weights"), tasks
+    )
     clean = {t: v for t, v in relative.items() if v is not None}
     weights = classify.balancing_weights(clean, current) if len(clean) == len(tasks) else None
     dominant = max(clean, key=clean.get) if clean else None
     starved = min(clean, key=clean.get) if clean else None
     return Recommendation(
-        ratio_band, norm_band, dominant, starved, current, weights, assumed, _flags(weights, tasks)
+        ratio_band,
+        norm_band,
+        dominant,
+        starved,
+        current,
+        weights,
+        assumed,
+        classify.weight_flags(weights, tasks),
     )
-
-
-def _flags(weights: dict[str, float] | None, tasks: list[str]) -> str | None:
-    if weights is None:
-        return None
-    if set(tasks) == {"pointer", "type"}:
-        # The original's flags: alpha weighs the type task, beta the pointer task.
-        return f"--loss-alpha {_num(weights['type'])} --loss-beta {_num(weights['pointer'])}"
-    return " ".join(f"{t}={_num(w)}" for t, w in weights.items())
-
-
-def _num(value: float) -> str:
-    return f"{value:.4g}"

@@ -394,7 +394,7 @@ def _to_row(r: dict, notes: tuple[str, ...] = ()) -> RunRow:
         max_norm_peak=r["max_norm_peak"],
         n_nonfinite=r["n_nonfinite"] or 0,
         weights=weights,
-        flags=format_flags(weights, tasks),
+        flags=classify.weight_flags(weights, tasks),
         notes=notes,
     )
 
@@ -405,27 +405,13 @@ def _weights(
     """The recommendation's balancing weights, by the rules of the report (docs/report.md)."""
     if pair is None or band is None or band is RatioBand.HEALTHY:
         return None
-    if r["n_nonfinite"] or not r["last_sample_defined"]:
-        return None  # the run diverged: no weights from its last finite samples (as the report)
+    if classify.weights_withheld(bool(r["n_nonfinite"]), not r["last_sample_defined"]):
+        return None
     names = r["window_tasks"] or []
     relative = dict(zip(names, r["window_relative"] or []))
     last = dict(zip(names, r["window_weights"] or []))
-    current = {t: last.get(t) for t in tasks}
-    if any(w is None for w in current.values()):
-        meta = {w["name"]: w["weight"] for w in (r["meta_weights"] or []) if w}
-        current = {t: current[t] if current[t] is not None else meta.get(t) for t in tasks}
-    if any(w is None for w in current.values()):
-        current = {t: 1.0 if w is None else w for t, w in current.items()}
+    current, _ = classify.current_weights(last, r["meta_weights"], tasks)
     clean = {t: relative[t] for t in tasks if relative.get(t) is not None}
     if len(clean) != len(tasks):
         return None
     return classify.balancing_weights(clean, current)
-
-
-def format_flags(weights: dict[str, float] | None, tasks: Sequence[str]) -> str | None:
-    """The weights as the report prints them: the original's flags for pointer/type."""
-    if weights is None:
-        return None
-    if set(tasks) == {"pointer", "type"}:
-        return f"--loss-alpha {weights['type']:.4g} --loss-beta {weights['pointer']:.4g}"
-    return " ".join(f"{t}={w:.4g}" for t, w in weights.items())

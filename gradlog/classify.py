@@ -264,6 +264,46 @@ def balancing_weights(
     return {name: weights[name] * top / norm for name, norm in mean_norms.items()}
 
 
+DIVERGED_NO_WEIGHTS = "the run diverged (non-finite gradient norms); fix that before rebalancing"
+
+
+def weights_withheld(nonfinite: bool, last_sample_undefined: bool) -> str | None:
+    """Why no balancing weights are advised, or None: weights computed from the last finite
+    samples of a run that then diverged would be absurd (they scale with the blow-up), so the
+    divergence is the thing to fix first."""
+    if nonfinite or last_sample_undefined:
+        return DIVERGED_NO_WEIGHTS
+    return None
+
+
+def current_weights(
+    logged: Mapping[str, float | None],
+    meta_weights: Sequence[Mapping[str, object] | None] | None,
+    tasks: Sequence[str],
+) -> tuple[dict[str, float], bool]:
+    """The loss weights a run trained with, per task, and whether any had to be assumed (1.0).
+
+    The weights logged with the window's last sample win; then the run record's; a task with
+    neither is assumed to weigh 1.0.
+    """
+    current = {t: logged.get(t) for t in tasks}
+    if any(w is None for w in current.values()):
+        meta = {w["name"]: w["weight"] for w in (meta_weights or []) if w}
+        current = {t: current[t] if current[t] is not None else meta.get(t) for t in tasks}
+    assumed = any(w is None for w in current.values())
+    return {t: 1.0 if w is None else w for t, w in current.items()}, assumed
+
+
+def weight_flags(weights: Mapping[str, float] | None, tasks: Sequence[str]) -> str | None:
+    """The weights as the report prints them: the original's flags for pointer/type (alpha
+    weighs the type task, beta the pointer task), else ``task=weight`` pairs."""
+    if weights is None:
+        return None
+    if set(tasks) == {"pointer", "type"}:
+        return f"--loss-alpha {weights['type']:.4g} --loss-beta {weights['pointer']:.4g}"
+    return " ".join(f"{t}={w:.4g}" for t, w in weights.items())
+
+
 def default_pair(tasks: Sequence[str]) -> tuple[str, str] | None:
     """The ratio's tasks: pointer/type when both exist, else the first two tasks."""
     if "pointer" in tasks and "type" in tasks:

@@ -348,3 +348,35 @@ def test_balancing_weights_none(norms: dict, weights: dict) -> None:
 )
 def test_default_pair(tasks: list[str], pair: tuple[str, str] | None) -> None:
     assert classify.default_pair(tasks) == pair
+
+
+# -- the weight advice: which weights, printed how, and when none ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("logged", "meta", "expected", "assumed"),
+    [
+        ({"a": 2.0, "b": 0.5}, [{"name": "a", "weight": 9.0}], {"a": 2.0, "b": 0.5}, False),
+        ({"a": None, "b": 0.5}, [{"name": "a", "weight": 9.0}], {"a": 9.0, "b": 0.5}, False),
+        ({"a": None, "b": None}, None, {"a": 1.0, "b": 1.0}, True),
+        ({"a": 3.0}, [None, {"name": "c", "weight": 4.0}], {"a": 3.0, "b": 1.0}, True),
+    ],
+)
+def test_current_weights(logged: dict, meta, expected: dict, assumed: bool) -> None:
+    assert classify.current_weights(logged, meta, ["a", "b"]) == (expected, assumed)
+
+
+def test_weight_flags() -> None:
+    # the original's flags: alpha weighs the type task, beta the pointer task
+    flags = classify.weight_flags({"pointer": 1.0, "type": 0.69621}, ["pointer", "type"])
+    assert flags == "--loss-alpha 0.6962 --loss-beta 1"
+    assert classify.weight_flags({"depth": 1.0, "seg": 12.5}, ["depth", "seg"]) == (
+        "depth=1 seg=12.5"
+    )
+    assert classify.weight_flags(None, ["a", "b"]) is None
+
+
+def test_weights_are_withheld_for_a_diverged_run() -> None:
+    assert classify.weights_withheld(False, False) is None
+    assert classify.weights_withheld(True, False) == classify.DIVERGED_NO_WEIGHTS
+    assert classify.weights_withheld(False, True) == classify.DIVERGED_NO_WEIGHTS
