@@ -226,9 +226,12 @@ class ParquetWriter:
         self._to_frame = records_to_frame
         self._fsync = fsync
         self._snapshot_seconds = snapshot_seconds
-        self._previous = None
+        # Everything snapshotted so far, as a frame; only the records since are kept as dicts.
+        # Converting just those keeps a snapshot's cost to one write of the file, not a
+        # conversion of the whole run each time (seconds per snapshot at 100,000 records).
+        self._frame = None
         if self.path.exists() or journal_path(self.path).exists():
-            self._previous = self._recover()
+            self._frame = self._recover()
         self._records: list[Record] = []
         self._journal: JsonlWriter | None = JsonlWriter(
             journal_path(self.path),
@@ -279,9 +282,13 @@ class ParquetWriter:
         import polars as pl
 
         frame = self._to_frame(self._records)
-        if self._previous is not None:
-            frame = pl.concat([self._previous, frame], how="vertical")
+        if self._frame is not None:
+            frame = pl.concat([self._frame, frame], how="vertical", rechunk=False)
+            if frame.n_chunks() > 32:  # a chunk per snapshot would pile up over a long run
+                frame = frame.rechunk()
         _write_parquet_atomically(frame, self.path, fsync=self._fsync)
+        self._frame = frame
+        self._records = []
         self._last_snapshot = time.monotonic()
         self._dirty = False
 

@@ -544,6 +544,26 @@ def test_parquet_journal_while_open_and_gone_after_close(tmp_path: Path) -> None
     assert norms == [{"pointer": 2.0, "type": 1.0}] * 4
 
 
+def test_parquet_snapshots_hold_every_record_once_in_order(tmp_path: Path) -> None:
+    """Each snapshot converts only the records since the last one: the file still holds the
+    whole run, a previous run's rows included, after many snapshots (more than the chunks
+    the writer lets pile up before it compacts them)."""
+    model = Scalar()
+    path = tmp_path / "run.parquet"
+    with GradientRecorder(model, TASKS, path, log_every=1, balance_every=1) as rec:
+        record_epochs(rec, model, [1, 2])
+    rec = GradientRecorder(model, TASKS, path, log_every=1, balance_every=1)
+    for epoch in range(1, 41):
+        record_epochs(rec, model, [epoch])
+        rec.flush()
+        assert read_log(path).frame.height == 3 + 1 + epoch  # both runs so far
+    rec.close()
+    frame = read_log(path).frame
+    assert frame.height == 44
+    assert frame["epoch"].drop_nulls().to_list() == [1, 2, *range(1, 41)]
+    assert frame["run"].unique(maintain_order=True).len() == 2
+
+
 def test_parquet_recorder_dropped_without_close(tmp_path: Path) -> None:
     model = Scalar()
     path = tmp_path / "run.parquet"
