@@ -398,7 +398,10 @@ def _decode_nested(raw: pl.DataFrame) -> pl.DataFrame:
             except Exception:  # noqa: BLE001 - tokens or numeric text: decode as text below
                 decoded = None
         if decoded is None:
-            decoded = _json_decode(raw.get_column(column), _text_leaves(dtype))
+            try:
+                decoded = _json_decode(raw.get_column(column), _text_leaves(dtype))
+            except Exception:  # noqa: BLE001 - Polars refuses its own text: see _python_decode
+                decoded = _python_decode(raw.get_column(column), dtype)
         exprs.append(pl.lit(decoded).alias(column))
     return raw.select(*exprs, pl.col("meta").alias("_meta_json"))
 
@@ -413,6 +416,33 @@ def _json_decode(texts: pl.Series, dtype: pl.DataType) -> pl.Series:
             lambda part: part.str.json_decode(dtype), (texts.slice(0, half), texts.slice(half))
         )
     return first.append(second)
+
+
+def _python_decode(texts: pl.Series, dtype: pl.DataType) -> pl.Series:
+    """The column decoded by Python's json, number leaves as their text (cast and checked later).
+
+    The last resort, for the rare file read the general way that holds a huge number: Polars
+    writes a nested 1e300 out as 301 digits, which its own JSON decoding then refuses. Slow,
+    but only ever for such a file.
+    """
+    try:
+        values = [None if t is None else _leaves_as_text(json.loads(t)) for t in texts.to_list()]
+        return pl.Series(texts.name, values, dtype=_text_leaves(dtype), strict=False)
+    except (ValueError, TypeError, RecursionError, pl.exceptions.PolarsError) as exc:
+        raise _FastReadFailed(_first_line(exc)) from None
+
+
+def _leaves_as_text(value: object) -> object:
+    """``value`` with every number and boolean as the text JSON writes for it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, dict):
+        return {k: _leaves_as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_leaves_as_text(v) for v in value]
+    return value
 
 
 def _is_nested(dtype: pl.DataType) -> bool:
@@ -505,9 +535,9 @@ def _sliced_read(source: str | bytes) -> pl.DataFrame:
     raw_bytes = line.cast(pl.Binary)  # str.find counts bytes, so cut by bytes too
     keys = {k: f'"{k}":' for k in _NESTED}
     found = {k: line.str.find(key, literal=True) for k, key in keys.items()}
-    odd = pl.any_horizontal(
-        line.str.contains(f'"{k}"', literal=True) & found[k].is_null() for k in _NESTED
-    )
+    # A key spelt with blanks before its colon (`"tasks" :`) would not be found: such a file is
+    # read the general way. The same name as a value (a task named "meta") is no key.
+    odd = pl.any_horizontal(line.str.contains(f'"{k}"\\s+:') for k in _NESTED)
     # Run metadata holds a "tasks" key of its own: a key met after "meta": is taken as inside it
     # (were it not, the metadata's text would not decode, and the general read takes over).
     meta = found["meta"]

@@ -347,6 +347,45 @@ def test_huge_values_are_reported_not_overflowed(tmp_path: Path) -> None:
     assert "Gradient norms: Exploding" in text
 
 
+@pytest.mark.parametrize("name", ["meta", "tasks", "layers", "conflicts"])
+def test_a_task_named_like_a_nested_field_with_huge_values(tmp_path: Path, name: str) -> None:
+    """Found by the long fuzz run: a task named "meta" and a loss of 1e300 made the log
+    unreadable (the name sent the read the general way, where Polars writes 1e300 out as 301
+    digits that its own JSON decoding then refuses)."""
+    tasks = [
+        {"name": "pointer", "grad_norm": 0.2, "loss": 0.0, "weight": 1.0},
+        {"name": name, "grad_norm": 0.1, "loss": 1e300, "weight": 1.0},
+    ]
+    path = write(
+        tmp_path / "run.jsonl",
+        {**RUN, "meta": {"tasks": ["pointer", name], "log_every": 5}},
+        *[event(e, tasks=tasks) for e in (5, 10, 15)],
+    )
+    log = read_log(path)
+    assert log.notes == []
+    losses = [t[1]["loss"] for t in log.frame["tasks"].drop_nulls().to_list()]
+    assert losses == [1e300] * 3
+    report = analyse(log, Options(pair=("pointer", name))).runs[0]
+    assert report.summary.final_ratio == pytest.approx(2.0)
+
+
+def test_a_nested_key_inside_a_task_with_a_huge_value(tmp_path: Path) -> None:
+    """A field gradlog does not know, named like a nested one, inside a task: the fast cut is
+    not possible, Polars' general read cannot decode its own text of 1e300, Python's can."""
+    tasks = [
+        {"name": "pointer", "grad_norm": 1e300, "weight": 1.0, "layers": 1},
+        {"name": "type", "grad_norm": 1e299, "weight": 1.0},
+    ]
+    path = write(tmp_path / "run.jsonl", RUN, *[event(e, tasks=tasks) for e in (5, 10, 15)])
+    log = read_log(path)
+    assert log.notes == []
+    assert analyse(log).runs[0].summary.final_ratio == pytest.approx(10.0)
+    bad = [{**tasks[0], "grad_norm": True}, tasks[1]]
+    path = write(tmp_path / "bad.jsonl", RUN, event(5, tasks=bad))
+    with pytest.raises(LogFormatError, match=r"bad.jsonl:2: field 'tasks\[0\].grad_norm'"):
+        read_log(path)
+
+
 def test_tiny_values_do_not_underflow(tmp_path: Path) -> None:
     """Found by the long fuzz run: the squares of 1e-200 underflow to 0 unless scaled."""
     means = [2.3471664643534065e-200, 0.0, 1e-310]

@@ -190,8 +190,9 @@ TRIALS = [
 def _run_all(tmp_path: Path, trials: list[tuple[str, str, int]]) -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = [
-            pool.submit(run_trial, tmp_path / f"trial{seed}", suffix, cadence, seed)
-            for suffix, cadence, seed in trials
+            # a folder per trial: trials may share a seed (one log file each, never two runs)
+            pool.submit(run_trial, tmp_path / f"trial{k}-{seed}", suffix, cadence, seed)
+            for k, (suffix, cadence, seed) in enumerate(trials)
         ]
         done = [f.result() for f in futures]
     for (_, _, seed), trial in zip(trials, done):
