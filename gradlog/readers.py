@@ -425,11 +425,29 @@ def _python_decode(texts: pl.Series, dtype: pl.DataType) -> pl.Series:
     writes a nested 1e300 out as 301 digits, which its own JSON decoding then refuses. Slow,
     but only ever for such a file.
     """
+    target = _text_leaves(dtype)
     try:
         values = [None if t is None else _leaves_as_text(json.loads(t)) for t in texts.to_list()]
-        return pl.Series(texts.name, values, dtype=_text_leaves(dtype), strict=False)
+        if not all(_fits(v, target) for v in values):
+            # Polars would bend a wrong shape ({} for a list) to fit: let the line-by-line
+            # read name the record and field instead
+            raise _FastReadFailed(f"column '{texts.name}' does not have the expected shape")
+        return pl.Series(texts.name, values, dtype=target, strict=True)
     except (ValueError, TypeError, RecursionError, pl.exceptions.PolarsError) as exc:
         raise _FastReadFailed(_first_line(exc)) from None
+
+
+def _fits(value: object, dtype: pl.DataType) -> bool:
+    """Whether a decoded JSON value has the shape of ``dtype`` (null fits anywhere)."""
+    if value is None:
+        return True
+    if isinstance(dtype, pl.List):
+        return isinstance(value, list) and all(_fits(v, dtype.inner) for v in value)
+    if isinstance(dtype, pl.Struct):
+        return isinstance(value, dict) and all(
+            _fits(value.get(f.name), f.dtype) for f in dtype.fields
+        )
+    return not isinstance(value, (list, dict))
 
 
 def _leaves_as_text(value: object) -> object:
