@@ -512,7 +512,10 @@ def _scale(logged: pl.DataFrame, finite: pl.Expr) -> dict[str, float]:
         if not largest:  # no finite value, or all zero
             out[column] = 1.0
         else:
-            out[column] = math.ldexp(1.0, math.frexp(largest)[1] - 1)
+            # Kept within 2**+-1021 so that 1/scale is a normal number too: Polars divides by
+            # multiplying with the reciprocal, and 1/2**-1026 is infinite.
+            exponent = min(max(math.frexp(largest)[1] - 1, -1021), 1021)
+            out[column] = math.ldexp(1.0, exponent)
     return out
 
 

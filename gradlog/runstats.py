@@ -18,6 +18,8 @@ work on integers, not on pairs of strings.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import polars as pl
 
 from gradlog import classify, exprs
@@ -153,6 +155,15 @@ def _ratios(records: pl.LazyFrame, pairs: dict[int, tuple[str, str]]) -> pl.Lazy
     )
 
 
+def _scaled(values: pl.Expr, statistic: Callable[[pl.Expr], pl.Expr]) -> pl.Expr:
+    """``statistic(values)``, taken on the values scaled by a power of two near their largest,
+    as the report does: norms near the ends of the float range (1e300, 1e-200) would overflow
+    or underflow a sum or a square. The exponent stays within +-1021, where both the power and
+    its inverse are normal numbers, so the scaling changes no digit."""
+    exponent = values.abs().max().log(2).floor().clip(-1021, 1021).fill_null(0)
+    return statistic(values * pl.lit(2.0).pow(-exponent)) * pl.lit(2.0).pow(exponent)
+
+
 def _record_stats(ratios: pl.LazyFrame) -> pl.LazyFrame:
     """Per run, over its events: the norm statistics and bands, the undefined samples."""
     mean, maxn = pl.col("mean_norm"), pl.col("max_norm")
@@ -168,9 +179,9 @@ def _record_stats(ratios: pl.LazyFrame) -> pl.LazyFrame:
             last_epoch=pl.col("epoch").filter("is_event").max(),
             n_stats=mean.is_not_null().sum(),
             n_nonfinite=(mean.is_not_null() & ~finite).sum(),
-            mean_norm=mean.filter(finite).mean(),
-            mean_norm_std=mean.filter(finite).std(ddof=0),
-            max_norm_mean=maxn.filter(finite).mean(),
+            mean_norm=_scaled(mean.filter(finite), lambda x: x.mean()),
+            mean_norm_std=_scaled(mean.filter(finite), lambda x: x.std(ddof=0)),
+            max_norm_mean=_scaled(maxn.filter(finite), lambda x: x.mean()),
             max_norm_peak=maxn.filter(finite).max(),
             worst_norm_band=pl.col("norm_band").filter(worst_norm).first(),
             n_balance=balance.sum(),

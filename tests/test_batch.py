@@ -13,6 +13,7 @@ import gzip
 import io
 import json
 import math
+import statistics
 from pathlib import Path
 
 import polars as pl
@@ -462,3 +463,24 @@ def test_polars_ratio_is_undefined_where_the_analysis_says() -> None:
     )
     got = frame.select(exprs.ratio(pl.col("a"), pl.col("b"))).to_series().to_list()
     assert got == [None, None, None, None, None, 1.5, None]
+
+
+def test_norms_at_the_ends_of_the_float_range_agree_with_the_report(tmp_path: Path) -> None:
+    """Means and deviations of norms near 1e308 or below 1e-300 neither overflow nor underflow,
+    in batch as in the report (both scale by a power of two with a normal inverse)."""
+    extremes = {
+        "huge": [4e307, 4e306, 0.0],  # max_norm is 4x: still finite
+        "tiny": [2.3471664643534065e-200, 0.0, 1e-310],
+        "subnormal": [2.225073858507203e-309, 0.0],
+    }
+    for run, means in extremes.items():
+        write_run(tmp_path / f"{run}.jsonl", [1.0] * len(means), means, run=run)
+    result = gradlog("batch", str(tmp_path), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    found = by_run(json.loads(result.stdout)["runs"])
+    for run, means in extremes.items():
+        summary = analyse(read_log(tmp_path / f"{run}.jsonl")).runs[0].summary
+        assert summary.mean_norm_std == pytest.approx(statistics.pstdev(means), rel=1e-12)
+        assert found[run]["mean_norm"] == pytest.approx(summary.mean_norm_mean, rel=1e-12)
+        assert found[run]["mean_norm_std"] == pytest.approx(summary.mean_norm_std, rel=1e-12)
+        assert found[run]["mean_norm_std"] > 0

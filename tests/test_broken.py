@@ -386,9 +386,18 @@ def test_a_nested_key_inside_a_task_with_a_huge_value(tmp_path: Path) -> None:
         read_log(path)
 
 
-def test_tiny_values_do_not_underflow(tmp_path: Path) -> None:
-    """Found by the long fuzz run: the squares of 1e-200 underflow to 0 unless scaled."""
-    means = [2.3471664643534065e-200, 0.0, 1e-310]
+@pytest.mark.parametrize(
+    "means",
+    [
+        [2.3471664643534065e-200, 0.0, 1e-310],
+        [2.225073858507203e-309, 0.0],  # subnormal: a scale of 2**-1026 has no finite inverse
+        [5e-324, 5e-324, 0.0],
+        [1e308, 1e307, 0.0],
+    ],
+)
+def test_tiny_values_do_not_underflow(tmp_path: Path, means: list[float]) -> None:
+    """Found by the long fuzz run: the squares of 1e-200 underflow to 0 unless scaled, and a
+    subnormal largest value once made the scale's inverse infinite (the mean NaN)."""
     path = write(
         tmp_path / "run.jsonl",
         RUN,
