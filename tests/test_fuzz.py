@@ -326,8 +326,9 @@ NASTY = st.one_of(
     st.sampled_from(["NaN", "Infinity", "-Infinity", "1.5", "", "\x1b[2J", "event", "run"]),
     st.lists(st.integers(), max_size=3),
     st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
-    st.just([{"name": None}]),
-    st.just([[[[[[[]]]]]]]),
+    # built afresh for each use: a shared object would carry one example's damage to the next
+    st.builds(lambda: [{"name": None}]),
+    st.builds(lambda: [[[[[[[]]]]]]]),
 )
 
 
