@@ -189,12 +189,55 @@ def collapse_check(window_mean: float | None) -> Collapse:
     return Collapse.BALANCED
 
 
-def window_mean(samples: Sequence[float], window: int, min_samples: int) -> float | None:
-    """Mean of the last ``window`` samples, or of all of them once there are ``min_samples``."""
+# Window values are geometric means, taken through logarithms, which round: a window within
+# this relative distance of a band's bound counts as the bound, and so gets the milder band.
+LOG_TOLERANCE = 1e-12
+
+
+def log_bound(ratio_bound: float) -> float:
+    """A band's bound on the logarithm of a ratio, tolerance included."""
+    return math.log(ratio_bound) + LOG_TOLERANCE
+
+
+def window_logs(
+    samples: Sequence[Mapping[str, float]], window: int, min_samples: int
+) -> dict[str, float] | None:
+    """Each task's mean log norm over the last ``window`` defined samples (its window norm is
+    the exponential: the geometric mean), once there are ``min(min_samples, window)``."""
     recent = samples[-window:]
-    if len(recent) < min(min_samples, window):
+    if not recent or len(recent) < min(min_samples, window):
         return None
-    return math.fsum(recent) / len(recent)
+    return {t: math.fsum(math.log(s[t]) for s in recent) / len(recent) for t in recent[0]}
+
+
+def spread_band(log_spread: float) -> RatioBand:
+    """The band of a window's spread (largest over smallest window norm), given as its log."""
+    if math.isnan(log_spread):
+        return RatioBand.UNDEFINED
+    for band, bound in (
+        (RatioBand.HEALTHY, HEALTHY_RATIO),
+        (RatioBand.MINOR, MINOR_RATIO),
+        (RatioBand.SIGNIFICANT, COLLAPSE_RATIO),
+    ):
+        if log_spread <= log_bound(bound):
+            return band
+    return RatioBand.COLLAPSE
+
+
+def collapse_check_log(log_ratio: float | None) -> Collapse:
+    """:func:`collapse_check` of a window ratio given as its logarithm."""
+    if log_ratio is None or math.isnan(log_ratio):
+        return Collapse.NOT_ENOUGH_DATA
+    if log_ratio > log_bound(COLLAPSE_RATIO):
+        return Collapse.NUMERATOR_DOMINATES
+    if log_ratio < -log_bound(COLLAPSE_RATIO):
+        return Collapse.DENOMINATOR_DOMINATES
+    return Collapse.BALANCED
+
+
+def defined_sample(norms: Mapping[str, float | None]) -> bool:
+    """A balance sample is judged when every task's norm is finite and positive."""
+    return all(v is not None and math.isfinite(v) and v > 0 for v in norms.values())
 
 
 def norm_band(mean_norm: float) -> NormBand:
@@ -305,12 +348,13 @@ def weight_flags(weights: Mapping[str, float] | None, tasks: Sequence[str]) -> s
 
 
 def default_pair(tasks: Sequence[str]) -> tuple[str, str] | None:
-    """The ratio's tasks: pointer/type when both exist, else the first two tasks."""
-    if "pointer" in tasks and "type" in tasks:
+    """The pair messages print for a run of two tasks: pointer/type, else the two in order.
+    Three or more tasks have none: messages name the dominant and the starved task."""
+    if len(tasks) != 2:
+        return None
+    if set(tasks) == {"pointer", "type"}:
         return ("pointer", "type")
-    if len(tasks) >= 2:
-        return (tasks[0], tasks[1])
-    return None
+    return (tasks[0], tasks[1])
 
 
 def shares(norms: Mapping[str, float | None]) -> dict[str, float] | None:

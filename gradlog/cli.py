@@ -1,15 +1,15 @@
-"""The ``gradlog`` command line: parses options, calls the library, prints, sets exit codes.
+"""The ``gradlog`` command line: options, one library call, one output, one error handler.
 
-Exit codes: 0 report made; 1 a finding reached ``--fail-on``; 2 bad input or usage.
-The analysis modules (and Polars) are imported inside the commands, so ``gradlog --help``
-stays fast; torch is never imported here.
+Exit codes: 0 done; 1 a finding reached ``--fail-on``; 2 bad input or usage; 130 interrupted;
+141 standard output closed early (``gradlog report log | head``). The analysis modules (and
+Polars) are imported inside the commands, so ``gradlog --help`` stays fast; torch never is.
 """
 
 from __future__ import annotations
 
-import enum
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +17,25 @@ import typer
 
 from gradlog import __version__
 from gradlog.errors import GradlogError
+from gradlog.options import (
+    BatchFormat,
+    CompareFormat,
+    FailOnOption,
+    Github,
+    MinSamples,
+    NoColor,
+    Output,
+    Pair,
+    ReportFormat,
+    RunId,
+    SortKey,
+    StatusChoice,
+    Strict,
+    Unweighted,
+    Wide,
+    Window,
+    parse_pair,
+)
 
 app = typer.Typer(
     name="gradlog",
@@ -26,48 +45,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-
-# Options that several commands take, declared once.
-Window = Annotated[int, typer.Option(min=1, help="Balance samples in the collapse window.")]
-MinSamples = Annotated[
-    int, typer.Option(min=1, help="Samples needed before a shorter window is judged.")
-]
-Pair = Annotated[
-    str | None,
-    typer.Option(
-        metavar="NUM/DEN",
-        help="Tasks of the ratio (default: pointer/type, else each run's first two tasks).",
-    ),
-]
-RunId = Annotated[
-    str | None, typer.Option("--run", help="Only this run id (a log may hold several).")
-]
-Output = Annotated[
-    Path | None,
-    typer.Option("--output", "-o", help="Write the result to this file, not to stdout."),
-]
-Github = Annotated[
-    bool, typer.Option("--github", help="Also append the Markdown to $GITHUB_STEP_SUMMARY.")
-]
-NoColor = Annotated[bool, typer.Option("--no-color", help="Plain output even on a terminal.")]
-Strict = Annotated[
-    bool,
-    typer.Option("--strict", help="Refuse (exit 2) what would be skipped with a note."),
-]
-
-
-class OutputFormat(str, enum.Enum):
-    text = "text"
-    json = "json"
-    markdown = "markdown"
-
-
-class FailOnLevel(str, enum.Enum):
-    minor = "minor"
-    significant = "significant"
-    collapse = "collapse"
-    vanishing = "vanishing"
-    exploding = "exploding"
+CLOSED_PIPE = 141  # 128 + SIGPIPE, as a shell reports a writer whose reader left
 
 
 def _version(value: bool) -> None:
@@ -88,21 +66,6 @@ def _main(
     """Analyse gradient logs of multi-task training."""
 
 
-def _parse_pair(pair: str | None) -> tuple[str, str] | None:
-    if pair is None:
-        return None
-    parts = pair.split("/")
-    if len(parts) != 2 or not all(parts):
-        raise typer.BadParameter(
-            "expected NUMERATOR/DENOMINATOR task names, e.g. pointer/type", param_hint="--pair"
-        )
-    return parts[0], parts[1]
-
-
-def _use_color(no_color: bool) -> bool:
-    return not no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
-
-
 @app.command()
 def report(
     run: Annotated[
@@ -116,89 +79,56 @@ def report(
     pair: Pair = None,
     run_id: RunId = None,
     output_format: Annotated[
-        OutputFormat,
+        ReportFormat,
         typer.Option(
             "--format", help="text (documented format), json, or markdown (for a pull request)."
         ),
-    ] = OutputFormat.text,
-    fail_on: Annotated[
-        list[FailOnLevel] | None,
-        typer.Option(help="Exit 1 when a finding reaches this level (repeatable)."),
-    ] = None,
+    ] = ReportFormat.text,
+    fail_on: FailOnOption = None,
     no_color: NoColor = False,
-    output: Output = None,
+    out_path: Output = None,
     github: Github = False,
     chart: Annotated[
         bool, typer.Option("--chart", help="Add a small text chart of the ratio (text format).")
     ] = False,
+    unweighted: Unweighted = False,
     strict: Strict = False,
 ) -> None:
     """Print the collapse report and summary of a gradient log."""
-    from gradlog.analysis import Options, analyse
-    from gradlog.classify import FailOn, reaches
-    from gradlog.readers import read_log
+    from gradlog import api, output
+    from gradlog.render import json as render_json
+    from gradlog.render.markdown import format_markdown
+    from gradlog.render.text import text_blocks
 
-    log = read_log(run, strict=strict)
-    result = analyse(
-        log,
-        Options(
-            window=window,
-            min_samples=min_samples,
-            pair=_parse_pair(pair),
-            run=run_id,
-            strict=strict,
-        ),
+    result = api.analyse(
+        run,
+        window=window,
+        min_samples=min_samples,
+        pair=parse_pair(pair),
+        unweighted=unweighted,
+        run=run_id,
+        strict=strict,
     )
     for note in result.notes:
-        _note(note)
-    if output_format is OutputFormat.json:
-        from gradlog.render.json import format_json
-        from gradlog.sanitize import json_safe
-
-        _deliver(json_safe(format_json(result)), output)
-    elif output_format is OutputFormat.markdown:
-        from gradlog.render.markdown import format_markdown
-
-        _deliver(format_markdown(result), output)
-    elif output is not None:
-        from gradlog.render.text import format_text
-
-        _deliver(format_text(result) + (_chart_text(result) if chart else ""), output)
+        output.note(note)
+    out = output.Output(out_path, color=output.use_color(no_color))
+    if output_format is ReportFormat.json:
+        out.json(render_json.report_data(result))
+    elif output_format is ReportFormat.markdown:
+        out.document(format_markdown(result))
     else:
-        _print_text(result, _use_color(no_color))
+        out.blocks(text_blocks(result))
         if chart:
-            _print_chart(result, _use_color(no_color))
+            from gradlog.render.chart import ratio_chart
+
+            for r in result.runs:
+                lines = ratio_chart(r)
+                if lines:
+                    out.lines([("", ""), *lines])
+    out.close()
     if github:
-        from gradlog.render.markdown import format_markdown
-
         _to_github(format_markdown(result))
-    levels = [FailOn(level.value) for level in fail_on or []]
-    failed = [
-        level.value
-        for level in levels
-        for r in result.runs
-        if reaches(level, r.summary.worst_band, r.summary.worst_norm_band)
-    ]
-    if failed:
-        typer.echo(
-            f"gradlog: findings reach --fail-on {', '.join(dict.fromkeys(failed))}", err=True
-        )
-        raise typer.Exit(1)
-
-
-def _print_text(result, color: bool) -> None:
-    from gradlog.render.text import line_style, report_lines, text_chunks
-
-    if not color:
-        for chunk in text_chunks(result):  # a million-event report is streamed, not held
-            sys.stdout.write(chunk)
-        return
-    from rich.console import Console
-    from rich.text import Text
-
-    console = Console(highlight=False, soft_wrap=True)
-    for line in report_lines(result):
-        console.print(Text(line, style=line_style(line)))
+    _exit(0, [r.summary for r in result.runs], fail_on)
 
 
 @app.command()
@@ -214,115 +144,15 @@ def convert(
     strict: Strict = False,
 ) -> None:
     """Convert a log between JSON Lines (optionally gzipped) and Parquet."""
+    from gradlog import output as out
     from gradlog.convert import convert_log
     from gradlog.readers import read_log
 
     log = read_log(source, strict=strict)
     for note in log.notes:
-        _note(note)
+        out.note(note)
     n = convert_log(log, output, overwrite=force)
-    typer.echo(f"Wrote {n} records to {output}", err=True)
-
-
-def _deliver(text: str, output: Path | None) -> None:
-    """Standard output, or --output FILE (with a note on stderr)."""
-    if output is None:
-        sys.stdout.write(text)
-        return
-    from gradlog.publish import write_output
-
-    write_output(text, output)
-    typer.echo(f"Wrote {output}", err=True)
-
-
-def _to_github(markdown: str) -> None:
-    from gradlog.publish import STEP_SUMMARY, append_step_summary
-
-    if append_step_summary(markdown) is None:
-        typer.echo(f"Note: --github: {STEP_SUMMARY} is not set; nothing appended", err=True)
-
-
-def _chart_text(result) -> str:
-    from gradlog.render.chart import ratio_chart
-
-    lines = [line for run in result.runs for line in ["", *ratio_chart(run)]]
-    return "\n".join(lines) + "\n" if any(lines) else ""
-
-
-def _print_chart(result, color: bool) -> None:
-    text = _chart_text(result)
-    if not color:
-        sys.stdout.write(text)
-        return
-    from rich.console import Console
-    from rich.text import Text
-
-    from gradlog.render.chart import row_style
-
-    console = Console(highlight=False, soft_wrap=True)
-    for line in text.rstrip("\n").split("\n"):
-        console.print(Text(line, style=row_style(line)))
-
-
-class BatchFormat(str, enum.Enum):
-    table = "table"
-    markdown = "markdown"
-    json = "json"
-    csv = "csv"
-
-
-class SortKey(str, enum.Enum):
-    status = "status"
-    file = "file"
-    run = "run"
-    ratio = "ratio"
-    norm = "norm"
-    events = "events"
-
-
-class StatusChoice(str, enum.Enum):
-    error = "error"
-    collapse = "collapse"
-    undefined = "undefined"
-    nonfinite = "non-finite"
-    exploding = "exploding"
-    significant = "significant"
-    vanishing = "vanishing"
-    large = "large"
-    minor = "minor"
-    healthy = "healthy"
-    no_data = "no-data"
-
-
-class CompareFormat(str, enum.Enum):
-    table = "table"
-    markdown = "markdown"
-    json = "json"
-
-
-def _batch_options(window: int, min_samples: int, pair: str | None):
-    from gradlog.batch import BatchOptions
-
-    return BatchOptions(window=window, min_samples=min_samples, pair=_parse_pair(pair))
-
-
-def _progress():
-    """A Rich progress bar on stderr for a terminal; None (silent) when stderr is piped."""
-    if not sys.stderr.isatty():
-        return None, None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    bar = Progress(
-        "reading logs",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
-    task = bar.add_task("logs", total=None)
-    return bar, lambda done, total: bar.update(task, completed=done, total=total)
+    out.say(f"Wrote {n} records to {output}")
 
 
 @app.command()
@@ -350,56 +180,48 @@ def batch(
         typer.Option(help="Only runs with this status (repeatable)."),
     ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="At most this many rows.")] = None,
-    fail_on: Annotated[
-        list[FailOnLevel] | None,
-        typer.Option(help="Exit 1 when a run's finding reaches this level (repeatable)."),
-    ] = None,
-    output: Output = None,
+    fail_on: FailOnOption = None,
+    out_path: Output = None,
     github: Github = False,
     no_color: NoColor = False,
+    wide: Wide = False,
+    unweighted: Unweighted = False,
 ) -> None:
     """Summarise many logs: one row per run, worst first; exit 2 if a file was unreadable."""
-    from gradlog.batch import run_batch, select_rows
-    from gradlog.classify import FailOn
+    from gradlog import api, output
+    from gradlog.batch import select_rows
     from gradlog.render import batch as render
     from gradlog.status import Status
 
-    bar, progress = _progress()
-    if bar is not None:
-        with bar:
-            result = run_batch(paths, _batch_options(window, min_samples, pair), progress)
-    else:
-        result = run_batch(paths, _batch_options(window, min_samples, pair))
+    with _progress() as progress:
+        result = api.batch_result(
+            paths,
+            window=window,
+            min_samples=min_samples,
+            pair=parse_pair(pair),
+            unweighted=unweighted,
+            progress=progress,
+        )
     for note in dict.fromkeys(note for row in result.rows for note in row.notes):
-        typer.echo(f"Note: {note}", err=True)
+        output.note(note)
     wanted = [Status(s.value.replace("no-data", "no data")) for s in status or []]
     rows = select_rows(result.rows, sort.value, wanted, limit)
+    line = render.summary_line(result.rows, result.n_sources)
+    out = output.Output(out_path, color=output.use_color(no_color), width=_width(wide))
     if output_format is BatchFormat.json:
-        _deliver(render.format_json(result, rows), output)
+        out.json(render.json_data(result.rows, rows, result.n_sources))
     elif output_format is BatchFormat.csv:
-        _deliver(render.format_csv(rows), output)
+        out.csv(render.COLUMNS, render.csv_rows(rows))
     elif output_format is BatchFormat.markdown:
-        _deliver(render.format_markdown(result, rows), output)
+        out.document(render.format_markdown(result.rows, rows, result.n_sources))
     else:
-        from gradlog.render.table import batch_table
-
-        color = _use_color(no_color) and output is None
-        _deliver(batch_table(rows, color=color) + "\n" + render.summary_line(result) + "\n", output)
-    if output_format is not BatchFormat.table or output is not None:
-        typer.echo(render.summary_line(result), err=True)
+        out.table(render.batch_table(rows, footer=("", line)))
+    out.close()
+    if output_format is not BatchFormat.table or out_path is not None:
+        output.say(line)
     if github:
-        _to_github(render.format_markdown(result, rows))
-    _batch_exit(len(result.errors), result.failing([FailOn(x.value) for x in fail_on or []]))
-
-
-def _batch_exit(errors: int, failing: list) -> None:
-    if errors:
-        typer.echo(f"gradlog: {errors} file(s) could not be read", err=True)
-        raise typer.Exit(2)
-    if failing:
-        levels = ", ".join(level.value for level in failing)
-        typer.echo(f"gradlog: findings reach --fail-on {levels}", err=True)
-        raise typer.Exit(1)
+        _to_github(render.format_markdown(result.rows, rows, result.n_sources))
+    _exit(len(result.errors), result.rows, fail_on)
 
 
 @app.command()
@@ -417,33 +239,36 @@ def compare(
         CompareFormat,
         typer.Option("--format", help="table (terminal), markdown (pull request) or json."),
     ] = CompareFormat.table,
-    fail_on: Annotated[
-        list[FailOnLevel] | None,
-        typer.Option(help="Exit 1 when a head run reaches this level and its base did not."),
-    ] = None,
-    output: Output = None,
+    fail_on: FailOnOption = None,
+    out_path: Output = None,
     github: Github = False,
     no_color: NoColor = False,
+    wide: Wide = False,
+    unweighted: Unweighted = False,
 ) -> None:
     """Compare two runs (or two sets of runs): did HEAD make training worse than BASE?"""
-    from gradlog.classify import FailOn
+    from gradlog import engine, output
     from gradlog.compare import compare as compare_runs
     from gradlog.render import compare as render
 
-    levels = [FailOn(x.value) for x in fail_on or []]
-    comparison = compare_runs([base], [head], _batch_options(window, min_samples, pair))
+    levels = _levels(fail_on)
+    judging = engine.Options(
+        window=window, min_samples=min_samples, pair=parse_pair(pair), unweighted=unweighted
+    )
+    comparison = compare_runs([base], [head], judging)
+    out = output.Output(out_path, color=output.use_color(no_color), width=_width(wide))
     if output_format is CompareFormat.json:
-        _deliver(render.format_json(comparison, levels), output)
+        out.json(render.json_data(comparison, levels))
     elif output_format is CompareFormat.markdown:
-        _deliver(render.format_markdown(comparison, levels), output)
+        out.document(render.format_markdown(comparison, levels))
     else:
-        color = _use_color(no_color) and output is None
-        table = render.compare_table(comparison, color=color)
-        _deliver(table + "\n" + render.headline(comparison, levels)[1] + "\n", output)
+        headline = render.headline(comparison, levels)[1]
+        out.table(render.compare_table(comparison, footer=("", headline)))
+    out.close()
     if github:
         _to_github(render.format_markdown(comparison, levels))
-    regressions = comparison.regressions(levels)
-    _batch_exit(len(comparison.errors), list(dict.fromkeys(lvl for lvl, _ in regressions)))
+    failing = list(dict.fromkeys(lvl for lvl, _ in comparison.regressions(levels)))
+    _fail_with(len(comparison.errors), failing)
 
 
 @app.command()
@@ -459,25 +284,112 @@ def plot(
     min_samples: MinSamples = 3,
     pair: Pair = None,
     title: Annotated[str | None, typer.Option(help="Title of the picture.")] = None,
+    unweighted: Unweighted = False,
     strict: Strict = False,
 ) -> None:
     """Draw task norms, the ratio with its bands, and mean/max norm (needs matplotlib)."""
-    from gradlog.analysis import Options, analyse
+    from gradlog import api
+    from gradlog import output as out
     from gradlog.plot import output_format, plot_runs
-    from gradlog.readers import read_log
 
     output_format(output)
-    options = Options(
-        window=window, min_samples=min_samples, pair=_parse_pair(pair), run=run_id, strict=strict
-    )
     drawn = []
     for path in runs:
-        log = read_log(path, strict=strict)
-        for note in log.notes:
-            _note(note)
-        drawn += [(path, r) for r in analyse(log, options).runs]
+        result = api.analyse(
+            path,
+            window=window,
+            min_samples=min_samples,
+            pair=parse_pair(pair),
+            unweighted=unweighted,
+            run=run_id,
+            strict=strict,
+        )
+        for note in result.notes:
+            out.note(note)
+        drawn += [(path, r) for r in result.runs]
     plot_runs(drawn, output, title)
-    typer.echo(f"Wrote {output} ({len(drawn)} run{'s' * (len(drawn) != 1)})", err=True)
+    out.say(f"Wrote {output} ({len(drawn)} run{'s' * (len(drawn) != 1)})")
+
+
+# -- shared by the commands ---------------------------------------------------------------------
+
+
+def _levels(values) -> list:
+    from gradlog.classify import FailOn
+
+    out = []
+    for v in values or []:
+        try:
+            out.append(FailOn(getattr(v, "value", v)))
+        except ValueError:
+            choices = ", ".join(level.value for level in FailOn)
+            raise typer.BadParameter(
+                f"{v!r} is not one of {choices}", param_hint="--fail-on"
+            ) from None
+    return out
+
+
+def _exit(errors: int, rows: Sequence, fail_on) -> None:
+    """Exit 2 for unreadable files, else 1 when a run's finding reaches a --fail-on level."""
+    levels = _levels(fail_on)
+    _fail_with(errors, [lvl for lvl in levels if any(r.reaches(lvl) for r in rows)])
+
+
+def _fail_with(errors: int, failing: list) -> None:
+    from gradlog import output
+
+    if errors:
+        output.say(f"gradlog: {errors} file(s) could not be read")
+        raise typer.Exit(2)
+    if failing:
+        output.say(f"gradlog: findings reach --fail-on {', '.join(lvl.value for lvl in failing)}")
+        raise typer.Exit(1)
+
+
+def _to_github(markdown: str) -> None:
+    from gradlog import output
+    from gradlog.publish import STEP_SUMMARY, append_step_summary
+
+    if append_step_summary(output.for_document(markdown)) is None:
+        output.note(f"--github: {STEP_SUMMARY} is not set; nothing appended")
+
+
+def _width(wide: bool) -> int | None:
+    """The terminal's width for tables; None (every column) for --wide, a file or a pipe."""
+    if wide or not sys.stdout.isatty():
+        return None
+    import shutil
+
+    return shutil.get_terminal_size().columns
+
+
+class _progress:
+    """A Rich progress bar on stderr for a terminal (silent when stderr is piped); the
+    callback it gives counts the files found, then the files read."""
+
+    def __enter__(self):
+        if not sys.stderr.isatty():
+            self.bar = None
+            return None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        self.bar = Progress(
+            "reading logs",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self.bar.__enter__()
+        task = self.bar.add_task("logs", total=None)
+        return lambda done, total: self.bar.update(task, completed=done, total=total)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+        return False
 
 
 def _click_exception() -> type[Exception]:
@@ -489,6 +401,7 @@ def main() -> None:
     """Entry point: every error becomes one line on stderr and exit code 2, never a traceback."""
     try:
         code = app(standalone_mode=False)
+        sys.stdout.flush()
     except GradlogError as exc:
         _fail(str(exc))
     except _click_exception() as exc:
@@ -503,9 +416,7 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except BrokenPipeError:
-        # the reader of a pipe (head, less) went away: not an error of ours
-        sys.stderr.close()
-        sys.exit(0)
+        _closed_pipe()
     except Exception as exc:  # noqa: BLE001 - promise: one line, never a traceback
         if os.environ.get("GRADLOG_DEBUG"):
             raise
@@ -513,16 +424,16 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
+def _closed_pipe() -> None:
+    """The reader of a pipe (head, less) went away: stop quietly, with a code that cannot be
+    mistaken for a finding (1) or bad input (2)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit must not fail again
+    sys.exit(CLOSED_PIPE)
+
+
 def _fail(message: str, code: int = 2) -> None:
-    from gradlog.sanitize import for_terminal
+    from gradlog import output
 
-    # one line, and text from a log (run ids, file names) shown, never obeyed by the terminal
-    typer.echo(f"Error: {for_terminal(message)}", err=True)
+    output.fail(message)
     sys.exit(code)
-
-
-def _note(note: str) -> None:
-    """A note of the reader (a skipped line, a recovered journal) on stderr, neutralised."""
-    from gradlog.sanitize import for_terminal
-
-    typer.echo(f"Note: {for_terminal(note)}", err=True)

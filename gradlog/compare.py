@@ -15,16 +15,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gradlog.batch import BatchOptions, BatchResult, RunRow, run_batch
+from gradlog import engine
+from gradlog.batch import BatchOptions, BatchResult, run_batch
 from gradlog.classify import FailOn
+from gradlog.model import RunSummary
 
 
 @dataclass(frozen=True)
 class Pair:
     """A run of the base and the same run of the head (either may be missing)."""
 
-    base: RunRow | None
-    head: RunRow | None
+    base: RunSummary | None
+    head: RunSummary | None
 
     @property
     def change(self) -> str:
@@ -42,15 +44,17 @@ class Pair:
     @property
     def name(self) -> str:
         """The run's name for tables: its id (both ids when they differ)."""
-        ids = [r.run or Path(r.file).name for r in (self.base, self.head) if r is not None]
+        ids = [r.name for r in (self.base, self.head) if r is not None]
         return ids[0] if len(set(ids)) == 1 else " → ".join(ids)
 
-    def delta(self, field: str) -> float | None:
-        """head - base of a numeric field, where both have it."""
+    def factor(self, field: str) -> float | None:
+        """head / base of a positive numeric field (a spread, a norm), where both have it."""
         if self.base is None or self.head is None:
             return None
         a, b = getattr(self.base, field), getattr(self.head, field)
-        return None if a is None or b is None else b - a
+        if a is None or b is None or not a > 0 or not b >= 0:
+            return None
+        return b / a
 
     def regressed(self, level: FailOn) -> bool:
         if self.head is None or not self.head.reaches(level):
@@ -74,15 +78,18 @@ class Comparison:
         return out
 
     @property
-    def errors(self) -> tuple[RunRow, ...]:
+    def errors(self) -> tuple[RunSummary, ...]:
         return self.base.errors + self.head.errors
 
 
 def compare(
-    base: Sequence[str], head: Sequence[str], options: BatchOptions = BatchOptions()
+    base: Sequence[str],
+    head: Sequence[str],
+    judging: engine.Options = engine.Options(),
+    options: BatchOptions = BatchOptions(),
 ) -> Comparison:
-    """Summarise both sides and pair their runs."""
-    b, h = run_batch(base, options), run_batch(head, options)
+    """Summarise both sides (as ``gradlog batch``) and pair their runs."""
+    b, h = run_batch(base, judging, options), run_batch(head, judging, options)
     return Comparison(b, h, tuple(pair_runs(b.rows, h.rows, _root(base), _root(head))))
 
 
@@ -94,15 +101,15 @@ def _root(paths: Sequence[str]) -> str:
     return os.path.commonpath(dirs) if dirs else ""
 
 
-def _relative(row: RunRow, root: str) -> str:
+def _relative(row: RunSummary, root: str) -> str:
     try:
-        return os.path.relpath(os.path.abspath(row.file), os.path.abspath(root))
+        return os.path.relpath(os.path.abspath(row.source), os.path.abspath(root))
     except ValueError:  # another drive, or a URL
-        return row.file
+        return row.source
 
 
 def pair_runs(
-    base: Sequence[RunRow], head: Sequence[RunRow], base_root: str = "", head_root: str = ""
+    base: Sequence[RunSummary], head: Sequence[RunSummary], base_root: str = "", head_root: str = ""
 ) -> list[Pair]:
     """Pair the runs of two sides (see the module docstring); unpaired runs stand alone."""
     base_runs = [r for r in base if r.error is None]
@@ -110,7 +117,7 @@ def pair_runs(
     if len(base_runs) == 1 and len(head_runs) == 1:
         return [Pair(base_runs[0], head_runs[0])]
 
-    def keys(rows: Sequence[RunRow], root: str) -> list[tuple[tuple, tuple, tuple]]:
+    def keys(rows: Sequence[RunSummary], root: str) -> list[tuple[tuple, tuple, tuple]]:
         ordinal: dict[str, int] = {}
         out = []
         for row in rows:

@@ -34,11 +34,10 @@ class LiveEcho:
         self._window = window
         self._min_samples = min_samples
         self._pair = classify.default_pair(tasks)
-        self._ratios: deque[float] = deque(maxlen=window)  # the collapse window
+        self._samples: deque[dict[str, float]] = deque(maxlen=window)  # the collapse window
         self._means: list[float] = []  # finite logged mean norms, for the summary
         self._maxes: list[float] = []
         self._n_stats = 0
-        self._shares: deque[dict[str, float]] = deque(maxlen=window)
 
     def print(self, lines: list[str]) -> None:
         self._stream.write("\n".join(lines) + "\n")
@@ -68,47 +67,70 @@ class LiveEcho:
                 record["n_exploding"],
             )
             lines.append("")
-        if balance is not None and self._pair is not None:
-            num, den = self._pair
-            norms = dict(zip(self._tasks, balance))
-            r = classify.ratio(norms[num], norms[den])
-            when = label.lower()
-            if r is None:
-                lines += [messages.undefined_ratio_line(when, num, den, norms[num], norms[den]), ""]
-            else:
-                self._ratios.append(r)
-                if classify.outside_healthy_range(r):
-                    lines += [*messages.imbalance_lines(when, num, den, r), ""]
-            mean = classify.window_mean(list(self._ratios), self._window, self._min_samples)
-            lines.append(messages.collapse_line(classify.collapse_check(mean), num, den, mean))
-            shares = classify.shares(norms) if len(self._tasks) > 2 else None
-            if shares is not None:
-                lines.append(messages.shares_line(shares))
-                if r is not None:
-                    self._shares.append(shares)
-            lines.append("")
+        if balance is not None and len(self._tasks) >= 2:
+            lines += self._balance(dict(zip(self._tasks, balance)), label[:1].lower() + label[1:])
         if lines:
             self.print(lines)
+
+    def _balance(self, norms: dict[str, float], when: str) -> list[str]:
+        """One balance sample's lines, judged as the report judges it (second edition)."""
+        lines: list[str] = []
+        if not classify.defined_sample(norms):
+            order = self._order()
+            shown = {t: norms[t] for t in order}
+            lines += [messages.undefined_line(when, shown), ""]
+        else:
+            self._samples.append(norms)
+            top = max(self._tasks, key=norms.__getitem__)
+            low = min(self._tasks, key=norms.__getitem__)
+            spread = norms[top] / norms[low]
+            if classify.outside_healthy_range(spread):
+                num, den = self._pair or (top, low)
+                lines += [*messages.imbalance_lines(when, num, den, norms[num] / norms[den]), ""]
+        lines += self._window_lines(summary=False)
+        if len(self._tasks) > 2 and classify.defined_sample(norms):
+            lines.append(messages.shares_line(classify.shares(norms)))
+        lines.append("")
+        return lines
+
+    def _order(self) -> list[str]:
+        pair = list(self._pair or ())
+        return pair + [t for t in self._tasks if t not in pair]
+
+    def _window_lines(self, *, summary: bool) -> list[str]:
+        """The collapse check of the window: the documented sentence for the pair (two tasks),
+        else for the window's dominant and starved task."""
+        logs = classify.window_logs(list(self._samples), self._window, self._min_samples)
+        templates = messages.SUMMARY if summary else messages.LINE
+        if logs is None:
+            return [messages.render(templates[classify.Collapse.NOT_ENOUGH_DATA])]
+        top = max(self._tasks, key=logs.__getitem__)
+        low = min(self._tasks, key=logs.__getitem__)
+        num, den = self._pair or (top, low)
+        log_ratio = logs[num] - logs[den]
+        verdict = classify.collapse_check_log(log_ratio)
+        return [messages.render(templates[verdict], num=num, den=den, r=math.exp(log_ratio))]
 
     def summary(self) -> None:
         """The ``Gradient Monitoring Summary`` block, as the original printed it at the end."""
         means, maxes = self._means, self._maxes
-        num, den = self._pair or ("", "")
-        mean = classify.window_mean(list(self._ratios), self._window, self._min_samples)
         lines = messages.summary_lines(
             statistics.fmean(means) if means else None,
             statistics.pstdev(means) if means else None,
             statistics.fmean(maxes) if maxes else None,
             max(maxes) if maxes else None,
-            classify.collapse_check(mean),
-            num,
-            den,
-            mean,
-        )
+            classify.Collapse.NOT_ENOUGH_DATA,
+            "",
+            "",
+            None,
+        )[:-1]
+        lines += self._window_lines(summary=True)
         if self._n_stats > len(means):
             lines.append(messages.nonfinite_summary_line(self._n_stats - len(means), self._n_stats))
-        if self._shares:
-            n = len(self._shares)
-            final = {t: math.fsum(s[t] for s in self._shares) / n for t in self._tasks}
-            lines.append("  " + messages.shares_line(final))
+        logs = classify.window_logs(list(self._samples), self._window, self._min_samples)
+        if logs is not None and len(self._tasks) > 2:
+            lines.append(
+                "  "
+                + messages.shares_line(classify.shares({t: math.exp(v) for t, v in logs.items()}))
+            )
         self.print(lines)

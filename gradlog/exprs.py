@@ -116,3 +116,42 @@ def collapsed(window_mean: pl.Expr) -> pl.Expr:
     """Whether the collapse check of each window mean says a task dominates."""
     dominated = (Collapse.NUMERATOR_DOMINATES.value, Collapse.DENOMINATOR_DOMINATES.value)
     return collapse_check(window_mean).is_in(dominated)
+
+
+_LOG_BOUNDS = {
+    RatioBand.HEALTHY: classify.log_bound(classify.HEALTHY_RATIO),
+    RatioBand.MINOR: classify.log_bound(classify.MINOR_RATIO),
+    RatioBand.SIGNIFICANT: classify.log_bound(classify.COLLAPSE_RATIO),
+}
+
+
+def spread_band(log_spread: pl.Expr) -> pl.Expr:
+    """The band of a window's spread, given as its logarithm (null: not judged yet)."""
+    s = log_spread
+    return (
+        pl.when(s.is_null())
+        .then(pl.lit(None, dtype=pl.String))
+        .when(s.is_nan())
+        .then(pl.lit(RatioBand.UNDEFINED.value))
+        .when(s <= _LOG_BOUNDS[RatioBand.HEALTHY])
+        .then(pl.lit(RatioBand.HEALTHY.value))
+        .when(s <= _LOG_BOUNDS[RatioBand.MINOR])
+        .then(pl.lit(RatioBand.MINOR.value))
+        .when(s <= _LOG_BOUNDS[RatioBand.SIGNIFICANT])
+        .then(pl.lit(RatioBand.SIGNIFICANT.value))
+        .otherwise(pl.lit(RatioBand.COLLAPSE.value))
+    )
+
+
+def collapse_check_log(log_ratio: pl.Expr) -> pl.Expr:
+    """:func:`classify.collapse_check` of a window ratio given as its logarithm."""
+    r, bound = log_ratio, _LOG_BOUNDS[RatioBand.SIGNIFICANT]
+    return (
+        pl.when(r.is_null() | r.is_nan())
+        .then(pl.lit(Collapse.NOT_ENOUGH_DATA.value))
+        .when(r > bound)
+        .then(pl.lit(Collapse.NUMERATOR_DOMINATES.value))
+        .when(r < -bound)
+        .then(pl.lit(Collapse.DENOMINATOR_DOMINATES.value))
+        .otherwise(pl.lit(Collapse.BALANCED.value))
+    )

@@ -1,16 +1,69 @@
 """The documented report lines, word for word (standard library only).
 
-``shared/spec/report-semantics.md`` fixes the original implementation's wording; the text
-renderer and the recorder's live echo both build their lines here so they never drift apart.
+``shared/spec/report-semantics.md`` fixes the original implementation's wording. Each sentence
+is one template below; the recorder's live echo formats them in Python (:func:`render`) and the
+offline report builds the same templates as Polars string expressions
+(:func:`gradlog.render.columns.template`), so the two can never drift apart.
+
+Placeholders: ``{label}`` ("Epoch 10"), ``{when}`` ("epoch 10"), ``{num}``/``{den}``/``{task}``
+(task names, capitalised as the original: :func:`title`), numbers as ``{name:.4f}`` or
+``{name:.2f}``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
-from gradlog.classify import COLLAPSE_RATIO, Collapse
+from gradlog.classify import COLLAPSE_RATIO, HEALTHY_RANGE, Collapse
 
 PREFIX = "[PHASE 4]"
+_HIGH = f"{COLLAPSE_RATIO:.1f}"
+_LOW = f"{1 / COLLAPSE_RATIO:.2f}"
+_RANGE = f"{HEALTHY_RANGE[0]}-{HEALTHY_RANGE[1]}"
+
+ENABLED = PREFIX + " Gradient monitoring enabled (log frequency: {cadence})"
+STATS_HEAD = "{label} Gradient Stats:"
+STATS_MEAN = "  Mean norm: {mean:.4f}"
+STATS_MAX = "  Max norm:  {max:.4f}"
+NONFINITE_WARNING = "  WARNING: Non-finite gradient norms"
+VANISHING_WARNING = "  WARNING: Vanishing gradients in {n} layers"
+EXPLODING_WARNING = "  WARNING: Exploding gradients in {n} layers"
+IMBALANCE_HEAD = PREFIX + " Task imbalance detected at {when}!"
+IMBALANCE_RATIO = "{num}/{den} gradient ratio: {r:.2f} (healthy range: " + _RANGE + ")"
+UNDEFINED = PREFIX + " Task balance undefined at {when}: {reason} ({norms})"
+# The collapse check, per sample (``LINE``) and in the summary (``SUMMARY``), by verdict.
+PHRASES = {
+    Collapse.NUMERATOR_DOMINATES: "{num} task dominating (ratio={r:.2f} > " + _HIGH + ")",
+    Collapse.DENOMINATOR_DOMINATES: "{den} task dominating (ratio={r:.2f} < " + _LOW + ")",
+    Collapse.BALANCED: "Tasks balanced (ratio={r:.2f})",
+    Collapse.NOT_ENOUGH_DATA: "Not enough data",
+}
+_COLLAPSED = (Collapse.NUMERATOR_DOMINATES, Collapse.DENOMINATOR_DOMINATES)
+LINE = {
+    v: (PREFIX + " TASK COLLAPSE: " if v in _COLLAPSED else PREFIX + " Task balance: ") + p
+    for v, p in PHRASES.items()
+}
+SUMMARY = {
+    v: ("  TASK COLLAPSE DETECTED: " if v in _COLLAPSED else "  Task balance: ") + p
+    for v, p in PHRASES.items()
+}
+SUMMARY_HEAD = PREFIX + " Gradient Monitoring Summary:"
+SUMMARY_MEAN = "  Mean gradient norm: {mean:.4f} ± {std:.4f}"
+SUMMARY_MAX = "  Max gradient norm: {max:.4f} (peak: {peak:.4f})"
+SUMMARY_NONFINITE = (
+    "  WARNING: Non-finite gradient norms in {n} of {total} logged events (left out above)"
+)
+SHARES = "Task shares: {shares}"
+SHARE = "{task} {share:.1f}%"
+
+
+def render(template: str, **values: object) -> str:
+    """One template with its values; task names given raw are capitalised here."""
+    for key in ("num", "den", "task"):
+        if isinstance(values.get(key), str):
+            values[key] = title(values[key])
+    return template.format(**values)
 
 
 def title(task: str) -> str:
@@ -36,7 +89,7 @@ def cadence(log_every: int | None, log_every_steps: int | None) -> str:
 
 
 def enabled_line(log_every: int | None, log_every_steps: int | None) -> str:
-    return f"{PREFIX} Gradient monitoring enabled (log frequency: {cadence(log_every, log_every_steps)})"
+    return render(ENABLED, cadence=cadence(log_every, log_every_steps))
 
 
 def stats_block(
@@ -48,57 +101,54 @@ def stats_block(
 ) -> list[str]:
     """``Epoch N Gradient Stats:`` and its lines; ``label`` is e.g. ``Epoch 10``."""
     lines = [
-        f"{label} Gradient Stats:",
-        f"  Mean norm: {fmt4(mean_norm)}",
-        f"  Max norm:  {fmt4(max_norm)}",
+        render(STATS_HEAD, label=label),
+        render(STATS_MEAN, mean=mean_norm),
+        render(STATS_MAX, max=max_norm),
     ]
     if not (math.isfinite(mean_norm) and math.isfinite(max_norm)):
-        lines.append("  WARNING: Non-finite gradient norms")
+        lines.append(NONFINITE_WARNING)
     if n_vanishing:
-        lines.append(f"  WARNING: Vanishing gradients in {n_vanishing} layers")
+        lines.append(render(VANISHING_WARNING, n=n_vanishing))
     if n_exploding:
-        lines.append(f"  WARNING: Exploding gradients in {n_exploding} layers")
+        lines.append(render(EXPLODING_WARNING, n=n_exploding))
     return lines
 
 
 def imbalance_lines(when: str, numerator: str, denominator: str, r: float) -> list[str]:
     """The warning for one balance sample outside [0.5, 2.0]; ``when`` is e.g. ``epoch 15``."""
     return [
-        f"{PREFIX} Task imbalance detected at {when}!",
-        f"{title(numerator)}/{title(denominator)} gradient ratio: {fmt2(r)} (healthy range: 0.5-2.0)",
+        render(IMBALANCE_HEAD, when=when),
+        render(IMBALANCE_RATIO, num=numerator, den=denominator, r=r),
     ]
 
 
-def undefined_ratio_line(
-    when: str, numerator: str, denominator: str, num: float, den: float
-) -> str:
-    """A balance sample whose ratio is undefined (decision: reported, never 1e8)."""
-    if not math.isfinite(num) or not math.isfinite(den):
-        reason = "non-finite gradient norm"
-    else:
-        reason = f"{title(denominator)} gradient norm is zero"
-    return (
-        f"{PREFIX} Task balance undefined at {when}: {reason} "
-        f"({title(numerator)}={num:.4g}, {title(denominator)}={den:.4g})"
+def undefined_reason(norms: Mapping[str, float | None]) -> str:
+    """Why a sample's balance is undefined: the first task norm that is missing, not finite,
+    negative or zero (decision: reported, never a silently padded 1e8)."""
+    for task, value in norms.items():
+        if value is None:
+            return f"no gradient norm for {title(task)}"
+        if not math.isfinite(value):
+            return "non-finite gradient norm"
+    for task, value in norms.items():
+        if value < 0:
+            return f"{title(task)} gradient norm is negative"
+        if value == 0:
+            return f"{title(task)} gradient norm is zero"
+    return "undefined"
+
+
+def undefined_line(when: str, norms: Mapping[str, float | None]) -> str:
+    """A balance sample whose ratio is undefined, with every task's norm in print order."""
+    shown = ", ".join(
+        f"{title(t)}={'missing' if v is None else format(v, '.4g')}" for t, v in norms.items()
     )
-
-
-def _collapse_phrase(verdict: Collapse, numerator: str, denominator: str, r: float | None) -> str:
-    if verdict is Collapse.NUMERATOR_DOMINATES:
-        return f"{title(numerator)} task dominating (ratio={fmt2(r)} > {COLLAPSE_RATIO:.1f})"
-    if verdict is Collapse.DENOMINATOR_DOMINATES:
-        return f"{title(denominator)} task dominating (ratio={fmt2(r)} < {1 / COLLAPSE_RATIO:.2f})"
-    if verdict is Collapse.BALANCED:
-        return f"Tasks balanced (ratio={fmt2(r)})"
-    return "Not enough data"
+    return render(UNDEFINED, when=when, reason=undefined_reason(norms), norms=shown)
 
 
 def collapse_line(verdict: Collapse, numerator: str, denominator: str, r: float | None) -> str:
-    """The per-sample collapse check on the window mean."""
-    phrase = _collapse_phrase(verdict, numerator, denominator, r)
-    if verdict in (Collapse.NUMERATOR_DOMINATES, Collapse.DENOMINATOR_DOMINATES):
-        return f"{PREFIX} TASK COLLAPSE: {phrase}"
-    return f"{PREFIX} Task balance: {phrase}"
+    """The per-sample collapse check on the window."""
+    return render(LINE[verdict], num=numerator, den=denominator, r=r)
 
 
 def summary_lines(
@@ -112,42 +162,37 @@ def summary_lines(
     final_ratio: float | None,
 ) -> list[str]:
     """The ``Gradient Monitoring Summary`` block; the norm lines only when stats were logged."""
-    lines = [f"{PREFIX} Gradient Monitoring Summary:"]
+    lines = [SUMMARY_HEAD]
     if mean_of_means is not None:
-        lines.append(f"  Mean gradient norm: {fmt4(mean_of_means)} ± {fmt4(std_of_means)}")
-        lines.append(f"  Max gradient norm: {fmt4(mean_of_maxes)} (peak: {fmt4(peak)})")
-    phrase = _collapse_phrase(verdict, numerator, denominator, final_ratio)
-    if verdict in (Collapse.NUMERATOR_DOMINATES, Collapse.DENOMINATOR_DOMINATES):
-        lines.append(f"  TASK COLLAPSE DETECTED: {phrase}")
-    else:
-        lines.append(f"  Task balance: {phrase}")
+        lines.append(render(SUMMARY_MEAN, mean=mean_of_means, std=std_of_means))
+        lines.append(render(SUMMARY_MAX, max=mean_of_maxes, peak=peak))
+    lines.append(render(SUMMARY[verdict], num=numerator, den=denominator, r=final_ratio))
     return lines
 
 
 def nonfinite_summary_line(n_nonfinite: int, n_stats: int) -> str:
-    return (
-        f"  WARNING: Non-finite gradient norms in {n_nonfinite} of {n_stats} "
-        "logged events (left out above)"
-    )
+    return render(SUMMARY_NONFINITE, n=n_nonfinite, total=n_stats)
 
 
-def shares_line(shares: dict[str, float]) -> str:
+def shares_line(shares: Mapping[str, float]) -> str:
     """Each task's share of the summed task norms (runs with three or more tasks)."""
-    return "Task shares: " + ", ".join(f"{title(t)} {100 * v:.1f}%" for t, v in shares.items())
+    parts = ", ".join(render(SHARE, task=t, share=100 * v) for t, v in shares.items())
+    return render(SHARES, shares=parts)
 
 
-def conflict_line(a: str, b: str, mean: float, n: int, action: str) -> str:
-    """A pair in sustained gradient conflict, in the "Recommended action" section."""
-    return f"  Gradient conflict: {title(a)}/{title(b)} cosine {fmt2(mean)} over the last {n} samples: {action}"
+def conflict_text(a: str, b: str, mean: float, n: int, action: str) -> str:
+    """A pair in sustained gradient conflict ("Recommended action", after "Gradient conflict:")."""
+    return f"{title(a)}/{title(b)} cosine {fmt2(mean)} over the last {n} samples: {action}"
 
 
-def tasks_line(
+def tasks_text(
     dominant: str, dominant_share: float, starved: str, starved_share: float, r: float | None
 ) -> str:
-    """Three or more tasks: the dominant and the starved task, in "Recommended action"."""
+    """Three or more tasks: the dominant and the starved task ("Recommended action", after
+    "Tasks:")."""
     ratio = "undefined" if r is None else fmt2(r)
     return (
-        f"  Tasks:          {title(dominant)} dominant ({100 * dominant_share:.1f}%), "
+        f"{title(dominant)} dominant ({100 * dominant_share:.1f}%), "
         f"{title(starved)} starved ({100 * starved_share:.1f}%); "
         f"{title(dominant)}/{title(starved)} ratio {ratio}"
     )

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from gradlog import classify
 from gradlog.errors import GradlogError
-from gradlog.summary import RunReport
+from gradlog.model import RunReport
+from gradlog.output import for_terminal
 
 FORMATS = ("png", "svg", "html")
 _BAND_COLOURS = {
@@ -57,17 +58,20 @@ def _pyplot():
     return plt
 
 
+_COLUMNS = ("has_balance", "ratio", "window_ratio", "mean_norm", "max_norm")
+
+
 def _x(run: RunReport) -> tuple[list[float], str]:
     """Each event's position: its epoch, or its step for runs logged by steps."""
-    by_steps = any(label.startswith("Step") for label in run.events.label)
-    values = run.events.step if by_steps else run.events.epoch
+    values = run.events.get_column("step" if run.by_steps else "epoch").to_list()
     xs = [float(v) if v is not None else float(i) for i, v in enumerate(values)]
-    return xs, "step" if by_steps else "epoch"
+    return xs, "step" if run.by_steps else "epoch"
 
 
 def _text(value: str) -> str:
-    """Log text for a matplotlib label: "$" would start mathtext (and can fail to render)."""
-    return str(value).replace("$", r"\$")
+    """Log text for a matplotlib label: control characters shown as escapes (never passed to a
+    font, whose missing-glyph warning would print them raw), "$" kept from starting mathtext."""
+    return for_terminal(str(value)).replace("$", r"\$")
 
 
 def _positive(value: float | None) -> float:
@@ -94,7 +98,8 @@ def _collapse_x(run: RunReport, xs: list[float]) -> float | None:
     label = run.summary.first_collapse
     if label is None:
         return None
-    return next((x for x, lbl in zip(xs, run.events.label) if lbl == label), None)
+    labels = run.events.get_column("label").to_list()
+    return next((x for x, lbl in zip(xs, labels) if lbl == label), None)
 
 
 def draw(runs: Sequence[tuple[str, RunReport]], title: str | None = None):
@@ -108,23 +113,24 @@ def draw(runs: Sequence[tuple[str, RunReport]], title: str | None = None):
     many = len(runs) > 1
     for k, (_path, run) in enumerate(runs):
         colour = colours[k % len(colours)]
-        ev = run.events
+        ev = {c: run.events.get_column(c).to_list() for c in _COLUMNS}
         xs, axis_name = _x(run)
         name = f"{_text(run.run_id)} " if many else ""
-        balance = [i for i in range(len(ev)) if ev.has_balance[i]]
+        balance = [i for i, b in enumerate(ev["has_balance"]) if b]
         for t, task in enumerate(run.tasks):
+            norms = run.norms(task).to_list()
             ax_tasks.plot(
                 [xs[i] for i in balance],
-                [_positive(ev.norms[task][i]) for i in balance],
+                [_positive(norms[i]) for i in balance],
                 _TASK_STYLES[t % len(_TASK_STYLES)],
                 color=colour,
                 label=f"{name}{_text(task)}",
                 lw=1.4,
             )
-        if run.pair is not None:
+        if len(run.tasks) >= 2:
             ax_ratio.plot(
                 [xs[i] for i in balance],
-                [_positive(ev.ratio[i]) for i in balance],
+                [_positive(ev["ratio"][i]) for i in balance],
                 color=colour,
                 lw=0.8,
                 alpha=0.45,
@@ -132,22 +138,22 @@ def draw(runs: Sequence[tuple[str, RunReport]], title: str | None = None):
             )
             ax_ratio.plot(
                 [xs[i] for i in balance],
-                [_positive(ev.window_mean[i]) for i in balance],
+                [_positive(ev["window_ratio"][i]) for i in balance],
                 color=colour,
                 lw=2.0,
-                label=f"{name}window mean ({run.window})",
+                label=f"{name}window ({run.window})",
             )
-        stats = [i for i in range(len(ev)) if ev.mean_norm[i] is not None]
+        stats = [i for i, m in enumerate(ev["mean_norm"]) if m is not None]
         ax_norms.plot(
             [xs[i] for i in stats],
-            [_positive(ev.mean_norm[i]) for i in stats],
+            [_positive(ev["mean_norm"][i]) for i in stats],
             color=colour,
             lw=1.6,
             label=f"{name}mean norm",
         )
         ax_norms.plot(
             [xs[i] for i in stats],
-            [_positive(ev.max_norm[i]) for i in stats],
+            [_positive(ev["max_norm"][i]) for i in stats],
             ":",
             color=colour,
             lw=1.2,
@@ -194,7 +200,7 @@ def draw(runs: Sequence[tuple[str, RunReport]], title: str | None = None):
     ax_ratio.set_title(
         f"{_text(pair[0])}/{_text(pair[1])} gradient ratio (bands: healthy, minor, significant, collapse)"
         if pair
-        else "gradient ratio",
+        else "spread: largest task norm over the smallest",
         fontsize=9,
     )
     ax_tasks.set_title("per-task gradient norms", fontsize=9)

@@ -54,6 +54,9 @@ RECORDS_SCHEMA = pl.Schema(
         "step": pl.Int64,
         "mean_norm": F64,
         "max_norm": F64,
+        "total_norm": F64,
+        "n_vanishing": pl.Int64,
+        "n_exploding": pl.Int64,
         "tasks": TASKS,
         "bad": pl.Boolean,
     }
@@ -66,6 +69,10 @@ META_SCHEMA = pl.Schema(
         "meta_tasks": pl.List(pl.String),
         "by_steps": pl.Boolean,
         "meta_weights": WEIGHTS,
+        "log_every": pl.Int64,
+        "log_every_steps": pl.Int64,
+        "started_at": pl.String,
+        "tags": pl.List(pl.Struct({"key": pl.String, "value": pl.String})),
         "bad": pl.Boolean,
     }
 )
@@ -134,6 +141,9 @@ def read_json(
             "step",
             floats["mean_norm"].alias("mean_norm"),
             floats["max_norm"].alias("max_norm"),
+            floats["total_norm"].alias("total_norm"),
+            "n_vanishing",
+            "n_exploding",
             tasks.alias("tasks"),
             bad=bad,
             meta="meta",
@@ -151,6 +161,7 @@ def read_json(
         meta_tasks=meta_text.struct.field("tasks"),
         by_steps=_by_steps(meta_text),
         meta_weights=weights,
+        **_meta_extras(meta_text),
         bad=_lost_in_list(weights_text, weights, ("weight",)),
     )
     return Chunk(frame.drop("meta"), meta)
@@ -183,8 +194,8 @@ def read_dataset(root: str, part: int, *, storage_options: dict | None = None) -
 
 
 def from_frame(frame: pl.DataFrame, source: str, part: int) -> Chunk:
-    """A log already read (by the careful reader), in the storage schema."""
-    return _from_storage(frame.lazy().with_columns(source=pl.lit(source)), part)
+    """A log already read (by the careful reader), in the storage schema, with its cosines."""
+    return _from_storage(frame.lazy().with_columns(source=pl.lit(source)), part, conflicts=True)
 
 
 def _row(part: int) -> pl.Expr:
@@ -222,11 +233,24 @@ def _by_steps(meta: pl.Expr) -> pl.Expr:
     )
 
 
-def _from_storage(lf: pl.LazyFrame, part: int) -> Chunk:
+def _meta_extras(meta: pl.Expr) -> dict[str, pl.Expr]:
+    """What the report prints of a run record: cadences, start time, tags."""
+    field = meta.struct.field
+    return {
+        "log_every": field("log_every"),
+        "log_every_steps": field("log_every_steps"),
+        "started_at": field("started_at"),
+        "tags": field("tags"),
+    }
+
+
+_FLAT = ("epoch", "step", "mean_norm", "max_norm", "total_norm", "n_vanishing", "n_exploding")
+
+
+def _from_storage(lf: pl.LazyFrame, part: int, *, conflicts: bool = False) -> Chunk:
+    extra = ["conflicts"] if conflicts else []
     raw = (
-        lf.select(
-            "source", *REQUIRED_FIELDS, "epoch", "step", "mean_norm", "max_norm", "tasks", "meta"
-        )
+        lf.select("source", *REQUIRED_FIELDS, *_FLAT, "tasks", "meta", *extra)
         .with_columns(_row(part))
         .collect()
     )
@@ -235,11 +259,9 @@ def _from_storage(lf: pl.LazyFrame, part: int) -> Chunk:
         "run",
         "row",
         "kind",
-        "epoch",
-        "step",
-        "mean_norm",
-        "max_norm",
+        *_FLAT,
         "tasks",
+        *extra,
         bad=_invalid(),
     )
     meta = pl.col("meta")
@@ -250,6 +272,7 @@ def _from_storage(lf: pl.LazyFrame, part: int) -> Chunk:
         meta_tasks=meta.struct.field("tasks"),
         by_steps=_by_steps(meta),
         meta_weights=meta.struct.field("weights"),
+        **_meta_extras(meta),
         bad=pl.lit(False),
     )
     return Chunk(records, runs)

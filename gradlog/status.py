@@ -42,6 +42,11 @@ class Status(enum.Enum):
     def label(self) -> str:
         return _LABELS[self]
 
+    @property
+    def style(self) -> str:
+        """The Rich style of this status on a terminal: red, amber, green or dim."""
+        return _STYLES[self]
+
 
 _ORDER = list(Status)
 _BADGES = {
@@ -71,6 +76,22 @@ _LABELS = {
     Status.NO_DATA: "No data",
 }
 
+_RED, _AMBER = "bold red", "yellow"
+_STYLES = {
+    Status.ERROR: _RED,
+    Status.COLLAPSE: _RED,
+    Status.UNDEFINED: _RED,
+    Status.NONFINITE: _RED,
+    Status.EXPLODING: _RED,
+    Status.SIGNIFICANT: _AMBER,
+    Status.VANISHING: _AMBER,
+    Status.LARGE: _AMBER,
+    Status.MINOR: _AMBER,
+    Status.HEALTHY: "green",
+    Status.NO_DATA: "dim",
+}
+EMPHASIS = "bold"  # headings and the flags to use: not a finding, just what to read first
+
 _FROM_RATIO = {
     RatioBand.HEALTHY: Status.HEALTHY,
     RatioBand.MINOR: Status.MINOR,
@@ -94,3 +115,11 @@ def run_status(worst_ratio: RatioBand | None, worst_norm: NormBand | None) -> St
     """The worse of a run's two findings; NO_DATA when neither could be judged."""
     found = [s for s in (_FROM_RATIO.get(worst_ratio), _FROM_NORM.get(worst_norm)) if s]
     return min(found, key=lambda s: s.rank) if found else Status.NO_DATA
+
+
+def ratio_status(band: RatioBand | None) -> Status | None:
+    return _FROM_RATIO.get(band)
+
+
+def norm_status(band: NormBand | None) -> Status | None:
+    return _FROM_NORM.get(band)

@@ -1,22 +1,20 @@
-"""``gradlog batch`` for machines and pull requests: JSON, CSV and Markdown (strings only).
+"""``gradlog batch``: one row per run, for the terminal, machines and pull requests.
 
-Every format carries the same columns, one row per run (:data:`COLUMNS`); an unreadable file is
-a row with ``status`` ``error`` and its ``error``. The terminal table is in
-:mod:`gradlog.render.table`.
+Every format carries the same columns (:data:`COLUMNS`), from :class:`gradlog.model.RunSummary`
+alone; an unreadable file is a row with ``status`` ``error`` and its ``error``. Renderers return
+data (rows, a table spec, a Markdown string); :mod:`gradlog.output` writes them.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 from collections.abc import Sequence
 
-from gradlog.batch import BatchResult, RunRow
 from gradlog.classify import HEALTHY_RANGE
+from gradlog.model import RunSummary
 from gradlog.render import md
 from gradlog.render.mermaid import thin, xychart
+from gradlog.render.table import Column, TableSpec
 from gradlog.schema import SCHEMA_VERSION, encode_float
 from gradlog.status import Status
 
@@ -27,9 +25,13 @@ COLUMNS = (
     "tasks",
     "events",
     "epochs",
-    "final_ratio",
-    "window_mean",
-    "worst_ratio",
+    "window_ratio",
+    "window_num",
+    "window_den",
+    "spread",
+    "worst_spread",
+    "dominant",
+    "starved",
     "final_band",
     "worst_band",
     "worst_norm_band",
@@ -47,97 +49,174 @@ RATIO_CAP = 10.0
 MARKDOWN_ROWS = 100  # a PR comment stays readable (and under GitHub's size limit)
 
 
-def row_data(row: RunRow) -> dict:
+def _value(value):
+    return value.value if hasattr(value, "value") else value
+
+
+def row_data(row: RunSummary) -> dict:
     """One row as plain JSON-ready data, in :data:`COLUMNS` order."""
-
-    def enum(value):
-        return value.value if value is not None else None
-
+    a = row.advice
     return {
         "status": row.status.value,
-        "run": row.run,
-        "file": row.file,
+        "run": row.name if row.error is None else row.run,
+        "file": row.source,
         "tasks": list(row.tasks),
-        "events": row.events,
-        "epochs": row.epochs,
-        "final_ratio": encode_float(row.final_ratio),
-        "window_mean": encode_float(row.window_mean),
-        "worst_ratio": encode_float(row.worst_ratio),
-        "final_band": enum(row.final_band),
-        "worst_band": enum(row.worst_band),
-        "worst_norm_band": enum(row.worst_norm_band),
+        "events": row.n_events,
+        "epochs": row.last_epoch,
+        "window_ratio": encode_float(row.window_ratio),
+        "window_num": row.window_num,
+        "window_den": row.window_den,
+        "spread": encode_float(row.spread),
+        "worst_spread": encode_float(row.worst_spread),
+        "dominant": row.dominant,
+        "starved": row.starved,
+        "final_band": _value(row.final_band),
+        "worst_band": _value(row.worst_band),
+        "worst_norm_band": _value(row.worst_norm_band),
         "first_imbalance": row.first_imbalance,
         "first_collapse": row.first_collapse,
         "mean_norm": encode_float(row.mean_norm),
         "mean_norm_std": encode_float(row.mean_norm_std),
         "max_norm_peak": encode_float(row.max_norm_peak),
-        "weights": ({k: encode_float(v) for k, v in row.weights.items()} if row.weights else None),
-        "flags": row.flags,
+        "weights": ({k: encode_float(v) for k, v in a.weights.items()} if a.weights else None),
+        "flags": a.flags,
         "error": row.error,
         "notes": list(row.notes),
     }
 
 
-def summary_data(result: BatchResult) -> dict:
+def counts(rows: Sequence[RunSummary]) -> dict[Status, int]:
+    """How many rows per status, worst first; statuses with none left out."""
+    out: dict[Status, int] = {}
+    for row in sorted(rows, key=lambda r: r.status.rank):
+        out[row.status] = out.get(row.status, 0) + 1
+    return out
+
+
+def summary_data(rows: Sequence[RunSummary], n_sources: int) -> dict:
     return {
-        "runs": sum(1 for r in result.rows if r.error is None),
-        "files": result.n_sources,
-        "errors": len(result.errors),
-        "by_status": {s.value: n for s, n in result.counts().items()},
+        "runs": sum(1 for r in rows if r.error is None),
+        "files": n_sources,
+        "errors": sum(1 for r in rows if r.error is not None),
+        "by_status": {s.value: n for s, n in counts(rows).items()},
     }
 
 
-def summary_line(result: BatchResult) -> str:
-    """``1000 runs in 998 files: 12 collapse, 3 exploding, 985 healthy; 2 files unreadable``."""
-    counts = {s: n for s, n in result.counts().items() if s is not Status.ERROR}
-    n_runs = sum(counts.values())
-    parts = ", ".join(f"{n} {s.value}" for s, n in counts.items()) or "nothing to judge"
-    line = f"{n_runs} run{'s' * (n_runs != 1)} in {result.n_sources} file{'s' * (result.n_sources != 1)}: {parts}"
-    errors = len(result.errors)
+def summary_line(rows: Sequence[RunSummary], n_sources: int) -> str:
+    """``1000 runs in 998 files: 12 collapse, 3 exploding, 985 healthy; 2 unreadable``."""
+    found = {s: n for s, n in counts(rows).items() if s is not Status.ERROR}
+    n_runs = sum(found.values())
+    parts = ", ".join(f"{n} {s.value}" for s, n in found.items()) or "nothing to judge"
+    line = f"{n_runs} run{'s' * (n_runs != 1)} in {n_sources} file{'s' * (n_sources != 1)}: {parts}"
+    errors = sum(1 for r in rows if r.error is not None)
     if errors:
         line += f"; {errors} unreadable"
     return line
 
 
-def format_json(result: BatchResult, rows: Sequence[RunRow]) -> str:
-    data = {
-        "gradlog_batch": 1,
+def json_data(all_rows: Sequence[RunSummary], rows: Sequence[RunSummary], n_sources: int) -> dict:
+    return {
+        "gradlog_batch": 2,
         "log_schema": SCHEMA_VERSION,
-        "summary": summary_data(result),
+        "summary": summary_data(all_rows, n_sources),
         "runs": [row_data(r) for r in rows],
     }
-    return json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def format_csv(rows: Sequence[RunRow]) -> str:
-    """CSV with a header; tasks joined by ``;``, floats in full precision (``NaN`` spelled out)."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
+def csv_rows(rows: Sequence[RunSummary]) -> list[list]:
+    """The CSV's rows (the header is :data:`COLUMNS`): tasks joined by ``;``, weights as
+    ``task=weight`` pairs, notes joined by `` | ``; floats in full precision."""
+    out = []
     for row in rows:
         data = row_data(row)
         data["tasks"] = ";".join(row.tasks)
-        data["weights"] = (
-            " ".join(f"{k}={v!r}" for k, v in row.weights.items()) if row.weights else None
-        )
+        weights = row.advice.weights
+        data["weights"] = " ".join(f"{k}={v!r}" for k, v in weights.items()) if weights else None
         data["notes"] = " | ".join(row.notes)
-        writer.writerow(["" if data[c] is None else data[c] for c in COLUMNS])
-    return out.getvalue()
+        out.append([data[c] for c in COLUMNS])
+    return out
 
 
 def fmt_ratio(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}"
+    """A ratio in two decimals; scientific where two decimals would mislead or sprawl."""
+    if value is None:
+        return "–"
+    if math.isfinite(value) and value != 0 and not 1e-2 <= abs(value) < 1e5:
+        return f"{value:.2e}"
+    return f"{value:.2f}"
 
 
 def fmt_norm(value: float | None) -> str:
-    return "–" if value is None else f"{value:.4f}"
+    """A gradient norm in four decimals; scientific where four decimals would mislead."""
+    if value is None:
+        return "–"
+    if math.isfinite(value) and value != 0 and not 1e-4 <= abs(value) < 1e5:
+        return f"{value:.3e}"
+    return f"{value:.4f}"
 
 
-def fmt_mean_std(row: RunRow) -> str:
+def fmt_mean_std(row: RunSummary) -> str:
     if row.mean_norm is None:
         return "–"
-    return f"{row.mean_norm:.4f} ± {row.mean_norm_std:.4f}"
+    return f"{fmt_norm(row.mean_norm)} ± {fmt_norm(row.mean_norm_std)}"
 
+
+# -- the terminal table -------------------------------------------------------------------------
+
+TABLE_COLUMNS = (
+    Column("status", priority=0),
+    Column("run", priority=1, shrink=True),
+    Column("spread", "right", priority=2),
+    Column("first collapse", priority=3),
+    Column("weights / error", priority=4, shrink=True),
+    Column("mean norm ± std", "right", priority=5),
+    Column("file", priority=6, shrink=True),
+    Column("tasks", priority=8, shrink=True),
+    Column("events", "right", priority=9),
+    Column("epochs", "right", priority=11),
+    Column("window ratio", "right", priority=10),
+    Column("worst spread", "right", priority=7),
+    Column("first imbalance", priority=12),
+    Column("peak max", "right", priority=13),
+)
+
+
+def batch_table(rows: Sequence[RunSummary], footer: Sequence[str] = ()) -> TableSpec:
+    """One line per run (or unreadable file), most important columns first to stay."""
+    out = []
+    for row in rows:
+        status = (row.status.value, row.status.style)
+        if row.error is not None:
+            cells = {
+                "status": status,
+                "file": (row.source, ""),
+                "weights / error": (row.error, "red"),
+            }
+        else:
+            ratio = fmt_ratio(row.window_ratio)
+            if row.window_num and row.window_ratio is not None:
+                ratio = f"{ratio} ({row.window_num}/{row.window_den})"
+            cells = {
+                "status": status,
+                "run": (row.name, ""),
+                "file": (row.source, ""),
+                "tasks": (",".join(row.tasks), ""),
+                "events": (str(row.n_events), ""),
+                "epochs": ("" if row.last_epoch is None else str(row.last_epoch), ""),
+                "window ratio": (ratio, ""),
+                "spread": (fmt_ratio(row.spread), ""),
+                "worst spread": (fmt_ratio(row.worst_spread), ""),
+                "first imbalance": (row.first_imbalance or "", ""),
+                "first collapse": (row.first_collapse or "", ""),
+                "mean norm ± std": (fmt_mean_std(row), ""),
+                "peak max": (fmt_norm(row.max_norm_peak), ""),
+                "weights / error": (row.advice.flags or "", ""),
+            }
+        out.append(tuple(cells.get(c.name, ("", "")) for c in TABLE_COLUMNS))
+    return TableSpec(TABLE_COLUMNS, tuple(out), tuple(footer))
+
+
+# -- Markdown -----------------------------------------------------------------------------------
 
 MARKDOWN_HEADER = [
     "#",
@@ -147,9 +226,9 @@ MARKDOWN_HEADER = [
     "Tasks",
     "Events",
     "Epochs",
-    "Final ratio",
-    "Window mean",
-    "Worst ratio",
+    "Window ratio",
+    "Spread",
+    "Worst spread",
     "First imbalance",
     "First collapse",
     "Mean norm ± std",
@@ -158,38 +237,41 @@ MARKDOWN_HEADER = [
 ]
 
 
-def _markdown_row(i: int, row: RunRow) -> list[str]:
+def _markdown_row(i: int, row: RunSummary) -> list[str]:
     status = f"{row.status.badge} {row.status.value}"
     if row.error is not None:
-        blank = [""] * (len(MARKDOWN_HEADER) - 4)
-        return [str(i), status, "", md.code(row.file)] + ["see below"] + blank[1:]
+        blank = [""] * (len(MARKDOWN_HEADER) - 5)
+        return [str(i), status, "", md.code(row.source), "see below", *blank]
+    ratio = fmt_ratio(row.window_ratio)
+    if row.window_num and row.window_ratio is not None:
+        ratio += f" ({md.code(row.window_num)} / {md.code(row.window_den)})"
     return [
         str(i),
         status,
-        md.code(row.run or ""),
-        md.code(row.file),
+        md.code(row.name),
+        md.code(row.source),
         ", ".join(md.code(t) for t in row.tasks) or "–",
-        str(row.events),
-        "–" if row.epochs is None else str(row.epochs),
-        fmt_ratio(row.final_ratio),
-        fmt_ratio(row.window_mean),
-        fmt_ratio(row.worst_ratio),
+        str(row.n_events),
+        "–" if row.last_epoch is None else str(row.last_epoch),
+        ratio,
+        fmt_ratio(row.spread),
+        fmt_ratio(row.worst_spread),
         row.first_imbalance or "–",
         row.first_collapse or "–",
         fmt_mean_std(row),
         fmt_norm(row.max_norm_peak),
-        md.code(row.flags) if row.flags else "–",
+        md.code(row.advice.flags) if row.advice.flags else "–",
     ]
 
 
-def verdict(result: BatchResult) -> tuple[Status, str]:
+def verdict(rows: Sequence[RunSummary]) -> tuple[Status, str]:
     """The worst status of the batch, and the headline that says it."""
-    counts = result.counts()
-    worst = next(iter(counts), Status.NO_DATA)
+    found = counts(rows)
+    worst = next(iter(found), Status.NO_DATA)
     quiet = (Status.HEALTHY, Status.NO_DATA, Status.ERROR)
-    attention = sum(n for s, n in counts.items() if s not in quiet)
-    total = sum(n for s, n in counts.items() if s is not Status.ERROR)
-    errors = counts.get(Status.ERROR, 0)
+    attention = sum(n for s, n in found.items() if s not in quiet)
+    total = sum(n for s, n in found.items() if s is not Status.ERROR)
+    errors = found.get(Status.ERROR, 0)
     text = (
         f"{attention} of {total} runs need attention"
         if attention
@@ -200,13 +282,20 @@ def verdict(result: BatchResult) -> tuple[Status, str]:
     return worst, text
 
 
-def format_markdown(result: BatchResult, rows: Sequence[RunRow]) -> str:
-    """The batch as a PR comment: verdict, counts, table, findings and a chart of the ratios."""
-    worst, headline = verdict(result)
-    counts = " · ".join(f"{s.badge} {n} {md.escape(s.value)}" for s, n in result.counts().items())
-    lines = [f"## {worst.badge} gradlog batch: {headline}", "", f"**{summary_line(result)}**", ""]
-    if counts:
-        lines += [counts, ""]
+def format_markdown(
+    all_rows: Sequence[RunSummary], rows: Sequence[RunSummary], n_sources: int
+) -> str:
+    """The batch as a PR comment: verdict, counts, table, findings and a chart of the spreads."""
+    worst, headline = verdict(all_rows)
+    badges = " · ".join(f"{s.badge} {n} {md.escape(s.value)}" for s, n in counts(all_rows).items())
+    lines = [
+        f"## {worst.badge} gradlog batch: {headline}",
+        "",
+        f"**{md.escape(summary_line(all_rows, n_sources))}**",
+        "",
+    ]
+    if badges:
+        lines += [badges, ""]
     shown = list(rows)[:MARKDOWN_ROWS]
     lines += md.table(
         MARKDOWN_HEADER,
@@ -222,52 +311,59 @@ def format_markdown(result: BatchResult, rows: Sequence[RunRow]) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def findings(rows: Sequence[RunRow]) -> list[str]:
+def findings(rows: Sequence[RunSummary]) -> list[str]:
     """One bullet per run that needs attention, with its epochs and the weights to try."""
     out = []
     for i, row in enumerate(rows, start=1):
         if row.status in (Status.HEALTHY, Status.NO_DATA):
             continue
         if row.error is not None:
-            out.append(f"- {row.status.badge} #{i} {md.code(row.file)}: {md.escape(row.error)}")
+            out.append(f"- {row.status.badge} #{i} {md.code(row.source)}: {md.escape(row.error)}")
             continue
         parts = [f"{row.status.label}"]
         if row.first_collapse:
             parts.append(f"collapse from {row.first_collapse}")
         if row.first_imbalance:
             parts.append(f"first imbalance at {row.first_imbalance}")
-        if row.window_mean is not None:
-            parts.append(f"final window ratio {row.window_mean:.2f}")
+        if row.spread is not None:
+            part = f"final spread {fmt_ratio(row.spread)}"
+            if row.dominant and row.status is not Status.HEALTHY:
+                part += f" ({md.code(row.dominant, in_table=False)} over "
+                part += f"{md.code(row.starved, in_table=False)})"
+            parts.append(part)
         if row.worst_norm_band is not None and row.worst_norm_band.warns:
             parts.append(f"worst mean norm {row.worst_norm_band.label.lower()}")
-        text = f"- {row.status.badge} #{i} {md.code(row.run or '')} ({md.code(row.file)}): "
+        text = f"- {row.status.badge} #{i} {md.code(row.name)} ({md.code(row.source)}): "
         text += "; ".join(parts) + "."
-        if row.flags:
-            text += f" Try {md.code(row.flags, in_table=False)}."
+        if row.advice.flags:
+            text += f" Try {md.code(row.advice.flags, in_table=False)}."
         out.append(text)
     return out
 
 
-def chart(rows: Sequence[RunRow]) -> list[str]:
-    """Bars: each run's final window ratio (table order), with the healthy band as lines."""
-    judged = [(i, r) for i, r in enumerate(rows, start=1) if r.window_mean is not None]
+def chart(rows: Sequence[RunSummary]) -> list[str]:
+    """Bars: each run's final spread (table order), with the healthy bound as a line."""
+    judged = [(i, r) for i, r in enumerate(rows, start=1) if r.spread is not None]
     if len(judged) < 2:
         return []
     judged = [judged[k] for k in thin(len(judged), 40)]
-    values = [r.window_mean for _, r in judged]
+    values = [r.spread for _, r in judged]
     top = min(RATIO_CAP, max(2.5, max(values) * 1.1))
-    low, high = HEALTHY_RANGE
+    high = HEALTHY_RANGE[1]
     block = xychart(
-        title="Final window ratio per run",
+        title="Final spread per run",
         x_title="run (# in the table)",
         x=[i for i, _ in judged],
-        y_title="ratio",
-        y_range=(0.0, top),
+        y_title="spread",
+        y_range=(1.0, top),
         bars=[min(v, top) if math.isfinite(v) else top for v in values],
-        lines=[[low] * len(judged), [high] * len(judged)],
-        colours=("#1f77b4", "#2ca02c", "#2ca02c"),
+        lines=[[high] * len(judged)],
+        colours=("#1f77b4", "#2ca02c"),
     )
-    legend = f"Bars: each run's final window ratio; green lines: the healthy band {low}–{high}."
+    legend = (
+        "Bars: each run's final spread (largest task norm over the smallest); "
+        f"green line: the healthy bound {high}."
+    )
     if max(values) > top:
         legend += f" Values above {top:g} are drawn at {top:g}."
     return ["", "### Chart", "", legend, "", *block]

@@ -4,14 +4,15 @@ One row per band of :func:`gradlog.classify.ratio_band`, on each side of 1 (the 
 tasks dominate above, the denominator's below), one column per group of balance samples:
 ``●`` marks the band of the window mean (what the collapse check judges), ``·`` that of the
 sample itself where it differs, ``×`` a sample whose ratio is undefined. Plain characters
-only, no dependency; :func:`row_style` colours a row on a terminal.
+only, no dependency; each row carries the style of its band.
 """
 
 from __future__ import annotations
 
 from gradlog import classify
 from gradlog.classify import RatioBand
-from gradlog.summary import RunReport
+from gradlog.model import RunReport
+from gradlog.status import ratio_status
 
 WIDTH = 60
 
@@ -32,12 +33,6 @@ _ROWS = (
     ),
     ((RatioBand.COLLAPSE, False), f"< {1 / classify.COLLAPSE_RATIO:.2g}"),
 )
-_STYLE = {
-    RatioBand.HEALTHY: "green",
-    RatioBand.MINOR: "yellow",
-    RatioBand.SIGNIFICANT: "yellow",
-    RatioBand.COLLAPSE: "bold red",
-}
 
 
 def _row(r: float | None) -> int | None:
@@ -47,12 +42,16 @@ def _row(r: float | None) -> int | None:
     return next(i for i, ((b, above), _) in enumerate(_ROWS) if b is band and above == (r >= 1))
 
 
-def ratio_chart(run: RunReport, width: int = WIDTH) -> list[str]:
-    """The chart's lines (empty when the run has no balance samples)."""
-    ev = run.events
-    samples = [i for i in range(len(ev)) if ev.has_balance[i]]
-    if run.pair is None or not samples:
+def ratio_chart(run: RunReport, width: int = WIDTH) -> list[tuple[str, str]]:
+    """The chart's lines with their styles (none when the run has no balance samples)."""
+    ev = run.events.filter("has_balance")
+    if len(run.tasks) < 2 or ev.height == 0:
         return []
+    ratios = ev.get_column("ratio").to_list()
+    defined = ev.get_column("defined").to_list()
+    windows = ev.get_column("window_ratio").to_list()
+    event_labels = ev.get_column("label").to_list()
+    samples = list(range(ev.height))
     n_cols = min(width, len(samples))
     groups = [
         samples[c * len(samples) // n_cols : (c + 1) * len(samples) // n_cols]
@@ -63,41 +62,39 @@ def ratio_chart(run: RunReport, width: int = WIDTH) -> list[str]:
     for c, group in enumerate(groups):
         last = group[-1]
         for i in group:
-            if ev.ratio[i] is None:
+            if not defined[i]:
                 undefined[c] = "×"
                 continue
-            row = _row(ev.ratio[i])
+            row = _row(ratios[i])
             if row is not None and grid[row][c] == " ":
                 grid[row][c] = "·"
-        mean_row = _row(ev.window_mean[last]) if ev.window_mean[last] is not None else None
+        mean_row = _row(windows[last]) if windows[last] is not None else None
         if mean_row is not None:
             grid[mean_row][c] = "●"
     labels = [label for _, label in _ROWS] + (["undefined"] if "×" in undefined else [])
     label_width = max(len(label) for label in labels)
-    num, den = run.pair
-    title = (
-        f"{num}/{den} gradient ratio, {len(samples)} balance samples "
-        "(● window mean, · sample, × undefined)"
-    )
-    lines = [title]
-    for (_, label), cells in zip(_ROWS, grid):
-        lines.append(f"{label:>{label_width}} │{''.join(cells).rstrip()}")
+    if run.pair is not None:
+        what = f"{run.pair[0]}/{run.pair[1]} gradient ratio"
+    else:
+        what = "spread (largest task norm over the smallest)"
+    title = f"{what}, {len(samples)} balance samples (● window, · sample, × undefined)"
+    lines = [(title, "")]
+    for ((band, _), label), cells in zip(_ROWS, grid):
+        lines.append((f"{label:>{label_width}} │{''.join(cells).rstrip()}", _style(band)))
     if "×" in undefined:
-        lines.append(f"{'undefined':>{label_width}} │{''.join(undefined).rstrip()}")
-    first, last = ev.label[samples[0]], ev.label[samples[-1]]
+        lines.append(
+            (
+                f"{'undefined':>{label_width}} │{''.join(undefined).rstrip()}",
+                _style(RatioBand.UNDEFINED),
+            )
+        )
+    first, last = event_labels[0], event_labels[-1]
     axis = " " * label_width + " └" + "─" * n_cols
-    lines.append(axis)
+    lines.append((axis, ""))
     gap = max(1, n_cols - len(first) - len(last))
-    lines.append(" " * (label_width + 2) + first + " " * gap + last)
+    lines.append((" " * (label_width + 2) + first + " " * gap + last, ""))
     return lines
 
 
-def row_style(line: str) -> str:
-    """The Rich style of a chart row on a terminal ("" for none)."""
-    label = line.split("│", 1)[0].strip() if "│" in line else None
-    for (band, _), row_label in _ROWS:
-        if label == row_label:
-            return _STYLE[band]
-    if label == "undefined":
-        return "bold red"
-    return ""
+def _style(band: RatioBand) -> str:
+    return ratio_status(band).style

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-
-from rich import box
-from rich.table import Table
-from rich.text import Text
 
 from gradlog.classify import FailOn
 from gradlog.compare import Comparison, Pair
 from gradlog.render import md
 from gradlog.render.batch import fmt_norm, fmt_ratio, row_data
-from gradlog.render.table import STATUS_STYLE, render
+from gradlog.render.table import Column, TableSpec
 from gradlog.schema import encode_float
 from gradlog.status import Status
 
@@ -27,8 +22,17 @@ _CHANGE_BADGE = {
 }
 
 
-def _delta(value: float | None, digits: int) -> str:
-    return "–" if value is None else f"{value:+.{digits}f}"
+def factor_text(value: float | None) -> str:
+    """A change as a factor: ``x28 lower``, ``x1.5 higher``, ``same`` (within 1%)."""
+    if value is None:
+        return "–"
+    if value == 0:
+        return "to zero"
+    if abs(value - 1) < 0.01:
+        return "same"
+    f = value if value > 1 else 1 / value
+    amount = f"{f:.3g}" if f < 1e5 else f"{f:.2e}"
+    return f"x{amount} {'higher' if value > 1 else 'lower'}"
 
 
 def _status(pair: Pair, side: str) -> Status | None:
@@ -67,38 +71,38 @@ def summary_line(comparison: Comparison) -> str:
     return ", ".join(f"{counts[c]} {c}" for c in order if counts.get(c))
 
 
-def compare_table(comparison: Comparison, *, color: bool, width: int | None = None) -> str:
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, highlight=False)
-    for name, justify in (
-        ("run", "left"),
-        ("base", "left"),
-        ("head", "left"),
-        ("change", "left"),
-        ("window ratio base", "right"),
-        ("head", "right"),
-        ("Δ", "right"),
-        ("mean norm base", "right"),
-        ("head", "right"),
-        ("Δ", "right"),
-    ):
-        table.add_column(name, justify=justify, overflow="fold")
+COMPARE_COLUMNS = (
+    Column("run", priority=0, shrink=True),
+    Column("base", priority=2),
+    Column("head", priority=1),
+    Column("change", priority=1),
+    Column("spread base", "right", priority=4),
+    Column("head", "right", priority=3),
+    Column("spread change", "right", priority=3),
+    Column("mean norm base", "right", priority=6),
+    Column("head", "right", priority=5),
+    Column("norm change", "right", priority=5),
+)
+
+
+def compare_table(comparison: Comparison, footer: Sequence[str] = ()) -> TableSpec:
+    rows = []
     for p in comparison.pairs:
-        cells = []
+        cells = [(p.name, "")]
         for side in ("base", "head"):
             status = _status(p, side)
-            cells.append(Text(status.value, style=STATUS_STYLE[status]) if status else Text("–"))
-        table.add_row(
-            Text(p.name),
-            *cells,
-            Text(p.change, style=_CHANGE_STYLE[p.change]),
-            _num(p, "base", "window_mean", fmt_ratio),
-            _num(p, "head", "window_mean", fmt_ratio),
-            _delta(p.delta("window_mean"), 2),
-            _num(p, "base", "mean_norm", fmt_norm),
-            _num(p, "head", "mean_norm", fmt_norm),
-            _delta(p.delta("mean_norm"), 4),
-        )
-    return render(table, color=color, width=width)
+            cells.append((status.value, status.style) if status else ("–", ""))
+        cells.append((p.change, _CHANGE_STYLE[p.change]))
+        cells += [
+            (_num(p, "base", "spread", fmt_ratio), ""),
+            (_num(p, "head", "spread", fmt_ratio), ""),
+            (factor_text(p.factor("spread")), ""),
+            (_num(p, "base", "mean_norm", fmt_norm), ""),
+            (_num(p, "head", "mean_norm", fmt_norm), ""),
+            (factor_text(p.factor("mean_norm")), ""),
+        ]
+        rows.append(tuple(cells))
+    return TableSpec(COMPARE_COLUMNS, tuple(rows), tuple(footer))
 
 
 def format_markdown(comparison: Comparison, levels: Sequence[FailOn] = ()) -> str:
@@ -112,10 +116,10 @@ def format_markdown(comparison: Comparison, levels: Sequence[FailOn] = ()) -> st
         "Base",
         "Head",
         "Change",
-        "Window ratio (base → head)",
-        "Δ ratio",
+        "Spread (base → head)",
+        "Spread change",
         "Mean norm (base → head)",
-        "Δ norm",
+        "Norm change",
     ]
     rows = []
     for p in comparison.pairs:
@@ -128,12 +132,11 @@ def format_markdown(comparison: Comparison, levels: Sequence[FailOn] = ()) -> st
                 md.code(p.name),
                 *statuses,
                 f"{_CHANGE_BADGE[p.change]} {p.change}",
-                f"{_num(p, 'base', 'window_mean', fmt_ratio)} → "
-                f"{_num(p, 'head', 'window_mean', fmt_ratio)}",
-                _delta(p.delta("window_mean"), 2),
+                f"{_num(p, 'base', 'spread', fmt_ratio)} → {_num(p, 'head', 'spread', fmt_ratio)}",
+                factor_text(p.factor("spread")),
                 f"{_num(p, 'base', 'mean_norm', fmt_norm)} → "
                 f"{_num(p, 'head', 'mean_norm', fmt_norm)}",
-                _delta(p.delta("mean_norm"), 4),
+                factor_text(p.factor("mean_norm")),
             ]
         )
     lines += md.table(header, rows, align="llllrrrr")
@@ -145,19 +148,19 @@ def format_markdown(comparison: Comparison, levels: Sequence[FailOn] = ()) -> st
         parts = [f"{p.base.status.label if p.base else 'no base'} → {head.status.label}"]
         if head.first_collapse:
             parts.append(f"collapse from {head.first_collapse}")
-        if head.flags:
-            parts.append(f"try {md.code(head.flags, in_table=False)}")
+        if head.advice.flags:
+            parts.append(f"try {md.code(head.advice.flags, in_table=False)}")
         details.append(f"- {head.status.badge} {md.code(p.name)}: " + "; ".join(parts) + ".")
     for row in comparison.errors:
-        details.append(f"- {row.status.badge} {md.code(row.file)}: {md.escape(row.error or '')}")
+        details.append(f"- {row.status.badge} {md.code(row.source)}: {md.escape(row.error or '')}")
     if details:
         lines += ["", "### Details", "", *details]
     return "\n".join(lines) + "\n"
 
 
-def format_json(comparison: Comparison, levels: Sequence[FailOn] = ()) -> str:
-    data = {
-        "gradlog_compare": 1,
+def json_data(comparison: Comparison, levels: Sequence[FailOn] = ()) -> dict:
+    return {
+        "gradlog_compare": 2,
         "summary": comparison.counts(),
         "regressions": [
             {"level": lvl.value, "run": p.name} for lvl, p in comparison.regressions(levels)
@@ -168,11 +171,10 @@ def format_json(comparison: Comparison, levels: Sequence[FailOn] = ()) -> str:
                 "change": p.change,
                 "base": row_data(p.base) if p.base else None,
                 "head": row_data(p.head) if p.head else None,
-                "delta_window_mean": encode_float(p.delta("window_mean")),
-                "delta_mean_norm": encode_float(p.delta("mean_norm")),
+                "spread_factor": encode_float(p.factor("spread")),
+                "mean_norm_factor": encode_float(p.factor("mean_norm")),
             }
             for p in comparison.pairs
         ],
         "errors": [row_data(r) for r in comparison.errors],
     }
-    return json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"

@@ -8,15 +8,13 @@ without attachments. Everything that comes from the log goes through :mod:`gradl
 
 from __future__ import annotations
 
-import math
-
 from gradlog import messages
 from gradlog.classify import HEALTHY_RANGE, NormBand, RatioBand
+from gradlog.model import Report, RunReport
 from gradlog.render import md
 from gradlog.render.mermaid import COLOUR_NAMES, thin, xychart
-from gradlog.render.text import recommendation_lines
+from gradlog.render.text import advice_items
 from gradlog.status import Status, run_status
-from gradlog.summary import Report, RunReport
 
 RATIO_CAP = 10.0  # the ratio chart's ceiling: larger values are drawn at it
 
@@ -25,10 +23,7 @@ def format_markdown(report: Report) -> str:
     """The whole report (every run of the file) as GitHub-flavoured Markdown."""
     lines: list[str] = []
     if len(report.runs) > 1:
-        statuses = [
-            run_status(r.summary.worst_band, r.summary.worst_norm_band) for r in report.runs
-        ]
-        worst = min(statuses, key=lambda s: s.rank)
+        worst = min((r.summary.status for r in report.runs), key=lambda s: s.rank)
         lines += [
             f"## {worst.badge} gradlog: {len(report.runs)} runs in {md.code(report.path)}",
             "",
@@ -45,8 +40,7 @@ def format_markdown(report: Report) -> str:
 
 
 def run_markdown(run: RunReport, path: str, level: int = 2) -> list[str]:
-    s = run.summary
-    status = run_status(s.worst_band, s.worst_norm_band)
+    status = run.summary.status
     h = "#" * level
     lines = [
         f"{h} {status.badge} gradlog: {status.label} in run {md.code(run.run_id)} "
@@ -68,13 +62,14 @@ def run_markdown(run: RunReport, path: str, level: int = 2) -> list[str]:
 
 def verdict_line(run: RunReport, status: Status) -> str:
     """``**Verdict: ❌ Task collapse** · task balance: ... · gradient norms: ...``"""
-    s, r = run.summary, run.recommendation
+    s = run.summary
+    r = s.advice
     if s.final_band is not None:
         band = s.final_band
-        balance = f"{band.label}, final window ratio {messages.fmt2(s.final_ratio)}"
-        if r.dominant and band is not RatioBand.HEALTHY:
-            balance += f" ({md.code(r.dominant, in_table=False)} dominating)"
-    elif run.pair is None:
+        balance = f"{band.label}, final spread {messages.fmt2(s.spread)}"
+        if s.dominant and band is not RatioBand.HEALTHY:
+            balance += f" ({md.code(s.dominant, in_table=False)} dominating)"
+    elif len(s.tasks) < 2:
         balance = "not judged (fewer than two tasks)"
     else:
         balance = "not judged (too few balance samples)"
@@ -85,7 +80,7 @@ def verdict_line(run: RunReport, status: Status) -> str:
         mean = (
             f"in {s.n_nonfinite} of {s.n_stats} events"
             if r.norm_band is NormBand.NONFINITE
-            else f"mean {messages.fmt4(s.mean_norm_mean)}"
+            else f"mean {messages.fmt4(s.mean_norm)}"
         )
         parts.append(f"gradient norms: {r.norm_band.label} ({mean})")
     return f"**Verdict: {status.badge} {status.label}** · " + " · ".join(parts)
@@ -94,24 +89,28 @@ def verdict_line(run: RunReport, status: Status) -> str:
 def summary_table(run: RunReport) -> list[str]:
     s = run.summary
     tasks = ", ".join(md.code(t) for t in run.tasks) or "none"
-    if run.pair:
-        tasks += f" (ratio {md.code(run.pair[0])} / {md.code(run.pair[1])})"
+    ratio = "not judged"
+    if s.window_ratio is not None and s.window_num:
+        ratio = (
+            f"{messages.fmt2(s.window_ratio)} ({md.code(s.window_num)} / {md.code(s.window_den)})"
+        )
     rows = [
         ["Tasks", tasks],
         [
             "Events",
             f"{s.n_events} ({s.n_stats} with statistics, {s.n_balance} balance samples)",
         ],
-        ["Final window ratio", _ratio_cell(s.final_ratio, s.final_band)],
-        ["Worst window ratio", _ratio_cell(s.worst_ratio, s.worst_band)],
+        ["Final window ratio", ratio],
+        ["Final spread", _ratio_cell(s.spread, s.final_band)],
+        ["Worst spread", _ratio_cell(s.worst_spread, s.worst_band)],
         ["First imbalance", s.first_imbalance or "none"],
         ["First collapse", s.first_collapse or "none"],
     ]
-    if s.mean_norm_mean is not None:
+    if s.mean_norm is not None:
         rows.append(
             [
                 "Mean gradient norm",
-                f"{messages.fmt4(s.mean_norm_mean)} ± {messages.fmt4(s.mean_norm_std)}",
+                f"{messages.fmt4(s.mean_norm)} ± {messages.fmt4(s.mean_norm_std)}",
             ]
         )
         rows.append(
@@ -125,7 +124,7 @@ def summary_table(run: RunReport) -> list[str]:
     if s.n_undefined:
         rows.append(["Undefined ratios", f"{s.n_undefined} of {s.n_balance} samples"])
     if run.started_at:
-        rows.append(["Started", md.escape(run.started_at)])
+        rows.append(["Started", md.code(run.started_at)])
     if run.tags:
         rows.append(
             ["Tags", ", ".join(f"{md.code(k)} = {md.code(v)}" for k, v in run.tags.items())]
@@ -143,7 +142,6 @@ def _ratio_cell(value: float | None, band: RatioBand | None) -> str:
 
 def findings(run: RunReport) -> list[str]:
     s = run.summary
-    num, den = run.pair or ("", "")
     out = []
     if s.first_imbalance:
         low, high = HEALTHY_RANGE
@@ -153,13 +151,13 @@ def findings(run: RunReport) -> list[str]:
         )
     if s.first_collapse:
         out.append(
-            f"- {Status.COLLAPSE.badge} Task collapse from {s.first_collapse}: the window ratio "
-            f"of {md.code(num)} / {md.code(den)} left [0.2, 5.0]."
+            f"- {Status.COLLAPSE.badge} Task collapse from {s.first_collapse}: the spread of "
+            "the task norms over the window (largest over smallest) passed 5.0."
         )
     if s.worst_band is not None and s.worst_band not in (RatioBand.HEALTHY, RatioBand.UNDEFINED):
         out.append(
-            f"- {_badge_ratio(s.worst_band)} Worst window ratio: "
-            f"{messages.fmt2(s.worst_ratio)} ({s.worst_band.label})."
+            f"- {_badge_ratio(s.worst_band)} Worst spread: "
+            f"{messages.fmt2(s.worst_spread)} ({s.worst_band.label})."
         )
     if s.n_undefined:
         out.append(
@@ -178,18 +176,15 @@ def findings(run: RunReport) -> list[str]:
 
 
 def recommendation(run: RunReport) -> list[str]:
-    """The text report's "Recommended action" lines, as a list (same wording)."""
+    """The text report's "Recommended action" items, as a list (same wording)."""
     out = []
-    flags = run.recommendation.flags
-    for line in recommendation_lines(run)[2:]:
-        text = line.strip()
-        if flags and text == flags:
-            out.append(f"  - {md.code(flags, in_table=False)}")
-        elif ": " in text and not text.startswith("("):
-            head, rest = text.split(": ", 1)
-            out.append(f"- **{md.escape(head)}:** {md.escape(rest.strip())}")
+    for item in advice_items(run):
+        if item.code:
+            out.append(f"  - {md.code(item.text, in_table=False)}")
+        elif item.head is None:
+            out.append(f"- {md.escape(item.text.strip())}")
         else:
-            out.append(f"- {md.escape(text)}")
+            out.append(f"- **{md.escape(item.head)}:** {md.escape(item.text)}")
     return out
 
 
@@ -198,44 +193,43 @@ def _x_label(label: str) -> str:
 
 
 def _axis_name(run: RunReport) -> str:
-    labels = [lbl for lbl, b in zip(run.events.label, run.events.has_balance) if b]
-    return "step" if labels and labels[0].startswith("Step") else "epoch"
+    return "step" if run.by_steps else "epoch"
 
 
 def ratio_chart(run: RunReport) -> list[str]:
-    """The ratio per sample and its window mean, over the defined samples, with the band."""
-    ev = run.events
+    """The ratio per sample and its window, over the defined samples, with the band."""
     if run.pair is None:
         return []
-    points = [
-        i
-        for i in range(len(ev))
-        if ev.has_balance[i] and ev.ratio[i] is not None and ev.window_mean[i] is not None
-    ]
-    if len(points) < 2:
+    import polars as pl
+
+    judged = run.events.filter(
+        pl.col("defined") & pl.col("ratio").is_not_null() & pl.col("window_ratio").is_not_null()
+    )
+    if judged.height < 2:
         return []
-    points = [points[i] for i in thin(len(points))]
-    ratios = [ev.ratio[i] for i in points]
-    means = [ev.window_mean[i] for i in points]
+    judged = judged[thin(judged.height)]
+    labels = judged.get_column("label").to_list()
+    ratios = judged.get_column("ratio").to_list()
+    means = judged.get_column("window_ratio").to_list()
     top = min(RATIO_CAP, max(2.5, max(ratios + means) * 1.1))
     low, high = HEALTHY_RANGE
     chart = xychart(
         title="Task balance ratio",
         x_title=_axis_name(run),
-        x=[_x_label(ev.label[i]) for i in points],
+        x=[_x_label(label) for label in labels],
         y_title="ratio",
         y_range=(0.0, top),
         lines=[
             [min(v, top) for v in ratios],
             [min(v, top) for v in means],
-            [low] * len(points),
-            [high] * len(points),
+            [low] * len(labels),
+            [high] * len(labels),
         ],
         colours=("#1f77b4", "#d62728", "#2ca02c", "#2ca02c"),
     )
     num, den = run.pair
     legend = (
-        f"Ratio {md.code(num)} / {md.code(den)}: blue per sample, red the window mean "
+        f"Ratio {md.code(num)} / {md.code(den)}: blue per sample, red the window "
         f"({run.window} samples); green lines: the healthy band {low}–{high}."
     )
     if max(ratios + means) > top:
@@ -245,25 +239,27 @@ def ratio_chart(run: RunReport) -> list[str]:
 
 def norms_chart(run: RunReport) -> list[str]:
     """Each task's gradient norm over the balance samples where all of them are finite."""
-    ev = run.events
     tasks = list(run.tasks)[: len(COLOUR_NAMES)]
     if not tasks:
         return []
-    points = [
-        i
-        for i in range(len(ev))
-        if ev.has_balance[i]
-        and all(ev.norms[t][i] is not None and math.isfinite(ev.norms[t][i]) for t in tasks)
-    ]
-    if len(points) < 2:
+    import polars as pl
+
+    norms = pl.DataFrame([run.norms(t).alias(t) for t in tasks]).with_columns(
+        label=run.events.get_column("label"), has_balance=run.events.get_column("has_balance")
+    )
+    points = norms.filter(
+        pl.col("has_balance") & pl.all_horizontal(pl.col(t).is_finite() for t in tasks)
+    )
+    if points.height < 2:
         return []
-    points = [points[i] for i in thin(len(points))]
-    series = [[ev.norms[t][i] for i in points] for t in tasks]
+    points = points[thin(points.height)]
+    series = [points.get_column(t).to_list() for t in tasks]
+    labels = points.get_column("label").to_list()
     top = max(max(s) for s in series) * 1.1 or 1.0
     chart = xychart(
         title="Task gradient norms",
         x_title=_axis_name(run),
-        x=[_x_label(ev.label[i]) for i in points],
+        x=[_x_label(label) for label in labels],
         y_title="gradient norm",
         y_range=(0.0, top),
         lines=series,

@@ -1,108 +1,110 @@
-"""The terminal tables of ``gradlog batch`` and ``gradlog compare`` (Rich, rendered to a string).
+"""Terminal tables (``gradlog batch``, ``gradlog compare``) that fit the terminal.
 
-Only this module and the CLI use Rich for tables. :func:`batch_table` returns the table as
-text, with ANSI colours when asked (a terminal) and plain otherwise, so that the CLI prints one
-string and tests compare it.
+A renderer describes a table (:class:`TableSpec`: columns with a priority, rows of styled
+cells); :func:`render` lays it out with Rich. Cells are never wrapped, so no number or word is
+split: at the terminal's width the least important columns are left out (their names listed
+under the table), and text columns that still do not fit are shortened with an ellipsis. A file
+or a pipe (no width) gets every column. The output boundary neutralises the cells first.
 """
 
 from __future__ import annotations
 
 import io
-import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gradlog.batch import RunRow
-from gradlog.render.batch import fmt_mean_std, fmt_norm, fmt_ratio
-from gradlog.status import Status
-
-STATUS_STYLE = {
-    Status.ERROR: "bold red",
-    Status.COLLAPSE: "bold red",
-    Status.UNDEFINED: "bold red",
-    Status.NONFINITE: "bold red",
-    Status.EXPLODING: "bold red",
-    Status.SIGNIFICANT: "yellow",
-    Status.VANISHING: "yellow",
-    Status.LARGE: "yellow",
-    Status.MINOR: "yellow",
-    Status.HEALTHY: "green",
-    Status.NO_DATA: "dim",
-}
+Cell = tuple[str, str]  # text, style
+GAP = 2  # Rich's SIMPLE_HEAD box: two spaces between columns
 
 
-def render(table: Table, *, color: bool, width: int | None = None) -> str:
-    """A Rich renderable as text: coloured for a terminal, plain (and wide enough) otherwise."""
-    out = io.StringIO()
+@dataclass(frozen=True)
+class Column:
+    name: str
+    justify: str = "left"  # "left" or "right"
+    priority: int = 0  # 0 is kept longest
+    shrink: bool = False  # text that may be shortened with an ellipsis (never a number)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    columns: tuple[Column, ...]
+    rows: tuple[tuple[Cell, ...], ...]
+    footer: tuple[str, ...] = field(default=())
+
+    def map_text(self, fn: Callable[[str], str]) -> TableSpec:
+        """The same table with ``fn`` applied to every cell's text (the output boundary's)."""
+        rows = tuple(tuple((fn(text), style) for text, style in row) for row in self.rows)
+        return replace(self, rows=rows, footer=tuple(fn(f) for f in self.footer))
+
+
+def _natural(spec: TableSpec, i: int) -> int:
+    cells = [cell_len(row[i][0]) for row in spec.rows]
+    return max([cell_len(spec.columns[i].name), *cells])
+
+
+def fit(spec: TableSpec, width: int | None) -> tuple[list[int], list[int]]:
+    """The columns to show (in order) and their widths: all of them without a width, else the
+    most important ones whose natural widths fit, text columns shortened last."""
+    n = len(spec.columns)
+    natural = [_natural(spec, i) for i in range(n)]
+    shown = list(range(n))
     if width is None:
-        # a terminal: its width, the table folds to fit; a file or pipe: one line per row
-        width = shutil.get_terminal_size().columns if color else 10_000
+        return shown, [natural[i] for i in shown]
+    by_priority = sorted(shown, key=lambda i: (spec.columns[i].priority, i))
+
+    def total(cols: Sequence[int], widths: dict[int, int]) -> int:
+        return sum(widths[i] for i in cols) + GAP * (len(cols) - 1)
+
+    widths = dict(enumerate(natural))
+    while len(shown) > 1 and total(shown, widths) > width:
+        # shorten text columns to their heading (at least 8) before dropping another column
+        extra = total(shown, widths) - width
+        for i in shown:
+            col = spec.columns[i]
+            if extra <= 0 or not col.shrink:
+                continue
+            floor = max(8, cell_len(col.name))
+            cut = min(extra, widths[i] - floor)
+            if cut > 0:
+                widths[i] -= cut
+                extra -= cut
+        if extra <= 0:
+            break
+        drop = next(i for i in reversed(by_priority) if i in shown)
+        shown.remove(drop)
+        widths = {i: (natural[i] if i in shown else 0) for i in range(n)}
+    return shown, [widths[i] for i in shown]
+
+
+def render(spec: TableSpec, *, color: bool, width: int | None = None) -> str:
+    """The table as text: coloured for a terminal, plain otherwise."""
+    shown, widths = fit(spec, width)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, highlight=False)
+    for i, w in zip(shown, widths):
+        col = spec.columns[i]
+        table.add_column(col.name, justify=col.justify, no_wrap=True, overflow="ellipsis", width=w)
+    for row in spec.rows:
+        table.add_row(*(Text(row[i][0], style=row[i][1] or "") for i in shown))
+    out = io.StringIO()
     console = Console(
         file=out,
         force_terminal=color,
         color_system="standard" if color else None,
-        width=width,
+        width=10_000 if width is None else max(width, 20),
         highlight=False,
         emoji=False,
         legacy_windows=False,
     )
     console.print(table)
-    text = out.getvalue()
-    return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
-
-
-def status_text(status: Status) -> Text:
-    return Text(status.value, style=STATUS_STYLE[status])
-
-
-def batch_table(rows: Sequence[RunRow], *, color: bool, width: int | None = None) -> str:
-    """One line per run (or unreadable file); columns as in ``gradlog batch --format csv``."""
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, highlight=False)
-    for name, justify in (
-        ("status", "left"),
-        ("run", "left"),
-        ("file", "left"),
-        ("tasks", "left"),
-        ("events", "right"),
-        ("epochs", "right"),
-        ("final ratio", "right"),
-        ("window mean", "right"),
-        ("worst ratio", "right"),
-        ("first imbalance", "left"),
-        ("first collapse", "left"),
-        ("mean norm ± std", "right"),
-        ("peak max", "right"),
-        ("weights / error", "left"),
-    ):
-        table.add_column(name, justify=justify, overflow="fold")
-    for row in rows:
-        if row.error is not None:
-            table.add_row(
-                status_text(row.status),
-                "",
-                Text(row.file),
-                *[""] * 10,
-                Text(row.error, style="red"),
-            )
-            continue
-        table.add_row(
-            status_text(row.status),
-            Text(row.run or ""),
-            Text(row.file),
-            Text(",".join(row.tasks)),
-            str(row.events),
-            "" if row.epochs is None else str(row.epochs),
-            fmt_ratio(row.final_ratio),
-            fmt_ratio(row.window_mean),
-            fmt_ratio(row.worst_ratio),
-            row.first_imbalance or "",
-            row.first_collapse or "",
-            fmt_mean_std(row),
-            fmt_norm(row.max_norm_peak),
-            Text(row.flags or ""),
-        )
-    return render(table, color=color, width=width)
+    lines = [line.rstrip() for line in out.getvalue().splitlines()]
+    left_out = [spec.columns[i].name for i in range(len(spec.columns)) if i not in shown]
+    if left_out:
+        lines.append(f"(not shown at this width: {', '.join(left_out)}; --wide shows all)")
+    lines += list(spec.footer)
+    return "\n".join(lines) + "\n"

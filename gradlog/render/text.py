@@ -1,94 +1,288 @@
 """The documented text report (``shared/spec/gradient-monitoring-quickstart.md``).
 
-:func:`report_lines` renders plain lines, and :func:`format_text` the string the golden tests
-pin; :func:`text_chunks` yields the same text piece by piece, for the CLI to stream. Colour is
-decided afterwards, line by line, by :func:`line_style`, so that building a million-event report
-costs no more than its text.
-
-The per-event lines of a run analysed into :class:`~gradlog.analysis.ColumnarEvents` are built
-by Polars string expressions, a block of events at a time, byte for byte what :func:`run_lines`
-builds in Python (a test checks both on random logs); numbers are formatted as Python's
-``f"{x:.4f}"`` does, falling back to Python for the rare value too close to a rounding tie to
-decide in floating point. Text that comes from the log (run ids, task names, the file name) is
-passed through :func:`gradlog.sanitize.for_terminal`: it is shown, never obeyed.
+:func:`text_blocks` yields the report as Polars frames of ``line`` and ``style`` (a Rich style,
+decided here from what the line says, never read back from its text), a block of events at a
+time, so a million-event report is streamed, not held. Lines are raw: the output boundary
+(:mod:`gradlog.output`) neutralises log text as they leave. Wording: :mod:`gradlog.messages`.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import polars as pl
 
 from gradlog import classify, messages
 from gradlog.classify import Collapse, NormBand, RatioBand
-from gradlog.sanitize import for_terminal
-from gradlog.summary import Report, RunReport
+from gradlog.model import Report, RunReport
+from gradlog.render import columns
+from gradlog.render.columns import template, title
+from gradlog.status import EMPHASIS, Status, norm_status, ratio_status
 
 RULE = "-" * 60
-EVENTS_PER_CHUNK = 100_000  # events rendered (and held as text) at a time
+EVENTS_PER_BLOCK = 100_000  # events rendered (and held as text) at a time
+
+_VERDICT_STATUS = {
+    Collapse.NUMERATOR_DOMINATES: Status.COLLAPSE,
+    Collapse.DENOMINATOR_DOMINATES: Status.COLLAPSE,
+    Collapse.BALANCED: Status.HEALTHY,
+}
 
 
-def report_lines(report: Report) -> list[str]:
-    """Every run of the report; a heading names each run when the file holds several."""
-    return format_text(report).split("\n")[:-1]
+def verdict_style(verdict: Collapse | None) -> str:
+    status = _VERDICT_STATUS.get(verdict)
+    return status.style if status is not None else ""
 
 
-def text_chunks(report: Report) -> Iterator[str]:
-    """The report's text in pieces that join to :func:`format_text`, for streaming output."""
-    for i, run in enumerate(report.runs):
-        if len(report.runs) > 1:
-            yield ("\n" if i else "") + _heading(run.run_id, report.path) + "\n\n"
-        if _columnar(run):
-            yield from _run_chunks(run)
-        else:
-            yield "".join(line + "\n" for line in run_lines(run))
+Line = tuple[str, str]  # text, style
 
 
-def _heading(run_id: str, path: str) -> str:
-    return f"=== Run {for_terminal(run_id)} ({for_terminal(path)}) ==="
+def text_blocks(report: Report) -> Iterator[pl.DataFrame]:
+    """The whole report, run by run, as frames of ``line`` and ``style``."""
+    batch: list[tuple[int, RunReport, pl.DataFrame, bool, bool]] = []
+    size = 0
+    for pos, run in enumerate(report.runs):
+        events = run.events
+        for start in range(0, max(events.height, 1), EVENTS_PER_BLOCK):
+            part = events.slice(start, EVENTS_PER_BLOCK)
+            last = start + EVENTS_PER_BLOCK >= events.height
+            batch.append((pos, run, part, start == 0, last))
+            size += part.height
+            if size >= EVENTS_PER_BLOCK:
+                yield _block(report, batch)
+                batch, size = [], 0
+    if batch:
+        yield _block(report, batch)
 
 
-def _safe_pair(run: RunReport) -> tuple[str, str]:
-    num, den = run.pair or ("", "")
-    return for_terminal(num), for_terminal(den)
+def format_text(report: Report) -> str:
+    """The report as plain text, newline-terminated, log text not yet neutralised."""
+    return "".join(
+        "".join(line + "\n" for line in block.get_column("line")) for block in text_blocks(report)
+    )
 
 
-def run_lines(run: RunReport) -> list[str]:
-    """One run's report, line by line in Python (the reference the columnar path matches)."""
-    lines = [messages.enabled_line(run.log_every, run.log_every_steps), ""]
-    num, den = _safe_pair(run)
-    safe_tasks = {t: for_terminal(t) for t in run.tasks}
-    ev = run.events
-    append, extend = lines.append, lines.extend
-    stats_block, collapse_line = messages.stats_block, messages.collapse_line
-    for i in range(len(ev)):
-        mean = ev.mean_norm[i]
-        if mean is not None:
-            extend(
-                stats_block(ev.label[i], mean, ev.max_norm[i], ev.n_vanishing[i], ev.n_exploding[i])
+def _block(report: Report, batch: list[tuple[int, RunReport, pl.DataFrame, bool, bool]]):
+    around: list[tuple[int, int, int, str, str]] = []  # pos, 0 before / 2 after, k, line, style
+    for pos, run, _, first, last in batch:
+        if first:
+            head = _opening(report, run, pos)
+            around += [(pos, 0, k, text, style) for k, (text, style) in enumerate(head)]
+        if last:
+            tail = closing_lines(run)
+            around += [(pos, 2, k, text, style) for k, (text, style) in enumerate(tail)]
+    frames = [
+        pl.DataFrame(
+            around,
+            schema={
+                "pos": pl.Int64,
+                "part": pl.Int8,
+                "k": pl.Int64,
+                "line": pl.String,
+                "style": pl.String,
+            },
+            orient="row",
+        )
+    ]
+    parts = [p.with_columns(pos=pl.lit(pos, pl.Int64)) for pos, _, p, _, _ in batch if p.height]
+    if parts:
+        runs = {pos: run for pos, run, _, _, _ in batch}
+        frames.append(_event_lines(pl.concat(parts, how="vertical_relaxed"), runs))
+    return (
+        pl.concat(frames, how="vertical_relaxed")
+        .sort("pos", "part", "k", maintain_order=True)
+        .select("line", "style")
+    )
+
+
+def _opening(report: Report, run: RunReport, pos: int) -> list[Line]:
+    lines: list[Line] = []
+    if len(report.runs) > 1:
+        if pos:
+            lines.append(("", ""))
+        lines += [(f"=== Run {run.run_id} ({report.path}) ===", EMPHASIS), ("", "")]
+    return lines + [(messages.enabled_line(run.log_every, run.log_every_steps), EMPHASIS), ("", "")]
+
+
+# -- the events, as columns ---------------------------------------------------------------------
+
+_LINE_TEMPLATES = [
+    messages.STATS_HEAD,
+    messages.STATS_MEAN,
+    messages.STATS_MAX,
+    messages.VANISHING_WARNING,
+    messages.EXPLODING_WARNING,
+    messages.IMBALANCE_HEAD,
+    messages.IMBALANCE_RATIO,
+    messages.SHARE,
+    *messages.LINE.values(),
+]
+
+
+def _event_lines(ev: pl.DataFrame, runs: dict[int, RunReport]) -> pl.DataFrame:
+    """Every event's lines (``pos, part=1, k, line, style``), in file order within each run."""
+    col, lit = pl.col, pl.lit
+    specs = columns.fields(_LINE_TEMPLATES)
+    ev = columns.format_numbers(
+        ev,
+        {
+            "mean": col("mean_norm"),
+            "max": col("max_norm"),
+            "r": col("ratio"),
+            "w": col("window_ratio"),
+            "s": col("window_spread"),
+            "sample_spread": col("spread"),
+        },
+        specs | {("w", ".2f"), ("s", ".2f"), ("sample_spread", ".2f")},
+    )
+    ev = ev.with_columns(
+        _undefined=pl.Series(_undefined_lines(ev, runs), dtype=pl.String),
+        _shares=_shares_lines(ev),
+    )
+    label, mean, maxn = col("label"), col("mean_norm"), col("max_norm")
+    when = pl.concat_str(label.str.slice(0, 1).str.to_lowercase(), label.str.slice(1))
+    stats = mean.is_not_null()
+    balance = col("has_balance")
+    defined = col("defined")
+    warn = Status.MINOR.style
+
+    def n_layers(column: str, text: str) -> pl.Expr:
+        n = col(column) if column in ev.columns else lit(None, pl.Int64)
+        return pl.when(stats & (n.fill_null(0) != 0)).then(template(text, n=n.cast(pl.String)))
+
+    def at(condition: pl.Expr, text: pl.Expr | str, style: str = "") -> tuple[pl.Expr, pl.Expr]:
+        value = lit(text) if isinstance(text, str) else text
+        return pl.when(condition).then(value), pl.when(condition).then(lit(style))
+
+    def ratio_line(num: str, den: str, r: str) -> pl.Expr:
+        return template(
+            messages.IMBALANCE_RATIO.replace("{r:.2f}", "{" + r + ":.2f}"),
+            num=title(col(num)),
+            den=title(col(den)),
+        )
+
+    def verdict_line(verdict: str, num: str, den: str, r: str) -> pl.Expr:
+        out = pl.lit(None, pl.String)
+        for v, text in messages.LINE.items():
+            line = template(
+                text.replace("{r:.2f}", "{" + r + ":.2f}"), num=title(col(num)), den=title(col(den))
             )
-            append("")
-        if not ev.has_balance[i]:
-            continue
-        r = ev.ratio[i]
-        if r is None:
-            raw_num, raw_den = run.pair
-            a, b = _or_nan(ev.norms[raw_num][i]), _or_nan(ev.norms[raw_den][i])
-            extend((messages.undefined_ratio_line(_when(ev.label[i]), num, den, a, b), ""))
-        elif ev.imbalance[i]:
-            extend(messages.imbalance_lines(_when(ev.label[i]), num, den, r))
-            append("")
-        append(collapse_line(ev.verdict[i], num, den, ev.window_mean[i]))
-        if ev.shares is not None and ev.shares[run.tasks[0]][i] is not None:
-            append(messages.shares_line({safe_tasks[t]: ev.shares[t][i] for t in run.tasks}))
-        append("")
-    extend(_closing_lines(run))
-    return lines
+            out = pl.when(col(verdict) == v.value).then(line).otherwise(out)
+        return out
+
+    def verdict_style_expr(verdict: str) -> pl.Expr:
+        return col(verdict).replace_strict(
+            {v.value: verdict_style(v) for v in Collapse}, default="", return_dtype=pl.String
+        )
+
+    paired = col("pair_a").is_not_null()
+    extremes_differ = (
+        paired
+        & (col("n_tasks") >= 3)
+        & ~(
+            ((col("dominant") == col("pair_a")) & (col("starved") == col("pair_b")))
+            | ((col("dominant") == col("pair_b")) & (col("starved") == col("pair_a")))
+        ).fill_null(False)
+    )
+    window_differs = (
+        paired
+        & (col("n_tasks") >= 3)
+        & col("window_dominant").is_not_null()
+        & ~(
+            ((col("window_dominant") == col("pair_a")) & (col("window_starved") == col("pair_b")))
+            | ((col("window_dominant") == col("pair_b")) & (col("window_starved") == col("pair_a")))
+        ).fill_null(False)
+    )
+    imbalance = balance & defined & col("imbalance")
+    entries = [
+        at(stats, template(messages.STATS_HEAD, label=label), EMPHASIS),
+        at(stats, template(messages.STATS_MEAN)),
+        at(stats, template(messages.STATS_MAX)),
+        at(
+            stats & ~(mean.is_finite() & maxn.is_finite()),
+            messages.NONFINITE_WARNING,
+            Status.NONFINITE.style,
+        ),
+        (n_layers("n_vanishing", messages.VANISHING_WARNING), pl.lit(warn)),
+        (n_layers("n_exploding", messages.EXPLODING_WARNING), pl.lit(warn)),
+        at(stats, ""),
+        at(balance & ~defined, col("_undefined"), Status.UNDEFINED.style),
+        at(balance & ~defined, ""),
+        at(imbalance, template(messages.IMBALANCE_HEAD, when=when), warn),
+        at(imbalance, ratio_line("num", "den", "r"), warn),
+        at(imbalance & extremes_differ, ratio_line("dominant", "starved", "sample_spread"), warn),
+        at(imbalance, ""),
+        (
+            pl.when(balance).then(verdict_line("shown_verdict", "window_num", "window_den", "w")),
+            pl.when(balance).then(verdict_style_expr("shown_verdict")),
+        ),
+        (
+            pl.when(balance & window_differs).then(
+                verdict_line("verdict", "window_dominant", "window_starved", "s")
+            ),
+            pl.when(balance & window_differs).then(verdict_style_expr("verdict")),
+        ),
+        at(balance & col("_shares").is_not_null(), col("_shares")),
+        at(balance, ""),
+    ]
+    # each line exists only where printed (null elsewhere): one list per event, exploded
+    return (
+        ev.select(
+            "pos",
+            "row",
+            line=pl.concat_list(e[0].cast(pl.String) for e in entries),
+            style=pl.concat_list(e[1].cast(pl.String) for e in entries),
+        )
+        .explode("line", "style")
+        .filter(pl.col("line").is_not_null())
+        .select(
+            "pos",
+            part=pl.lit(1, pl.Int8),
+            k=pl.int_range(pl.len(), dtype=pl.Int64),
+            line="line",
+            style=pl.col("style").fill_null(""),
+        )
+    )
 
 
-def _closing_lines(run: RunReport) -> list[str]:
-    """The summary and the "Recommended action" section, log-derived text neutralised."""
-    return [for_terminal(line) for line in (*summary_lines(run), "", *recommendation_lines(run))]
+def _undefined_lines(ev: pl.DataFrame, runs: dict[int, RunReport]) -> list[str | None]:
+    """The rare undefined-sample lines, in Python (``{:.4g}`` formatting, any task count)."""
+    out: list[str | None] = [None] * ev.height
+    rows = ev.with_row_index("_i").filter(pl.col("has_balance") & ~pl.col("defined"))
+    for i, pos, label, names, norms in rows.select(
+        "_i", "pos", "label", "names", "norms"
+    ).iter_rows():
+        run = runs[pos]
+        order = (
+            list(run.pair) + [t for t in run.tasks if t not in run.pair] if run.pair else run.tasks
+        )
+        found = dict(zip(names or [], norms or []))
+        shown = {t: _or_nan(found[t]) if t in found else None for t in order}
+        out[i] = messages.undefined_line(_when(label), shown)
+    return out
+
+
+def _shares_lines(ev: pl.DataFrame) -> pl.Series:
+    """``Task shares: A 50.0%, ...`` for each defined sample of a run of three or more tasks."""
+    wanted = ev.with_row_index("_i").filter(pl.col("defined") & (pl.col("n_tasks") >= 3))
+    out = pl.Series("_shares", [None] * ev.height, dtype=pl.String)
+    if wanted.height == 0:
+        return out
+    long = (
+        wanted.select("_i", "names", "norms")
+        .with_columns(total=pl.col("norms").list.sum())
+        .explode("names", "norms")
+        .with_columns(share=100 * pl.col("norms") / pl.col("total"))
+    )
+    long = columns.format_numbers(long, {"share": pl.col("share")}, {("share", ".1f")})
+    joined = (
+        long.with_columns(piece=template(messages.SHARE, task=title(pl.col("names"))))
+        .group_by("_i", maintain_order=True)
+        .agg(pl.col("piece").str.join(", "))
+        .with_columns(line=template(messages.SHARES, shares=pl.col("piece")))
+    )
+    return out.scatter(joined.get_column("_i"), joined.get_column("line"))
 
 
 def _when(label: str) -> str:
@@ -99,313 +293,151 @@ def _or_nan(value: float | None) -> float:
     return float("nan") if value is None else value
 
 
-def summary_lines(run: RunReport) -> list[str]:
+# -- the summary and the recommended action -----------------------------------------------------
+
+
+def closing_lines(run: RunReport) -> list[Line]:
+    return summary_lines(run) + [("", "")] + recommendation_lines(run)
+
+
+def summary_lines(run: RunReport) -> list[Line]:
     s = run.summary
-    num, den = run.pair or ("", "")
+    shown_verdict = s.pair_verdict if s.pair is not None else s.verdict
     lines = messages.summary_lines(
-        s.mean_norm_mean,
+        s.mean_norm,
         s.mean_norm_std,
         s.max_norm_mean,
         s.max_norm_peak,
-        s.final_verdict,
-        num,
-        den,
-        s.final_ratio,
+        shown_verdict,
+        s.window_num or "",
+        s.window_den or "",
+        s.window_ratio,
     )
-    if s.n_nonfinite:
-        lines.append(messages.nonfinite_summary_line(s.n_nonfinite, s.n_stats))
-    if s.final_shares:
-        lines.append("  " + messages.shares_line(s.final_shares))
-    return lines
-
-
-def recommendation_lines(run: RunReport) -> list[str]:
-    """The "Recommended action" section: bands, the quick start's actions, balancing weights."""
-    r, s = run.recommendation, run.summary
-    lines = [RULE, "Recommended action:"]
-    if r.ratio_band is None:
-        reason = "fewer than two tasks" if run.pair is None else "not enough balance samples"
-        lines.append(f"  Task balance:   no verdict ({reason})")
-    else:
-        detail = f"window ratio {messages.fmt2(s.final_ratio)}"
-        if r.dominant and r.ratio_band is not RatioBand.HEALTHY:
-            detail += f", {messages.title(r.dominant)} dominating"
-        lines.append(f"  Task balance:   {r.ratio_band.label} ({detail}): {r.ratio_band.action}")
-    balance = s.task_balance
-    if balance is not None:  # three or more tasks
-        lines.append(
-            messages.tasks_line(
-                balance.dominant,
-                balance.shares[balance.dominant],
-                balance.starved,
-                balance.shares[balance.starved],
-                balance.spread,
-            )
+    out = [(lines[0], EMPHASIS)] + [(line, "") for line in lines[1:-1]]
+    out.append((lines[-1], verdict_style(shown_verdict)))
+    if (
+        s.pair is not None
+        and len(s.tasks) >= 3
+        and s.dominant
+        and {s.dominant, s.starved} != set(s.pair)
+    ):
+        extreme = messages.render(
+            messages.SUMMARY[s.verdict], num=s.dominant, den=s.starved, r=s.spread
         )
-    if r.norm_band is None:
-        lines.append("  Gradient norms: no verdict (no gradient statistics logged)")
-    else:
-        if r.norm_band is NormBand.NONFINITE:
-            mean = f"in {s.n_nonfinite} of {s.n_stats} logged events"
-        else:
-            mean = f"mean {messages.fmt4(s.mean_norm_mean)}"
-        lines.append(f"  Gradient norms: {r.norm_band.label} ({mean}): {r.norm_band.action}")
-    worst = s.worst_norm_band
-    if worst is not None and worst.warns and worst is not r.norm_band:
-        lines.append(f"  Worst logged norm band: {worst.label}: {worst.action}")
-    for pair in s.conflicts:
-        if pair.sustained:
-            lines.append(
-                messages.conflict_line(
-                    pair.a, pair.b, pair.mean_cosine, pair.n_samples, classify.CONFLICT_ACTION
-                )
-            )
-    if r.withheld is not None:
-        lines.append(f"  No weights suggested: {r.withheld}")
-    if r.weights is not None:
-        last = min(run.window, s.n_balance - s.n_undefined)
-        lines.append(f"  Weights that would have balanced the last {last} balance samples:")
-        lines.append(f"    {r.flags}")
-        if r.weights_assumed:
-            lines.append(
-                "    (the log carries no loss weights; current weights of 1.0 were assumed)"
-            )
-    return lines
-
-
-_RED = "bold red"
-_STYLES = (  # first matching prefix wins
-    ("[PHASE 4] TASK COLLAPSE", _RED),
-    ("  TASK COLLAPSE DETECTED", _RED),
-    ("[PHASE 4] Task balance undefined", _RED),
-    ("  WARNING: Non-finite", _RED),
-    ("  WARNING", "yellow"),
-    ("[PHASE 4] Task imbalance", "yellow"),
-    ("[PHASE 4] Task balance: Tasks balanced", "green"),
-    ("  Task balance: Tasks balanced", "green"),
-    (f"  Task balance:   {RatioBand.HEALTHY.label}", "green"),
-    (f"  Task balance:   {RatioBand.COLLAPSE.label}", _RED),
-    (f"  Task balance:   {RatioBand.UNDEFINED.label}", _RED),
-    ("  Task balance:   no verdict", ""),
-    ("  Task balance:   ", "yellow"),
-    (f"  Gradient norms: {NormBand.HEALTHY.label}", "green"),
-    (f"  Gradient norms: {NormBand.EXPLODING.label}", _RED),
-    (f"  Gradient norms: {NormBand.NONFINITE.label}", _RED),
-    (f"  Gradient norms: {NormBand.VANISHING.label}", "yellow"),
-    (f"  Gradient norms: {NormBand.LARGE.label}", "yellow"),
-    ("  Worst logged norm band", "yellow"),
-    ("  Gradient conflict", "yellow"),
-    ("    --loss", "bold"),
-    ("[PHASE 4] Gradient", "bold"),
-    ("Recommended action:", "bold"),
-    ("=== Run", "bold"),
-)
-
-
-def line_style(line: str) -> str:
-    """The Rich style of one report line on a terminal ("" for none)."""
-    for prefix, style in _STYLES:
-        if line.startswith(prefix):
-            return style
-    if line.endswith("Gradient Stats:"):
-        return "bold"
-    if "(healthy range:" in line:
-        return "yellow"
-    return ""
-
-
-def format_text(report: Report) -> str:
-    """The report as plain text, newline-terminated."""
-    return "".join(text_chunks(report))
-
-
-# -- the columnar path: a block of events at a time, as Polars string expressions ---------------
-
-
-def _columnar(run: RunReport) -> bool:
-    return getattr(run.events, "frame", None) is not None
-
-
-def _run_chunks(run: RunReport) -> Iterator[str]:
-    import polars as pl  # the columnar events come from the analysis, which runs on Polars
-
-    yield messages.enabled_line(run.log_every, run.log_every_steps) + "\n\n"
-    frame: pl.DataFrame = run.events.frame
-    parts = [frame.slice(o, EVENTS_PER_CHUNK) for o in range(0, frame.height, EVENTS_PER_CHUNK)]
-    if len(parts) == 1:
-        yield _events_text(parts[0], run)
-    elif parts:
-        # Two blocks at a time (Polars releases the GIL), in order, a few blocks of text held
-        with ThreadPoolExecutor(2) as pool:
-            pending: deque = deque()
-            for part in parts:
-                pending.append(pool.submit(_events_text, part, run))
-                if len(pending) > 2:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-    yield "".join(line + "\n" for line in _closing_lines(run))
-
-
-def _events_text(part, run: RunReport) -> str:
-    """The lines of a block of events, exactly as :func:`run_lines` writes them."""
-    import polars as pl
-
-    num, den = _safe_pair(run)
-    title_num, title_den = messages.title(num), messages.title(den)
-    prefix = messages.PREFIX
-    col, lit = pl.col, pl.lit
-    shares = run.events.shares is not None and run.pair is not None
-    numbers = {
-        "_mean": (col("mean_norm"), 4),
-        "_max": (col("max_norm"), 4),
-        "_r": (col("ratio"), 2),
-        "_w": (col("window_mean"), 2),
-    }
-    if shares:
-        for t in run.tasks:
-            numbers[f"_share:{t}"] = (col(f"share:{t}") * 100, 1)
-    exprs = {}
-    for name, (value, decimals) in numbers.items():
-        text, needs_python = _fixed(value, decimals)
-        exprs[name] = text
-        exprs[f"{name}?"] = needs_python
-        exprs[f"{name}="] = value
-    done = part.select(**exprs)  # one pass, the columns in parallel
-    f = part.with_columns(
-        _patch(done[name], done[f"{name}?"], done[f"{name}="], decimals).alias(name)
-        for name, (_, decimals) in numbers.items()
-    ).with_columns(pl.Series("_undefined", _undefined_lines(part, run), dtype=pl.String))
-
-    # Each block is built only where it is printed: a part left null makes the whole concat
-    # null (then ""), so no row builds text that is thrown away.
-    label, mean, maxn = col("label"), col("mean_norm"), col("max_norm")
-    when = pl.concat_str(label.str.slice(0, 1).str.to_lowercase(), label.str.slice(1))
-
-    def optional(condition: pl.Expr, text: str) -> pl.Expr:
-        return pl.when(condition).then(lit(text)).otherwise(lit(""))
-
-    def warn(count: str, what: str) -> pl.Expr:
-        n = col(count)
-        return pl.concat_str(
-            lit(f"  WARNING: {what} gradients in "),
-            pl.when(n != 0).then(n).cast(pl.String),
-            lit(" layers\n"),
-        ).fill_null("")
-
-    stats = pl.concat_str(
-        label,
-        lit(" Gradient Stats:\n  Mean norm: "),
-        col("_mean"),  # null for an event without statistics: no block
-        lit("\n  Max norm:  "),
-        col("_max"),
-        lit("\n"),
-        optional(~(mean.is_finite() & maxn.is_finite()), "  WARNING: Non-finite gradient norms\n"),
-        warn("n_vanishing", "Vanishing"),
-        warn("n_exploding", "Exploding"),
-        lit("\n"),
-    )
-    ratio = col("ratio")
-    imbalance = pl.concat_str(
-        lit(f"{prefix} Task imbalance detected at "),
-        when,
-        lit(f"!\n{title_num}/{title_den} gradient ratio: "),
-        pl.when(ratio.is_not_null() & col("imbalance")).then(col("_r")),
-        lit(" (healthy range: 0.5-2.0)\n\n"),
-    ).fill_null("")
-    verdict = col("verdict")
-    high = f"{classify.COLLAPSE_RATIO:.1f}"
-    low = f"{1 / classify.COLLAPSE_RATIO:.2f}"
-    heads = {
-        Collapse.NUMERATOR_DOMINATES.value: f"{prefix} TASK COLLAPSE: {title_num} task dominating (ratio=",
-        Collapse.DENOMINATOR_DOMINATES.value: f"{prefix} TASK COLLAPSE: {title_den} task dominating (ratio=",
-        Collapse.BALANCED.value: f"{prefix} Task balance: Tasks balanced (ratio=",
-        Collapse.NOT_ENOUGH_DATA.value: f"{prefix} Task balance: Not enough data",
-    }
-    tails = {
-        Collapse.NUMERATOR_DOMINATES.value: f" > {high})\n",
-        Collapse.DENOMINATOR_DOMINATES.value: f" < {low})\n",
-        Collapse.BALANCED.value: ")\n",
-        Collapse.NOT_ENOUGH_DATA.value: "\n",
-    }
-    collapse = pl.concat_str(  # null where there is no balance sample (no verdict)
-        verdict.replace_strict(heads, default=None, return_dtype=pl.String),
-        pl.when(verdict != Collapse.NOT_ENOUGH_DATA.value).then(col("_w")).fill_null(""),
-        verdict.replace_strict(tails, default=None, return_dtype=pl.String),
-    )
-    share_line = lit("")
-    if shares:
-        pieces: list[pl.Expr] = [lit("Task shares: ")]
-        for k, t in enumerate(run.tasks):
-            sep = ", " if k else ""
-            pieces += [
-                lit(f"{sep}{messages.title(for_terminal(t))} "),
-                col(f"_share:{t}"),
-                lit("%"),
-            ]
-        pieces.append(lit("\n"))
-        share_line = pl.concat_str(pieces).fill_null("")  # null shares: no line
-    balance = pl.concat_str(
-        col("_undefined").fill_null(""), imbalance, collapse, share_line, lit("\n")
-    )
-    blocks = f.select(  # two columns, built in parallel
-        stats.fill_null("").alias("stats"),
-        balance.fill_null("").alias("balance"),
-    )
-    return blocks.select(pl.concat_str("stats", "balance").str.join("")).item()
-
-
-def _undefined_lines(part, run: RunReport) -> list[str | None]:
-    """The rare undefined-ratio lines, in Python (``{:.4g}`` formatting, two norms)."""
-    import polars as pl
-
-    out: list[str | None] = [None] * part.height
-    if run.pair is None:
-        return out
-    raw_num, raw_den = run.pair
-    num, den = _safe_pair(run)
-    rows = part.with_row_index("_i").filter(pl.col("has_balance") & pl.col("ratio").is_null())
-    norms = run.events.norm_cols
-    for i, label, a, b in rows.select(
-        "_i", "label", pl.col(norms[raw_num]), pl.col(norms[raw_den])
-    ).iter_rows():
-        line = messages.undefined_ratio_line(_when(label), num, den, _or_nan(a), _or_nan(b))
-        out[i] = line + "\n\n"
+        out.append((extreme, verdict_style(s.verdict)))
+    if s.n_nonfinite:
+        out.append(
+            (messages.nonfinite_summary_line(s.n_nonfinite, s.n_stats), Status.NONFINITE.style)
+        )
+    if s.shares:
+        out.append(("  " + messages.shares_line(s.shares), ""))
     return out
 
 
-def _fixed(x, decimals: int):
-    """``f"{x:.{decimals}f}"`` of a float expression, and where Python must format it instead.
+@dataclass(frozen=True)
+class Advice:
+    """One item of "Recommended action": a heading, what to do, its style; ``code`` marks the
+    flags to copy (a line of their own)."""
 
-    Returns (text, needs_python). The value is scaled and rounded in floating point where that
-    is certainly what Python's correctly rounded decimal conversion gives: the scaled value is
-    far enough from a rounding tie that the error of one multiplication cannot cross it. The
-    rest (near-ties, huge values, NaN and infinities: a tiny share of any real log) is marked
-    for :func:`_patch`, which formats it with Python itself.
-    """
-    import polars as pl
-
-    scale = 10**decimals
-    y = x.abs() * scale
-    frac = y - y.floor()
-    negative = (x < 0) | ((x == 0) & ((1.0 / x) < 0))  # -0.0 prints as "-0.0000"
-    safe = (x.is_finite() & (x.abs() < 1e9) & ((frac - 0.5).abs() > y * 4e-16 + 1e-9)).fill_null(
-        False
-    )
-    n = (y + 0.5).floor().cast(pl.Int64)
-    text = pl.concat_str(
-        pl.when(negative).then(pl.lit("-")).otherwise(pl.lit("")),
-        (n // scale).cast(pl.String),
-        pl.lit("."),
-        (n % scale).cast(pl.String).str.zfill(decimals),
-    )
-    return pl.when(safe).then(text), ~safe & x.is_not_null()
+    head: str | None
+    text: str
+    style: str = ""
+    code: bool = False
 
 
-def _patch(text, needs_python, values, decimals: int):
-    """``text`` with the values :func:`_fixed` left to Python formatted by Python."""
-    if not needs_python.any():
-        return text
-    rows = needs_python.arg_true()
-    python = [f"{v:.{decimals}f}" for v in values.gather(rows).to_list()]
-    return text.scatter(rows, python)
+_HEAD_WIDTH = 16  # "  Task balance:   " and "  Gradient norms: " line up
+
+
+def recommendation_lines(run: RunReport) -> list[Line]:
+    """The "Recommended action" section: bands, the quick start's actions, balancing weights."""
+    lines: list[Line] = [(RULE, ""), ("Recommended action:", EMPHASIS)]
+    for item in advice_items(run):
+        if item.code:
+            lines.append((f"    {item.text}", item.style))
+        elif item.head is None:
+            lines.append((f"  {item.text}", item.style))
+        else:
+            head = f"{item.head}:"
+            if item.head in _ALIGNED:
+                head = head.ljust(_HEAD_WIDTH)
+            else:
+                head += " "
+            lines.append((f"  {head}{item.text}", item.style))
+    return lines
+
+
+_ALIGNED = ("Task balance", "Gradient norms", "Tasks")
+
+
+def advice_items(run: RunReport) -> list[Advice]:
+    """What "Recommended action" says, item by item (text and Markdown word it alike)."""
+    a, s = run.summary.advice, run.summary
+    items: list[Advice] = []
+    if a.ratio_band is None:
+        reason = "fewer than two tasks" if len(s.tasks) < 2 else "not enough balance samples"
+        items.append(Advice("Task balance", f"no verdict ({reason})"))
+    else:
+        if len(s.tasks) >= 3:
+            detail = f"spread {messages.fmt2(s.spread)}"
+        else:
+            detail = f"window ratio {messages.fmt2(s.window_ratio)}"
+        if s.dominant and a.ratio_band is not RatioBand.HEALTHY:
+            detail += f", {messages.title(s.dominant)} dominating"
+        items.append(
+            Advice(
+                "Task balance",
+                f"{a.ratio_band.label} ({detail}): {a.ratio_band.action}",
+                ratio_status(a.ratio_band).style,
+            )
+        )
+    if s.shares and s.dominant and s.starved:
+        text = messages.tasks_text(
+            s.dominant, s.shares[s.dominant], s.starved, s.shares[s.starved], s.spread
+        )
+        items.append(Advice("Tasks", text))
+    if a.norm_band is None:
+        items.append(Advice("Gradient norms", "no verdict (no gradient statistics logged)"))
+    else:
+        if a.norm_band is NormBand.NONFINITE:
+            mean = f"in {s.n_nonfinite} of {s.n_stats} logged events"
+        else:
+            mean = f"mean {messages.fmt4(s.mean_norm)}"
+        items.append(
+            Advice(
+                "Gradient norms",
+                f"{a.norm_band.label} ({mean}): {a.norm_band.action}",
+                _norm_style(a.norm_band),
+            )
+        )
+    worst = s.worst_norm_band
+    if worst is not None and worst.warns and worst is not a.norm_band:
+        items.append(
+            Advice("Worst logged norm band", f"{worst.label}: {worst.action}", _norm_style(worst))
+        )
+    for pair in s.conflicts:
+        if pair.sustained:
+            text = messages.conflict_text(
+                pair.a, pair.b, pair.mean_cosine, pair.n_samples, classify.CONFLICT_ACTION
+            )
+            items.append(Advice("Gradient conflict", text, Status.MINOR.style))
+    if a.withheld is not None:
+        items.append(Advice("No weights suggested", a.withheld))
+    if a.weights is not None:
+        last = min(run.window, s.n_balance - s.n_undefined)
+        items.append(
+            Advice(None, f"Weights that would have balanced the last {last} balance samples:")
+        )
+        items.append(Advice(None, a.flags or "", EMPHASIS, code=True))
+        if a.weights_assumed:
+            items.append(
+                Advice(
+                    None,
+                    "  (the log carries no loss weights; current weights of 1.0 were assumed)",
+                )
+            )
+    return items
+
+
+def _norm_style(band: NormBand) -> str:
+    status = norm_status(band)
+    return status.style if band.warns or band is NormBand.HEALTHY else ""

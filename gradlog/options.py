@@ -1,0 +1,114 @@
+"""The command line's options and choices, each declared once (Typer annotations)."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+Window = Annotated[int, typer.Option(min=1, help="Balance samples in the collapse window.")]
+MinSamples = Annotated[
+    int, typer.Option(min=1, help="Samples needed before a shorter window is judged.")
+]
+Pair = Annotated[
+    str | None,
+    typer.Option(
+        metavar="NUM/DEN",
+        help="The ratio that messages print (default: pointer/type or a run's two tasks; with "
+        "three or more tasks, the dominant over the starved). Never changes a verdict.",
+    ),
+]
+RunId = Annotated[
+    str | None, typer.Option("--run", help="Only this run id (a log may hold several).")
+]
+Output = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="Write the result to this file, not to stdout."),
+]
+Github = Annotated[
+    bool, typer.Option("--github", help="Also append the Markdown to $GITHUB_STEP_SUMMARY.")
+]
+NoColor = Annotated[bool, typer.Option("--no-color", help="Plain output even on a terminal.")]
+Wide = Annotated[bool, typer.Option("--wide", help="Every column, however wide the terminal.")]
+Unweighted = Annotated[
+    bool,
+    typer.Option(
+        "--unweighted",
+        help="Judge each task's norm divided by its loss weight (the raw task gradient).",
+    ),
+]
+Strict = Annotated[
+    bool,
+    typer.Option("--strict", help="Refuse (exit 2) what would be skipped with a note."),
+]
+
+
+class FailOnLevel(str, enum.Enum):
+    minor = "minor"
+    significant = "significant"
+    collapse = "collapse"
+    vanishing = "vanishing"
+    exploding = "exploding"
+
+
+FailOnOption = Annotated[
+    list[FailOnLevel] | None,
+    typer.Option(help="Exit 1 when a run's finding reaches this level (repeatable)."),
+]
+
+
+class ReportFormat(str, enum.Enum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
+class BatchFormat(str, enum.Enum):
+    table = "table"
+    markdown = "markdown"
+    json = "json"
+    csv = "csv"
+
+
+class CompareFormat(str, enum.Enum):
+    table = "table"
+    markdown = "markdown"
+    json = "json"
+
+
+class SortKey(str, enum.Enum):
+    status = "status"
+    file = "file"
+    run = "run"
+    spread = "spread"
+    ratio = "ratio"  # the spread, under its first-edition name
+    norm = "norm"
+    events = "events"
+
+
+class StatusChoice(str, enum.Enum):
+    error = "error"
+    collapse = "collapse"
+    undefined = "undefined"
+    nonfinite = "non-finite"
+    exploding = "exploding"
+    significant = "significant"
+    vanishing = "vanishing"
+    large = "large"
+    minor = "minor"
+    healthy = "healthy"
+    no_data = "no-data"
+
+
+def parse_pair(pair: str | None) -> tuple[str, str] | None:
+    if pair is None:
+        return None
+    parts = pair.split("/")
+    if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
+        raise typer.BadParameter(
+            "expected two different task names, NUMERATOR/DENOMINATOR, e.g. pointer/type",
+            param_hint="--pair",
+        )
+    return parts[0], parts[1]
