@@ -252,7 +252,9 @@ def _summary(r: dict, where, notes: tuple[str, ...]) -> RunSummary:
         starved=r["starved"],
         final_band=final_band,
         verdict=Collapse(r["verdict"]) if r["verdict"] else Collapse.NOT_ENOUGH_DATA,
-        pair_verdict=_band(r["pair_verdict"], Collapse),
+        pair_verdict=(
+            Collapse(r["pair_verdict"] or Collapse.NOT_ENOUGH_DATA.value) if pair else None
+        ),
         worst_band=worst_band,
         worst_spread=r["worst_spread"],
         first_imbalance=r["first_imbalance"],

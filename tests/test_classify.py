@@ -224,30 +224,82 @@ def test_ratio_undefined(num: float, den: float) -> None:
     assert classify.ratio(num, den) is None
 
 
-# -- window mean ----------------------------------------------------------------------------
+# -- the window: geometric means, judged by the spread -------------------------------------------
 
 
-def test_window_mean_needs_min_samples() -> None:
-    assert classify.window_mean([], window=10, min_samples=3) is None
-    assert classify.window_mean([1.0, 2.0], window=10, min_samples=3) is None
-    assert classify.window_mean([1.0, 2.0, 3.0], window=10, min_samples=3) == 2.0
+def test_window_needs_min_samples() -> None:
+    assert classify.window_logs([], window=10, min_samples=3) is None
+    two = [{"a": 1.0, "b": 1.0}] * 2
+    assert classify.window_logs(two, window=10, min_samples=3) is None
+    three = [{"a": 1.0, "b": 2.0}, {"a": 4.0, "b": 2.0}, {"a": 2.0, "b": 2.0}]
+    logs = classify.window_logs(three, window=10, min_samples=3)
+    assert math.exp(logs["a"]) == pytest.approx(2.0)  # (1 * 4 * 2) ** (1/3)
+    assert math.exp(logs["b"]) == pytest.approx(2.0)
 
 
-def test_window_mean_uses_only_the_last_window() -> None:
-    samples = [100.0] * 5 + [1.0, 2.0, 3.0]
-    assert classify.window_mean(samples, window=3, min_samples=3) == 2.0
-    samples = [float(i) for i in range(1, 21)]  # 1..20; the last 10 are 11..20
-    assert classify.window_mean(samples, window=10, min_samples=3) == 15.5
+def test_window_uses_only_the_last_window() -> None:
+    samples = [{"a": 100.0, "b": 1.0}] * 5 + [{"a": v, "b": 1.0} for v in (1.0, 2.0, 4.0)]
+    assert math.exp(classify.window_logs(samples, window=3, min_samples=3)["a"]) == pytest.approx(
+        2.0
+    )
 
 
-def test_window_mean_min_samples_larger_than_window() -> None:
+def test_window_min_samples_larger_than_window() -> None:
     # a full window is always enough, whatever min_samples says
-    assert classify.window_mean([2.0, 4.0], window=2, min_samples=5) == 3.0
-    assert classify.window_mean([2.0], window=2, min_samples=5) is None
+    assert classify.window_logs([{"a": 2.0}, {"a": 8.0}], window=2, min_samples=5) is not None
+    assert classify.window_logs([{"a": 2.0}], window=2, min_samples=5) is None
 
 
-def test_window_mean_of_one_sample() -> None:
-    assert classify.window_mean([7.0], window=10, min_samples=1) == 7.0
+def test_geometric_window_is_symmetric() -> None:
+    """Swapping the pair gives exactly the reciprocal, so the same band (an arithmetic mean of
+    ratios would not: 1 and 100 average to 50.5, their reciprocals to 0.505)."""
+    samples = [{"a": 1.0, "b": 1.0}, {"a": 100.0, "b": 1.0}]
+    logs = classify.window_logs(samples, window=10, min_samples=1)
+    forward, backward = logs["a"] - logs["b"], logs["b"] - logs["a"]
+    assert forward == -backward
+    assert classify.collapse_check_log(forward) is Collapse.NUMERATOR_DOMINATES
+    assert classify.collapse_check_log(backward) is Collapse.DENOMINATOR_DOMINATES
+    assert classify.spread_band(abs(forward)) is RatioBand.COLLAPSE
+
+
+@pytest.mark.parametrize(
+    ("spread", "band"),
+    [
+        (1.0, RatioBand.HEALTHY),
+        (2.0, RatioBand.HEALTHY),
+        (2.0000001, RatioBand.MINOR),
+        (3.0, RatioBand.MINOR),
+        (5.0, RatioBand.SIGNIFICANT),
+        (5.0000001, RatioBand.COLLAPSE),
+        (math.inf, RatioBand.COLLAPSE),
+    ],
+)
+def test_spread_band_boundaries_are_milder(spread: float, band: RatioBand) -> None:
+    assert classify.spread_band(math.log(spread)) is band
+
+
+def test_a_window_at_a_bound_counts_as_the_bound() -> None:
+    """Three samples of exactly 5.0 go through logarithms and back; they stay significant."""
+    samples = [{"a": 5.0, "b": 1.0}] * 3
+    logs = classify.window_logs(samples, window=10, min_samples=3)
+    assert classify.spread_band(logs["a"] - logs["b"]) is RatioBand.SIGNIFICANT
+    assert classify.collapse_check_log(logs["a"] - logs["b"]) is Collapse.BALANCED
+
+
+@pytest.mark.parametrize(
+    ("norms", "defined"),
+    [
+        ({"a": 1.0, "b": 2.0}, True),
+        ({"a": 0.0, "b": 2.0}, False),
+        ({"a": math.nan, "b": 2.0}, False),
+        ({"a": math.inf, "b": 2.0}, False),
+        ({"a": -1.0, "b": 2.0}, False),
+        ({"a": None, "b": 2.0}, False),
+        ({"a": 5e-324, "b": 1e308}, True),
+    ],
+)
+def test_defined_sample(norms: dict, defined: bool) -> None:
+    assert classify.defined_sample(norms) is defined
 
 
 # -- reaches --------------------------------------------------------------------------------
@@ -337,9 +389,9 @@ def test_balancing_weights_none(norms: dict, weights: dict) -> None:
     [
         (["pointer", "type"], ("pointer", "type")),
         (["type", "pointer"], ("pointer", "type")),
-        (["depth", "pointer", "seg", "type"], ("pointer", "type")),
+        (["depth", "pointer", "seg", "type"], None),  # 3+ tasks: messages name the extremes
         (["depth", "seg"], ("depth", "seg")),
-        (["depth", "seg", "normals"], ("depth", "seg")),
+        (["depth", "seg", "normals"], None),
         (["pointer", "seg"], ("pointer", "seg")),
         (("a", "b"), ("a", "b")),
         (["only"], None),

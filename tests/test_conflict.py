@@ -6,20 +6,20 @@ sustained conflict (compared byte for byte with the same log without cosines).
 
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 import sys
 import warnings
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from gradlog import classify
-from gradlog.analysis import Options, analyse
+from gradlog.analysis import analyse
+from gradlog.engine import Options
 from gradlog.readers import read_log
-from gradlog.render.json import format_json
-from gradlog.render.text import format_text, line_style
+from gradlog.render.text import format_text, text_blocks
 from gradlog.writers import JsonlWriter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,7 +105,13 @@ def write_log(
 
 def report(path: Path, **options) -> tuple[str, dict]:
     analysed = analyse(read_log(path), Options(**options))
-    return format_text(analysed), json.loads(format_json(analysed))
+    return format_text(analysed), analysed.to_dict()
+
+
+def style_of(path: Path, line: str) -> str:
+    """The style the text report gives ``line`` on a terminal."""
+    blocks = pl.concat(text_blocks(analyse(read_log(path))))
+    return blocks.filter(pl.col("line") == line).get_column("style").item(0)
 
 
 TWO = ["pointer", "type"]
@@ -122,8 +128,8 @@ def test_sustained_conflict_is_flagged_in_recommended_action(tmp_path: Path) -> 
     assert expected in text.splitlines()
     section = text[text.index("Recommended action:") :].splitlines()
     assert section[-1] == expected  # after the norm lines
-    assert line_style(expected) == "yellow"
-    (pair,) = data["runs"][0]["summary"]["conflicts"]
+    assert style_of(path, expected) == "yellow"
+    (pair,) = data["runs"][0]["conflicts"]
     assert pair == {
         "a": "pointer",
         "b": "type",
@@ -147,16 +153,16 @@ def test_two_task_report_unchanged_without_sustained_conflict(tmp_path: Path) ->
     text_without, data_without = report(without)
     assert text_with == text_without  # byte for byte
     assert "Gradient conflict" not in text_with
-    assert data_with["runs"][0]["summary"]["conflicts"][0]["sustained"] is False
-    assert data_without["runs"][0]["summary"]["conflicts"] == []
-    assert data_without["runs"][0]["summary"]["task_balance"] is None  # two tasks
+    assert data_with["runs"][0]["conflicts"][0]["sustained"] is False
+    assert data_without["runs"][0]["conflicts"] == []
+    assert data_without["runs"][0]["shares"] is None  # two tasks
 
 
 def test_undefined_cosines_are_left_out(tmp_path: Path) -> None:
     cosines = [{("pointer", "type"): c} for c in (None, math.nan, -0.5, -0.5, -0.5)]
     path = write_log(tmp_path / "run.jsonl", TWO, [[0.3, 0.25]] * 5, cosines)
     text, data = report(path)
-    (pair,) = data["runs"][0]["summary"]["conflicts"]
+    (pair,) = data["runs"][0]["conflicts"]
     assert pair["n_samples"] == 3 and pair["sustained"] is True
     assert "cosine -0.50 over the last 3 samples" in text
 
@@ -185,25 +191,24 @@ def test_three_tasks_pairs_dominant_and_starved(tmp_path: Path) -> None:
         "  Gradient conflict: Depth/Normals cosine -0.50 over the last 4 samples: "
         + classify.CONFLICT_ACTION
     ]
-    summary = data["runs"][0]["summary"]
+    summary = data["runs"][0]
     assert [(p["a"], p["b"]) for p in summary["conflicts"]] == [
         ("depth", "seg"),
         ("depth", "normals"),
         ("seg", "normals"),
     ]
-    balance = summary["task_balance"]
-    assert balance["dominant"] == "normals" and balance["starved"] == "depth"
-    assert balance["ratios"] == {
-        "depth/seg": pytest.approx(0.5),
-        "depth/normals": pytest.approx(1 / 3),
-        "seg/normals": pytest.approx(2 / 3),
+    assert summary["dominant"] == "normals" and summary["starved"] == "depth"
+    assert summary["window_norms"] == {
+        "depth": pytest.approx(0.1),
+        "seg": pytest.approx(0.2),
+        "normals": pytest.approx(0.3),
     }
-    assert balance["shares"] == {
+    assert summary["shares"] == {
         "depth": pytest.approx(1 / 6),
         "seg": pytest.approx(1 / 3),
         "normals": pytest.approx(0.5),
     }
-    assert balance["spread"] == pytest.approx(3.0) and balance["n_samples"] == 4
+    assert summary["spread"] == pytest.approx(3.0)
 
 
 def test_recorded_conflicts_reach_the_report(tmp_path: Path) -> None:

@@ -74,7 +74,7 @@ def test_skewed_weights_collapse_the_type_task(skewed):
 def _collapse_epoch_from_json(log):
     result = run_gradlog("report", str(log), "--format", "json")
     run = json.loads(result.stdout)["runs"][0]
-    first = run["summary"]["first_collapse"]
+    first = run["first_collapse"]
     return int(first.split()[1])
 
 

@@ -161,19 +161,31 @@ def test_summary_other_task_names() -> None:
     assert lines[-1] == "  TASK COLLAPSE DETECTED: Depth task dominating (ratio=9.00 > 5.0)"
 
 
-def test_undefined_ratio_line_zero_denominator() -> None:
+def test_undefined_line_zero_norm() -> None:
     assert (
-        messages.undefined_ratio_line("epoch 5", "pointer", "type", 0.5, 0.0)
+        messages.undefined_line("epoch 5", {"pointer": 0.5, "type": 0.0})
         == "[PHASE 4] Task balance undefined at epoch 5: Type gradient norm is zero (Pointer=0.5, Type=0)"
     )
+    # a zero numerator is undefined too (second edition), never a ratio of 0
+    assert "Pointer gradient norm is zero" in messages.undefined_line(
+        "epoch 5", {"pointer": 0.0, "type": 0.5}
+    )
 
 
-def test_undefined_ratio_line_nonfinite() -> None:
+def test_undefined_line_missing_task_of_three() -> None:
+    line = messages.undefined_line("step 9", {"price": 1.0, "volume": None, "regime": 0.5})
+    assert line == (
+        "[PHASE 4] Task balance undefined at step 9: no gradient norm for Volume "
+        "(Price=1, Volume=missing, Regime=0.5)"
+    )
+
+
+def test_undefined_line_nonfinite() -> None:
     assert (
-        messages.undefined_ratio_line("epoch 7", "pointer", "type", math.nan, 1.0)
+        messages.undefined_line("epoch 7", {"pointer": math.nan, "type": 1.0})
         == "[PHASE 4] Task balance undefined at epoch 7: non-finite gradient norm (Pointer=nan, Type=1)"
     )
-    line = messages.undefined_ratio_line("step 3", "pointer", "type", 1.0, math.inf)
+    line = messages.undefined_line("step 3", {"pointer": 1.0, "type": math.inf})
     assert "non-finite gradient norm" in line
     # the undefined ratio is never reported as the original's silent 1e8
     assert "1e+08" not in line and "100000000" not in line

@@ -87,7 +87,7 @@ def test_report_chart(results: dict) -> None:
     assert result.returncode == 0
     lines = result.stdout.decode().splitlines()
     start = lines.index(
-        "pointer/type gradient ratio, 8 balance samples (● window mean, · sample, × undefined)"
+        "pointer/type gradient ratio, 8 balance samples (● window, · sample, × undefined)"
     )
     chart = lines[start + 1 : start + 9]
     assert [line.split("│")[0].strip() for line in chart] == [
@@ -100,10 +100,11 @@ def test_report_chart(results: dict) -> None:
         "0.2-0.33",
         "< 0.2",
     ]
-    # samples 3 and 4 above 5 while their window mean is 3-5; collapsed from the 5th on
-    assert chart[0] == "     > 5 │  ··●●●●"
-    assert chart[1] == "     3-5 │  ●●"
-    assert chart[2] == "     2-3 │ ·"
+    # samples 3 to 6 above 5 while their (geometric) window is 2-3, then 3-5; collapsed from
+    # the 7th on
+    assert chart[0] == "     > 5 │  ····●●"
+    assert chart[1] == "     3-5 │   ●●●"
+    assert chart[2] == "     2-3 │ ·●"
     assert chart[3] == "     1-2 │·"
     assert lines[-1].split() == ["Epoch", "5", "Epoch", "40"]
 

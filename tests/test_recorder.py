@@ -816,7 +816,7 @@ def test_two_recorders_one_jsonl(tmp_path: Path) -> None:
     assert "TASK COLLAPSE DETECTED" in only_b.stdout.decode()
 
     data = json.loads(run_cli("report", str(path), "--format", "json").stdout)
-    assert [run["run_id"] for run in data["runs"]] == [a.run_id, b.run_id]
+    assert [run["run"] for run in data["runs"]] == [a.run_id, b.run_id]
     assert [run["tags"] for run in data["runs"]] == [{"seed": "1"}, {"seed": "2"}]
 
 
