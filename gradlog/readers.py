@@ -38,14 +38,13 @@ import polars as pl
 from gradlog.errors import LogFormatError
 from gradlog.frames import COLUMNS, storage_schema
 from gradlog.schema import (
-    KIND_EVENT,
     KIND_RUN,
     MAX_LINE_BYTES,
-    MAX_TASKS,
     REQUIRED_FIELDS,
     SCHEMA_VERSION,
     validate_record,
 )
+from gradlog.validity import record_rules
 from gradlog.writers import journal_path
 
 PARQUET_MAGIC = b"PAR1"
@@ -674,41 +673,14 @@ _NOT_A_NUMBER = "expected a number or one of NaN, Infinity, -Infinity"
 
 
 def _rules(schema: pl.Schema) -> list[tuple[pl.Expr, str | None, str]]:
-    """Every rule a column check can make: (row breaks it, field, what is wrong)."""
-    rules: list[tuple[pl.Expr, str | None, str]] = [
-        (pl.col(c).is_null(), c, "missing (required in every record)") for c in REQUIRED_FIELDS
-    ]
-    rules.append(
-        (
-            pl.col("v") != SCHEMA_VERSION,
-            "v",
-            f"unknown schema version (this gradlog reads version {SCHEMA_VERSION})",
-        )
-    )
-    rules.append(
-        (~pl.col("kind").is_in([KIND_RUN, KIND_EVENT]), "kind", "expected 'run' or 'event'")
-    )
+    """Every rule a column check can make: the records' rules (:mod:`gradlog.validity`), and
+    numbers that were written as text that is no number (JSON's tokens aside)."""
+    rules = record_rules()
     for c, dtype in schema.items():
         if dtype.is_numeric():  # written, but no number once cast: text that is no number
             rules.append(
                 (pl.col(f"text:{c}").is_not_null() & pl.col(c).is_null(), c, _NOT_A_NUMBER)
             )
-    tasks = pl.col("tasks")
-    rules += [
-        (tasks.list.len() > MAX_TASKS, "tasks", f"more than {MAX_TASKS:,} tasks in one record"),
-        (
-            tasks.list.eval(
-                pl.element().is_null() | pl.element().struct.field("name").is_null()
-            ).list.any(),
-            "tasks",
-            "a task without a name",
-        ),
-        (
-            tasks.list.eval(pl.element().struct.field("name")).list.n_unique() != tasks.list.len(),
-            "tasks",
-            "a task appears twice in one balance sample",
-        ),
-    ]
     return rules
 
 

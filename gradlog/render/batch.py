@@ -163,21 +163,21 @@ def fmt_mean_std(row: RunSummary) -> str:
 
 # -- the terminal table -------------------------------------------------------------------------
 
-TABLE_COLUMNS = (
+TABLE_COLUMNS = (  # in reading order; the lowest priority number is the last to go
     Column("status", priority=0),
     Column("run", priority=1, shrink=True),
-    Column("spread", "right", priority=2),
-    Column("first collapse", priority=3),
-    Column("weights / error", priority=4, shrink=True),
-    Column("mean norm ± std", "right", priority=5),
-    Column("file", priority=6, shrink=True),
+    Column("file", priority=6),  # a path cut short names nothing: shown whole or left out
     Column("tasks", priority=8, shrink=True),
     Column("events", "right", priority=9),
     Column("epochs", "right", priority=11),
     Column("window ratio", "right", priority=10),
+    Column("spread", "right", priority=2),
     Column("worst spread", "right", priority=7),
     Column("first imbalance", priority=12),
+    Column("first collapse", priority=3),
+    Column("mean norm ± std", "right", priority=5),
     Column("peak max", "right", priority=13),
+    Column("weights / error", priority=4, shrink=True),
 )
 
 

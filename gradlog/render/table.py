@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 Cell = tuple[str, str]  # text, style
-GAP = 2  # Rich's SIMPLE_HEAD box: two spaces between columns
+GAP = 3  # Rich's SIMPLE_HEAD box: a separator and a space of padding on each side
 
 
 @dataclass(frozen=True)
@@ -48,38 +48,33 @@ def _natural(spec: TableSpec, i: int) -> int:
     return max([cell_len(spec.columns[i].name), *cells])
 
 
+SHRINK_FLOOR = 12  # a shortened text column keeps at least this many characters
+
+
 def fit(spec: TableSpec, width: int | None) -> tuple[list[int], list[int]]:
     """The columns to show (in order) and their widths: all of them without a width, else the
-    most important ones whose natural widths fit, text columns shortened last."""
+    most important ones that fit, text columns shortened (least important first) before
+    another column is left out."""
     n = len(spec.columns)
     natural = [_natural(spec, i) for i in range(n)]
     shown = list(range(n))
     if width is None:
-        return shown, [natural[i] for i in shown]
+        return shown, natural
     by_priority = sorted(shown, key=lambda i: (spec.columns[i].priority, i))
-
-    def total(cols: Sequence[int], widths: dict[int, int]) -> int:
-        return sum(widths[i] for i in cols) + GAP * (len(cols) - 1)
-
-    widths = dict(enumerate(natural))
-    while len(shown) > 1 and total(shown, widths) > width:
-        # shorten text columns to their heading (at least 8) before dropping another column
-        extra = total(shown, widths) - width
-        for i in shown:
-            col = spec.columns[i]
-            if extra <= 0 or not col.shrink:
-                continue
-            floor = max(8, cell_len(col.name))
-            cut = min(extra, widths[i] - floor)
-            if cut > 0:
-                widths[i] -= cut
-                extra -= cut
-        if extra <= 0:
-            break
-        drop = next(i for i in reversed(by_priority) if i in shown)
-        shown.remove(drop)
-        widths = {i: (natural[i] if i in shown else 0) for i in range(n)}
-    return shown, [widths[i] for i in shown]
+    while True:
+        widths = {i: natural[i] for i in shown}
+        extra = sum(widths.values()) + GAP * (len(shown) - 1) - width
+        shrinkable = [i for i in reversed(by_priority) if i in shown and spec.columns[i].shrink]
+        for i in shrinkable:
+            if extra <= 0:
+                break
+            floor = max(SHRINK_FLOOR, cell_len(spec.columns[i].name))
+            cut = min(extra, max(0, widths[i] - floor))
+            widths[i] -= cut
+            extra -= cut
+        if extra <= 0 or len(shown) == 1:
+            return shown, [widths[i] for i in shown]
+        shown.remove(next(i for i in reversed(by_priority) if i in shown))
 
 
 def render(spec: TableSpec, *, color: bool, width: int | None = None) -> str:
@@ -103,8 +98,8 @@ def render(spec: TableSpec, *, color: bool, width: int | None = None) -> str:
     )
     console.print(table)
     lines = [line.rstrip() for line in out.getvalue().splitlines()]
-    left_out = [spec.columns[i].name for i in range(len(spec.columns)) if i not in shown]
+    left_out = len(spec.columns) - len(shown)
     if left_out:
-        lines.append(f"(not shown at this width: {', '.join(left_out)}; --wide shows all)")
+        lines.append(f"({left_out} more column{'s' * (left_out != 1)}: --wide shows all)")
     lines += list(spec.footer)
     return "\n".join(lines) + "\n"
