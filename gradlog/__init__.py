@@ -1,7 +1,9 @@
 """gradlog: record per-task gradient norms while training, find task collapse afterwards.
 
-``GradientRecorder`` needs torch (``pip install 'gradlog[torch]'``) and is imported on first
-use, so that the analyser (``gradlog report``) never loads a training stack.
+Analysis (Polars, never torch): ``gradlog.read`` (every record of some logs, as one
+DataFrame), ``gradlog.analyse`` (the report of one log), ``gradlog.batch`` (one row per run of
+many logs); see docs/api.md. Recording (torch): ``gradlog.GradientRecorder``. Each is imported
+on first use, so that ``gradlog --help`` loads neither Polars nor torch.
 """
 
 from __future__ import annotations
@@ -10,13 +12,20 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["GradientRecorder", "__version__"]
+__all__ = ["GradientRecorder", "__version__", "analyse", "batch", "read"]
 
 if TYPE_CHECKING:
+    from gradlog.api import analyse, batch, read
     from gradlog.recorder import GradientRecorder
+
+_ANALYSIS = ("analyse", "batch", "read")
 
 
 def __getattr__(name: str) -> Any:
+    if name in _ANALYSIS:
+        from gradlog import api
+
+        return getattr(api, name)
     if name == "GradientRecorder":
         try:
             from gradlog.recorder import GradientRecorder
@@ -28,3 +37,7 @@ def __getattr__(name: str) -> Any:
             raise
         return GradientRecorder
     raise AttributeError(f"module 'gradlog' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
