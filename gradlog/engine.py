@@ -207,21 +207,32 @@ def _task_samples(records: pl.LazyFrame, runs: pl.LazyFrame, options: Options) -
 
 
 def _per_sample(long: pl.LazyFrame) -> pl.LazyFrame:
-    """Per balance sample: defined or not, the extremes, the pair's norms, every norm."""
+    """Per balance sample: defined or not, the extremes, the pair's norms, every norm.
+
+    Only plain aggregations (a filter inside a group's aggregation takes a slow path): the
+    extremes by position of the largest and smallest log norm, the pair's norms as the one
+    non-null value of a column made beforehand.
+    """
     name, log, norm = pl.col("name"), pl.col("log"), pl.col("norm")
-    top, bottom = log == log.max(), log == log.min()
-    return long.group_by("row").agg(
-        n_present=pl.len(),
-        n_valid=pl.col("valid").sum(),
-        names=name,
-        norms=norm,
-        weights=pl.col("weight"),
-        dominant=name.filter(top).first(),
-        starved=name.filter(bottom).first(),
-        top=norm.filter(top).first(),
-        bottom=norm.filter(bottom).first(),
-        num=norm.filter(name == pl.col("pair_a")).first(),
-        den=norm.filter(name == pl.col("pair_b")).first(),
+    return (
+        long.with_columns(
+            _num=pl.when(name == pl.col("pair_a")).then(norm),
+            _den=pl.when(name == pl.col("pair_b")).then(norm),
+        )
+        .group_by("row")
+        .agg(
+            n_present=pl.len(),
+            n_valid=pl.col("valid").sum(),
+            names=name,
+            norms=norm,
+            weights=pl.col("weight"),
+            dominant=name.get(log.arg_max()),
+            starved=name.get(log.arg_min()),
+            top=norm.get(log.arg_max()),
+            bottom=norm.get(log.arg_min()),
+            num=pl.col("_num").max(),
+            den=pl.col("_den").max(),
+        )
     )
 
 
@@ -229,20 +240,22 @@ def _windows(long: pl.LazyFrame, defined: pl.LazyFrame, options: Options) -> pl.
     """Per defined sample: the window's log norms, their extremes and the pair's log ratio."""
     m = min(options.min_samples, options.window)
     name, wl = pl.col("name"), pl.col("wl")
-    top, bottom = wl == wl.max(), wl == wl.min()
     return (
         long.join(defined, on="row", how="semi", maintain_order="left")
         .with_columns(
             wl=pl.col("log").rolling_mean(options.window, min_samples=m).over("rid", "name")
         )
+        .with_columns(
+            _wa=pl.when(name == pl.col("pair_a")).then(wl),
+            _wb=pl.when(name == pl.col("pair_b")).then(wl),
+        )
         .group_by("row")
         .agg(
             w_top=wl.max(),
             w_bottom=wl.min(),
-            w_dominant=name.filter(top).first(),
-            w_starved=name.filter(bottom).first(),
-            w_pair=wl.filter(name == pl.col("pair_a")).first()
-            - wl.filter(name == pl.col("pair_b")).first(),
+            w_dominant=name.get(wl.arg_max()),
+            w_starved=name.get(wl.arg_min()),
+            w_pair=pl.col("_wa").max() - pl.col("_wb").max(),
             w_names=name,
             w_logs=wl,
         )
