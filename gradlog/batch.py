@@ -84,12 +84,12 @@ def _descending(value: float | int | None) -> tuple[bool, float]:
 # --sort: every key lists the worst (or largest) first and keeps the order found among equals
 SORT_KEYS: dict[str, Callable[[RunSummary], object]] = {
     "status": lambda r: r.status.rank,
-    "file": lambda r: r.file,
-    "run": lambda r: r.run or "",
+    "file": lambda r: r.source,
+    "run": lambda r: r.name,
     "ratio": lambda r: (r.status is Status.ERROR, -_spread(r)),
     "spread": lambda r: (r.status is Status.ERROR, -_spread(r)),
     "norm": lambda r: _descending(r.mean_norm),
-    "events": lambda r: _descending(r.events),
+    "events": lambda r: _descending(r.n_events),
 }
 
 

@@ -114,6 +114,8 @@ def test_two_recorders_in_one_file_are_told_apart_by_run_id(tmp_path: Path) -> N
     assert sorted(r.run_id for r in result.runs) == ["balanced", "collapsed"]
     by_id = {r.run_id: r for r in result.runs}
     for run in by_id.values():
-        assert run.events.get_column("epoch").to_list() == list(range(1, 201))  # no event lost, none out of order
+        assert run.events.get_column("epoch").to_list() == list(
+            range(1, 201)
+        )  # no event lost, none out of order
     assert by_id["balanced"].summary.window_ratio == 1.0
     assert by_id["collapsed"].summary.window_ratio == pytest.approx(10.0)  # through logs

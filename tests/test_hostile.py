@@ -1,15 +1,21 @@
 """Hostile logs: a log is data, never code; its size is bounded; its text is never obeyed.
 
 Logs come from forks' pull requests and shared disks. Nothing in one may run code, exhaust the
-memory, or drive the terminal that shows the report.
+memory, drive the terminal that shows the report (escape sequences, a clipboard write, a
+reversed line), become HTML, a link or a mention in a pull-request comment, or a formula in a
+spreadsheet. Every renderer and every output of the command line is run here over such text in
+run ids, task names, tags and file names.
 """
 
 from __future__ import annotations
 
 import ast
+import csv
 import gzip
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -19,41 +25,397 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import SAMPLE_LOGS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradlog.analysis import analyse
+from gradlog import api
+from gradlog.analysis import MAX_RUNS, analyse
+from gradlog.engine import Options
 from gradlog.errors import GradlogError, LogFormatError
+from gradlog.output import Output, for_document, for_terminal
 from gradlog.readers import read_log
-from gradlog.render.text import format_text
-from gradlog.sanitize import for_terminal, json_safe
+from gradlog.render import md
+from gradlog.render.batch import COLUMNS
+from gradlog.render.text import format_text, text_blocks
 from gradlog.schema import MAX_LINE_BYTES, MAX_TASKS
+from gradlog.writers import JsonlWriter
 
 PACKAGE = Path(__file__).resolve().parent.parent / "gradlog"
 
-# What a terminal obeys: ESC (CSI, OSC, ...), BEL, the 8-bit CSI, backspace and carriage return
-# (which overwrite what was shown), the bidirectional override, and a forged line break.
-CONTROL = ["\x1b[2J", "\x1b]0;pwned\x07", "\x9b31m", "\b\b\b", "\r", "\u202e", "\n", "\x00"]
-RAW_BYTES = [b"\x1b", b"\x07", b"\xc2\x9b", b"\x08", b"\r", b"\xe2\x80\xae", b"\x00"]
+# -- what must never come out raw ---------------------------------------------------------------
+
+# Bidirectional controls (the override U+202E reverses what follows; the isolates nest it) and
+# the line and paragraph separators some terminals and editors break lines at.
+BIDI = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+SEPARATORS = {"\u2028", "\u2029"}
 
 
-def gradlog(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "GRADLOG_DEBUG"} | {"NO_COLOR": "1"}
+def raw_controls(text: str) -> list[str]:
+    """Characters a terminal, an editor or a browser would obey: C0 but the newline (a tab and
+    a carriage return included), DEL, C1 (U+009B is an 8-bit CSI), bidi controls."""
+    return [
+        c
+        for c in text
+        if (ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) < 0xA0 or c in BIDI or c in SEPARATORS
+    ]
+
+
+def assert_inert(data: bytes | str, what: str = "") -> str:
+    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    bad = raw_controls(text)
+    assert not bad, (what, sorted(set(bad)), text[:300])
+    return text
+
+
+# -- the payloads ---------------------------------------------------------------------------------
+
+ESC_CLEAR = "\x1b[2J"
+CLIPBOARD = "\x1b]52;c;cHduZWQ=\x07"  # OSC 52: writes "pwned" to the clipboard
+# BEL, an 8-bit CSI, NUL, the bidi override, line breaks, a tab, DEL, NEL (C1), a bidi isolate
+# and the line separator
+CONTROLS = ESC_CLEAR + CLIPBOARD + "\x07\x9b31m\x00\u202e\n\r\t\x7f\x85\u2066\u2028"
+SCRIPT = "<script>alert(1)</script>"
+LINK = "[x](javascript:alert(1))"
+FORMULA = '=HYPERLINK("http://evil.example","x")'
+
+RUN_IDS = [
+    FORMULA + CONTROLS,
+    "+1" + SCRIPT,
+    "-1+2" + LINK + "|",
+    "@SUM(A1)@mention" + CONTROLS,
+    "\tlead-->" + SCRIPT,
+    "\rlead" + ESC_CLEAR,
+]
+TASKS = [
+    '=cmd|" /C calc"!A0' + CONTROLS,
+    "+t" + SCRIPT,
+    "@mention\u202e" + LINK + "|",
+]
+TAGS = [
+    {"key": "k" + CONTROLS + SCRIPT, "value": "=v" + CONTROLS},
+    {"key": "@k|", "value": "-v" + LINK},
+]
+# File names: everything but "/" and NUL; no glob characters ([ * ?) here: those are the
+# subject of their own test below
+FILE_LOG = (
+    '=HYPERLINK("evil")' + "\x1b]52;c;cHduZWQ=\x07\x9b31m\u202e\r\t\x7f\x85<script>@mention|.jsonl"
+)
+FILE_BROKEN = "@SUM(A1)\x1b]0;title\x07\nforged\u202eline.jsonl"
+ARGV_CONTROLS = CONTROLS.replace("\x00", "")  # a command line cannot hold NUL
+MISSING_RUN = "nope" + ARGV_CONTROLS
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def write_log(path: Path, scale: float) -> Path:
+    """Six runs of hostile ids (two or three hostile task names, hostile tags), collapsing by
+    ``scale``, written by the real writer; then a broken line, whose note names the file."""
+    writer = JsonlWriter(path)
+    for k, rid in enumerate(RUN_IDS):
+        tasks = TASKS[: 2 + k % 2]
+        writer.write({"v": 1, "run": rid, "kind": "run", "meta": {"tasks": tasks, "tags": TAGS}})
+        for e in range(1, 6):
+            norms = [scale * (k + 1) * (e + 1), *(0.1 * (i + 1) for i in range(len(tasks) - 1))]
+            writer.write(
+                {
+                    "v": 1,
+                    "run": rid,
+                    "kind": "event",
+                    "epoch": e,
+                    "mean_norm": 0.2,
+                    "max_norm": 0.5,
+                    "tasks": [
+                        {"name": t, "grad_norm": n, "weight": 1.0} for t, n in zip(tasks, norms)
+                    ],
+                }
+            )
+    writer.close()
+    with open(path, "ab") as fh:
+        fh.write(b"not json \x1b[2J\n")
+    return path
+
+
+def gradlog(*args: str, cwd: Path | None = None, env: dict | None = None):
+    full = {k: v for k, v in os.environ.items() if k != "GRADLOG_DEBUG"}
+    full.update({"NO_COLOR": "1", "COLUMNS": "80", **(env or {})})
     return subprocess.run(
         [sys.executable, "-m", "gradlog", *args],
         capture_output=True,
-        timeout=120,
-        env=env,
+        timeout=180,
+        env=full,
         cwd=cwd,
     )
 
 
-def assert_no_raw_control(data: bytes) -> None:
-    for raw in RAW_BYTES:
-        assert raw not in data, (raw, data[:400])
+COMMANDS = {
+    "report": ["report", FILE_LOG],
+    "report-chart": ["report", FILE_LOG, "--chart", "--no-color"],
+    "report-json": ["report", FILE_LOG, "--format", "json"],
+    "report-markdown": ["report", FILE_LOG, "--format", "markdown"],
+    "report-o": ["report", FILE_LOG, "-o", "out/report.txt"],
+    "report-json-o": ["report", FILE_LOG, "--format", "json", "-o", "out/report.json"],
+    "report-markdown-o": ["report", FILE_LOG, "--format", "markdown", "-o", "out/report.md"],
+    "batch": ["batch", FILE_LOG, FILE_BROKEN],
+    "batch-wide": ["batch", FILE_LOG, FILE_BROKEN, "--wide", "--no-color"],
+    "batch-json": ["batch", FILE_LOG, FILE_BROKEN, "--format", "json"],
+    "batch-csv": ["batch", FILE_LOG, FILE_BROKEN, "--format", "csv"],
+    "batch-markdown": ["batch", FILE_LOG, FILE_BROKEN, "--format", "markdown"],
+    "batch-o": ["batch", FILE_LOG, FILE_BROKEN, "-o", "out/batch.txt"],
+    "batch-json-o": ["batch", FILE_LOG, FILE_BROKEN, "--format", "json", "-o", "out/batch.json"],
+    "batch-csv-o": ["batch", FILE_LOG, FILE_BROKEN, "--format", "csv", "-o", "out/batch.csv"],
+    "batch-markdown-o": [
+        "batch",
+        FILE_LOG,
+        FILE_BROKEN,
+        "--format",
+        "markdown",
+        "-o",
+        "out/batch.md",
+    ],
+    "compare": ["compare", FILE_LOG, "head/" + FILE_LOG],
+    "compare-json": ["compare", FILE_LOG, "head/" + FILE_LOG, "--format", "json"],
+    "compare-markdown": ["compare", FILE_LOG, "head/" + FILE_LOG, "--format", "markdown"],
+    "plot-html": ["plot", FILE_LOG, "-o", "out/x.html"],
+    "plot-svg": ["plot", FILE_LOG, "-o", "out/x.svg"],
+    "missing-run": ["report", FILE_LOG, "--run", MISSING_RUN],
+    "broken-file": ["report", FILE_BROKEN],
+    "missing-file": ["report", "gone" + ARGV_CONTROLS + ".jsonl"],
+}
 
 
-# -- sanitize: one small pure function ------------------------------------------------------
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """Every command of :data:`COMMANDS`, run once, in parallel, in a folder of hostile logs."""
+    root = tmp_path_factory.mktemp("hostile")
+    (root / "out").mkdir()
+    (root / "head").mkdir()
+    write_log(root / FILE_LOG, 1.0)
+    write_log(root / "head" / FILE_LOG, 0.01)  # the head is balanced where the base collapses
+    (root / FILE_BROKEN).write_bytes(b'{"v":1,"run":"a\x1b[2J","kind":"event","epoch":"x"}\n')
+    with ThreadPoolExecutor(3) as pool:
+        done = dict(zip(COMMANDS, pool.map(lambda a: gradlog(*a, cwd=root), COMMANDS.values())))
+    return root, done
+
+
+EXPECTED_CODE = {"missing-run": 2, "broken-file": 2, "missing-file": 2}
+
+
+def test_every_output_and_file_is_inert(hostile) -> None:
+    root, done = hostile
+    for name, result in done.items():
+        batch = name.startswith("batch")  # the broken file is an error row: exit 2
+        expected = 2 if batch else EXPECTED_CODE.get(name, 0)
+        assert result.returncode == expected, (name, result.stderr.decode())
+        assert_inert(result.stdout, name)
+        assert_inert(result.stderr, name)
+        assert b"Traceback" not in result.stderr and b"internal error" not in result.stderr
+    written = sorted((root / "out").iterdir())
+    assert [p.name for p in written] == sorted(
+        ["report.txt", "report.json", "report.md", "batch.txt", "batch.json", "batch.csv"]
+        + ["batch.md", "x.html", "x.svg"]
+    )
+    for path in written:
+        assert_inert(path.read_bytes(), path.name)
+
+
+def test_stderr_is_one_line_per_note_or_error(hostile) -> None:
+    _, done = hostile
+    note = done["report"].stderr.decode()
+    assert note.startswith("Note: ") and note.count("\n") == 1, note
+    assert for_terminal(FILE_LOG) in note  # the file named, visibly escaped
+    for name in ("missing-run", "broken-file", "missing-file"):
+        err = done[name].stderr.decode()
+        assert err.startswith("Error: ") and err.count("\n") == 1, (name, err)
+        assert done[name].stdout == b""
+    assert for_terminal(MISSING_RUN) in done["missing-run"].stderr.decode()
+    assert "\\nforged\\u202eline" in done["broken-file"].stderr.decode()  # one line, shown
+
+
+def test_text_report_shows_the_text_escaped(hostile) -> None:
+    _, done = hostile
+    out = done["report"].stdout.decode()
+    assert f"=== Run {for_terminal(RUN_IDS[0])} (" in out
+    assert "\\x1b[2J\\x1b]52;c;cHduZWQ=\\x07\\x07\\x9b31m\\x00\\u202e\\n\\r\\t" in out
+    assert SCRIPT in out  # text stays text: nothing to escape for a terminal
+    chart = done["report-chart"].stdout.decode()
+    assert chart.startswith(out.rstrip("\n"))
+    assert (Path(hostile[0]) / "out" / "report.txt").read_text() == out
+
+
+def test_json_outputs_keep_the_exact_text(hostile) -> None:
+    root, done = hostile
+    for name in ("report-json", "batch-json", "compare-json"):
+        done[name].stdout.decode("ascii")  # every non-ASCII character escaped the JSON way
+    report = json.loads(done["report-json"].stdout)
+    assert report == json.loads((root / "out" / "report.json").read_text())
+    assert report["path"] == FILE_LOG
+    assert [r["run"] for r in report["runs"]] == RUN_IDS
+    for k, run in enumerate(report["runs"]):
+        assert run["tasks"] == TASKS[: 2 + k % 2]
+        assert run["tags"] == {t["key"]: t["value"] for t in TAGS}
+        assert run["dominant"] == TASKS[0]
+        assert set(run["events"]["norms"]) == set(run["tasks"])
+    assert any(FILE_LOG in n for n in report["notes"])
+    batch = json.loads(done["batch-json"].stdout)
+    assert batch == json.loads((root / "out" / "batch.json").read_text())
+    rows = batch["runs"]
+    assert sorted(r["run"] for r in rows if r["error"] is None) == sorted(RUN_IDS)
+    assert {r["file"] for r in rows} == {FILE_LOG, FILE_BROKEN}
+    error = next(r for r in rows if r["error"] is not None)
+    assert error["file"] == FILE_BROKEN and error["error"].startswith(FILE_BROKEN + ":1: ")
+    for row in rows:
+        if row["error"] is None:
+            assert row["tasks"] == TASKS[: len(row["tasks"])]
+            assert row["flags"] is not None and TASKS[1] in row["flags"]
+    compared = json.loads(done["compare-json"].stdout)
+    runs = [(p["base"]["run"], p["head"]["run"]) for p in compared["pairs"]]
+    assert sorted(runs) == sorted((r, r) for r in RUN_IDS)
+    assert {p["change"] for p in compared["pairs"]} == {"better"}
+
+
+def _formula_safe(value: str) -> str:
+    """What a CSV cell must hold for text from a log (gradlog.output's rule, spelled out)."""
+    if value.startswith(FORMULA_START):
+        value = "'" + value
+    return for_terminal(value)
+
+
+def test_csv_cells_are_never_formulas_and_rows_never_split(hostile) -> None:
+    root, done = hostile
+    text = done["batch-csv"].stdout.decode()
+    assert (root / "out" / "batch.csv").read_text() == text
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == list(COLUMNS)
+    assert len(rows) == 1 + len(RUN_IDS) + 1  # the header, each run, the unreadable file
+    assert all(len(row) == len(COLUMNS) for row in rows)
+    cells = [dict(zip(COLUMNS, row)) for row in rows[1:]]
+    for cell in cells:
+        for value in cell.values():  # only numbers may start like a formula
+            if value.startswith(FORMULA_START):
+                float(value)
+    runs = [c for c in cells if c["status"] != "error"]
+    assert sorted(c["run"] for c in runs) == sorted(_formula_safe(r) for r in RUN_IDS)
+    for c in runs:
+        assert c["file"] == _formula_safe(FILE_LOG)
+        assert c["tasks"].startswith(_formula_safe(TASKS[0] + ";"))
+        assert c["dominant"] == _formula_safe(TASKS[0])
+        assert c["flags"].startswith("'" + for_terminal(TASKS[0]))
+    (error,) = [c for c in cells if c["status"] == "error"]
+    assert error["file"] == _formula_safe(FILE_BROKEN)
+    assert error["error"].startswith(_formula_safe(FILE_BROKEN + ":1: "))
+
+
+def _markdown_html(text: str) -> str:
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": True}).enable("table").render(text)
+
+
+def check_markdown(text: str, what: str) -> None:
+    """Nothing from the log becomes HTML, a link, a mention or a table cell of its own."""
+    assert_inert(text, what)
+    # rendered as GitHub would (raw HTML passed through): what was raw shows as a tag
+    html = _markdown_html(text)
+    assert "<script" not in html.lower() and "<a " not in html and "<img" not in html, what
+    outside_code = re.sub(r"<code>.*?</code>", "", html, flags=re.S)
+    assert "@mention" not in outside_code, what  # GitHub links mentions outside code only
+    for table in re.findall(r"<table>.*?</table>", html, flags=re.S):
+        header = len(re.findall(r"<th[ >]", table))
+        for row in re.findall(r"<tr>(.*?)</tr>", table, flags=re.S)[1:]:
+            assert len(re.findall(r"<td[ >]", row)) == header, (what, row)
+
+
+def test_markdown_is_escaped(hostile) -> None:
+    root, done = hostile
+    for name in ("report-markdown", "batch-markdown", "compare-markdown"):
+        check_markdown(done[name].stdout.decode(), name)
+    assert (root / "out" / "report.md").read_text() == done["report-markdown"].stdout.decode()
+    assert (root / "out" / "batch.md").read_text() == done["batch-markdown"].stdout.decode()
+
+
+def test_tables_keep_one_line_per_row(hostile) -> None:
+    root, done = hostile
+    for name in ("batch", "batch-wide", "compare"):
+        out = done[name].stdout.decode()
+        assert "\\x1b]52;c;cHduZWQ=\\x07" in out or "\\x1b" in out, (name, out[:400])
+    wide = done["batch-wide"].stdout.decode()
+    rows = [line for line in wide.splitlines() if "collapse" in line or "error" in line]
+    assert len(rows) == len(RUN_IDS) + 1, wide  # each run, and the unreadable file, one line
+    assert (root / "out" / "batch.txt").read_text().count("collapse") >= len(RUN_IDS)
+
+
+def test_pictures_hold_no_raw_text(hostile) -> None:
+    root, _ = hostile
+    page = (root / "out" / "x.html").read_text(encoding="utf-8")
+    (title,) = re.findall(r"<title>(.*?)</title>", page, flags=re.S)
+    assert not raw_controls(title) and "<" not in title
+    for picture in ("x.html", "x.svg"):
+        text = assert_inert((root / "out" / picture).read_bytes(), picture)
+        assert "<script" not in text.lower(), picture
+
+
+def test_a_file_name_with_glob_characters_is_read_as_named(tmp_path: Path) -> None:
+    """``[``, ``*`` and ``?`` in a file name (an escape sequence holds ``[``) are the name,
+    never a pattern: report, convert and batch read the file given."""
+    name = "log" + ESC_CLEAR + LINK + "*?.jsonl"
+    write_log(tmp_path / name, 1.0)
+    report = gradlog("report", name, "--format", "json", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert json.loads(report.stdout)["path"] == name
+    batch = gradlog("batch", name, "--format", "json", cwd=tmp_path)
+    assert batch.returncode == 0, batch.stderr
+    rows = json.loads(batch.stdout)["runs"]
+    assert sorted(r["run"] for r in rows) == sorted(RUN_IDS) and {r["file"] for r in rows} == {name}
+    assert_inert(report.stderr + batch.stdout + batch.stderr)
+
+
+# -- output encodings and closed pipes -------------------------------------------------------
+
+
+def test_an_ascii_terminal_gets_a_replacement_not_a_crash() -> None:
+    result = gradlog(
+        "report", str(SAMPLE_LOGS / "healthy.jsonl"), env={"PYTHONIOENCODING": "ascii"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == b""
+    out = result.stdout.decode("ascii")
+    assert re.search(r"  Mean gradient norm: \d\.\d{4} \? \d\.\d{4}\n", out), out
+
+
+def _first_line_then_close(log: Path) -> tuple[bytes, int, bytes]:
+    env = {k: v for k, v in os.environ.items() if k != "GRADLOG_DEBUG"} | {"NO_COLOR": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gradlog", "report", str(log)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    line = proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away, as `head -1` does
+    err = proc.stderr.read()
+    proc.stderr.close()
+    return line, proc.wait(timeout=120), err
+
+
+def test_a_closed_pipe_ends_quietly_with_141(tmp_path: Path) -> None:
+    # healthy.jsonl's whole report (under 1 kB) fits in the pipe: it may be written before the
+    # reader goes away (exit 0), else the next write finds the pipe closed (exit 141)
+    line, code, err = _first_line_then_close(SAMPLE_LOGS / "healthy.jsonl")
+    assert line.startswith(b"[PHASE 4] Gradient monitoring enabled")
+    assert code in (0, 141) and err == b"", (code, err)
+    # a report far larger than a pipe holds is still being written when the reader leaves
+    big = tmp_path / "big.jsonl"
+    writer = JsonlWriter(big)
+    for e in range(1, 3001):
+        writer.write({"v": 1, "run": "r", "kind": "event", "epoch": e, "mean_norm": 0.2,
+                      "max_norm": 0.5})  # fmt: skip
+    writer.close()
+    line, code, err = _first_line_then_close(big)
+    assert line.startswith(b"[PHASE 4] Gradient monitoring enabled")
+    assert (code, err) == (141, b"")
+
+
+# -- the output boundary: small pure functions ----------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -63,18 +425,21 @@ def assert_no_raw_control(data: bytes) -> None:
         ("café 任务 ±", "café 任务 ±"),
         ("a\x1b[31mred", "a\\x1b[31mred"),
         ("title\x1b]0;x\x07", "title\\x1b]0;x\\x07"),
+        ("clip\x1b]52;c;cHduZWQ=\x07", "clip\\x1b]52;c;cHduZWQ=\\x07"),
         ("csi\x9b2J", "csi\\x9b2J"),
         ("rtl\u202eevil", "rtl\\u202eevil"),
         ("two\nlines\r", "two\\nlines\\r"),
+        ("tab\tdel\x7f", "tab\\tdel\\x7f"),
         ("lone\udce9", "lone\\udce9"),
         ("zero\u200bwidth", "zero\\u200bwidth"),
+        ("sep\u2028x", "sep\\u2028x"),
     ],
 )
 def test_for_terminal(text: str, shown: str) -> None:
     assert for_terminal(text) == shown
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.text(alphabet=st.characters(codec=None)))
 def test_for_terminal_output_is_printable_and_stable(text: str) -> None:
     shown = for_terminal(text)
@@ -82,15 +447,48 @@ def test_for_terminal_output_is_printable_and_stable(text: str) -> None:
     assert for_terminal(shown) == shown
     if text.isprintable():
         assert shown == text
+    document = for_document(text)
+    assert all(c.isprintable() or c == "\n" for c in document)
+    assert document.count("\n") == text.count("\n")
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.recursive(st.text() | st.floats(allow_nan=False) | st.integers(), st.lists, max_leaves=8))
-def test_json_safe_keeps_the_data(data: object) -> None:
-    text = json.dumps({"x": data}, ensure_ascii=False, indent=2)
-    safe = json_safe(text)
-    assert json.loads(safe) == json.loads(text)
-    assert all(c.isprintable() or c == "\n" for c in safe)
+hostile_text = st.text(
+    alphabet=st.one_of(
+        st.sampled_from(list("=+-@\t\r\n,\"'|<>[]()`*_#\\\x1b\x07\x9b\x00\u202e\u2028")),
+        st.characters(codec="utf-8"),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(hostile_text, min_size=3, max_size=3), max_size=4))
+def test_output_csv_and_json_keep_rows_and_data(
+    rows: list[list[str]], capsys: pytest.CaptureFixture
+) -> None:
+    capsys.readouterr()
+    Output().csv(["a", "b", "c"], rows)
+    text = capsys.readouterr().out
+    assert_inert(text)
+    read = list(csv.reader(io.StringIO(text)))
+    assert read == [["a", "b", "c"], *([_formula_safe(v) for v in row] for row in rows)]
+    Output().json({"rows": rows})
+    text = capsys.readouterr().out
+    text.encode("ascii")
+    assert json.loads(text) == {"rows": rows}
+
+
+@settings(max_examples=150, deadline=None)
+@given(hostile_text)
+def test_markdown_escapes_keep_one_cell(text: str) -> None:
+    table = md.table(["a", "b", "c"], [[md.escape(text), md.code(text), "x"]])
+    prose = f"- {md.escape(text)} and {md.code(text, in_table=False)}"
+    document = "\n".join(["", *table, "", prose, ""])
+    assert not raw_controls(document)
+    html = _markdown_html(document)
+    assert "<script" not in html.lower() and "<a " not in html and "<img" not in html
+    (row,) = re.findall(r"<tbody>\s*<tr>(.*?)</tr>", html, flags=re.S)
+    assert len(re.findall(r"<td[ >]", row)) == 3, (text, table)
 
 
 # -- a log is data, never code --------------------------------------------------------------
@@ -284,8 +682,6 @@ def test_too_many_distinct_tasks_in_one_run_is_refused(tmp_path: Path) -> None:
 
 
 def test_too_many_runs_in_one_report_is_refused_but_one_can_be_picked(tmp_path: Path) -> None:
-    from gradlog.analysis import MAX_RUNS, Options
-
     path = tmp_path / "runs.jsonl"
     with open(path, "w") as fh:
         for i in range(MAX_RUNS + 1):
@@ -293,7 +689,7 @@ def test_too_many_runs_in_one_report_is_refused_but_one_can_be_picked(tmp_path: 
     log = read_log(path)
     with pytest.raises(GradlogError, match=r"10,001 runs in one file .* pick one with --run"):
         analyse(log)
-    assert [r.run_id for r in analyse(log, Options(run="r77")).runs] == ["r77"]
+    assert [r.run_id for r in analyse(log, Options(), run="r77").runs] == ["r77"]
 
 
 def test_many_tasks_within_the_limits_are_analysed_in_linear_time(tmp_path: Path) -> None:
@@ -307,104 +703,66 @@ def test_many_tasks_within_the_limits_are_analysed_in_linear_time(tmp_path: Path
                 + "\n"
             )
     result = analyse(read_log(path))
-    assert result.runs[0].summary.n_balance == 5
-    assert result.runs[0].events.norms[f"t{MAX_TASKS - 1}"] == [float(MAX_TASKS)] * 5
+    run = result.runs[0]
+    assert run.summary.n_balance == 5
+    assert run.norms(f"t{MAX_TASKS - 1}").to_list() == [float(MAX_TASKS)] * 5
+    assert run.summary.spread == pytest.approx(float(MAX_TASKS))
 
 
-# -- text from a log never drives the terminal ------------------------------------------------
+# -- in-process renderers over hostile text ---------------------------------------------------
 
 
-def _hostile_log(path: Path) -> Path:
-    evil = "".join(CONTROL)
-    tasks = [f"pointer{evil}", f"type{evil}"]
-    records = [
-        {
-            "v": 1,
-            "run": f"run{evil}",
-            "kind": "run",
-            "meta": {"tasks": tasks, "tags": [{"key": f"k{evil}", "value": f"v{evil}"}]},
-        }
-    ] + [
-        {
-            "v": 1,
-            "run": f"run{evil}",
-            "kind": "event",
-            "epoch": e,
-            "mean_norm": 0.2,
-            "max_norm": 0.5,
-            "tasks": [
-                {"name": tasks[0], "grad_norm": r, "weight": 1.0},
-                {"name": tasks[1], "grad_norm": 0.1, "weight": 1.0},
-            ],
-        }
-        for e, r in ((5, 0.8), (10, 0.9), (15, 0.0))
-    ]
-    second = {**records[0], "run": "second"}
-    path.write_text(
-        "".join(json.dumps(r) + "\n" for r in [*records, second])  # json escapes the controls
-        + "not json {\x1b[2J}\n"  # a broken line: its note must not carry the escape either
-    )
-    return path
+@pytest.fixture
+def hostile_log(tmp_path: Path) -> Path:
+    return write_log(tmp_path / "run.jsonl", 1.0)
 
 
-def test_hostile_text_is_neutralised_in_text_json_notes_and_errors(tmp_path: Path) -> None:
-    folder = tmp_path / "logs\x1b[31m"
-    folder.mkdir()
-    path = _hostile_log(folder / "run\x1b]0;title\x07.jsonl")
-    text = gradlog("report", str(path))
-    assert text.returncode == 0, text.stderr
-    assert_no_raw_control(text.stdout + text.stderr)
-    out = text.stdout.decode()
-    assert "=== Run run\\x1b[2J\\x1b]0;pwned\\x07\\x9b31m\\x08\\x08\\x08\\r\\u202e\\n\\x00 (" in out
-    assert "Pointer\\x1b[2J" in out  # task names in the per-event and summary lines
-    assert text.stderr.decode().startswith("Note: ")
-    as_json = gradlog("report", str(path), "--format", "json")
-    assert as_json.returncode == 0
-    assert_no_raw_control(as_json.stdout + as_json.stderr)
-    data = json.loads(as_json.stdout)
-    evil = "".join(CONTROL)
-    assert data["runs"][0]["run_id"] == f"run{evil}"  # the data itself is unchanged
-    assert data["runs"][0]["tags"] == {f"k{evil}": f"v{evil}"}
-    missing = gradlog("report", str(path), "--run", "nope")
-    assert missing.returncode == 2
-    assert_no_raw_control(missing.stdout + missing.stderr)
-    assert missing.stderr.decode().count("\n") == 1
-    broken = folder / "broken\x1b[2J.jsonl"
-    broken.write_bytes(b'{"v":1,"run":"a\x1b[2J","kind":"event","epoch":"x"}\n')
-    error = gradlog("report", str(broken))
-    assert error.returncode == 2
-    assert_no_raw_control(error.stdout + error.stderr)
-    assert error.stderr.decode().count("\n") == 1
+def test_coloured_output_is_neutralised_too(
+    hostile_log: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    report = api.analyse(hostile_log)
+    out = Output(color=True)
+    out.blocks(text_blocks(report))
+    from gradlog.render.batch import batch_table
 
-
-def test_rich_output_is_neutralised_too(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from gradlog.cli import _print_text
-
-    result = analyse(read_log(_hostile_log(tmp_path / "run.jsonl")))
-    _print_text(result, color=True)
+    out.table(batch_table([r.summary for r in report.runs]))
     captured = capsys.readouterr().out
-    visible = captured.replace("\x1b[", "")  # Rich's own colour codes are ours, and allowed
-    for raw in ("\x07", "\x9b", "\x08", "\u202e", "\x00"):
-        assert raw not in visible
-    assert "\x1b[2J" not in captured and "\x1b]0;" not in captured
+    assert "\x1b[" in captured  # coloured, by Rich
+    ours = re.sub(r"\x1b\[[0-9;]*m", "", captured)  # Rich's own colour codes are allowed
+    assert_inert(ours)
+    assert ESC_CLEAR not in captured and "\x1b]" not in captured
 
 
-def test_in_process_text_report_is_printable(tmp_path: Path) -> None:
-    text = format_text(analyse(read_log(_hostile_log(tmp_path / "run.jsonl"))))
-    assert all(line.isprintable() for line in text.split("\n"))
+def test_in_process_renderers_return_escapable_text(hostile_log: Path) -> None:
+    from gradlog.render.chart import ratio_chart
+    from gradlog.render.markdown import format_markdown
+
+    report = api.analyse(hostile_log)
+    assert_inert(for_document(format_text(report)))
+    for run in report.runs:
+        for line, _ in ratio_chart(run):
+            assert_inert(for_terminal(line))
+    check_markdown(format_markdown(report), "format_markdown")
+    check_markdown(report._repr_markdown_(), "_repr_markdown_")
+    # the data keeps the text exactly
+    assert [r.run_id for r in report.runs] == RUN_IDS
+    frame = report.to_polars()
+    assert frame.get_column("run").to_list() == RUN_IDS
 
 
-def test_hostile_parquet_text_is_neutralised(tmp_path: Path) -> None:
-    jsonl = _hostile_log(tmp_path / "run.jsonl")
-    parquet = tmp_path / "run.parquet"
-    read_log(jsonl).frame.write_parquet(parquet)
+def test_hostile_parquet_text_is_neutralised(hostile_log: Path) -> None:
+    parquet = hostile_log.with_suffix(".parquet")
+    read_log(hostile_log).frame.write_parquet(parquet)
     result = gradlog("report", str(parquet))
-    assert result.returncode == 0
-    assert_no_raw_control(result.stdout + result.stderr)
+    assert result.returncode == 0, result.stderr
+    assert_inert(result.stdout + result.stderr)
+    assert f"=== Run {for_terminal(RUN_IDS[3])} (" in result.stdout.decode()
 
 
-def test_gzip_member_with_hostile_name_field(tmp_path: Path) -> None:
-    path = tmp_path / "run.jsonl.gz"
-    path.write_bytes(gzip.compress(_hostile_log(tmp_path / "plain.jsonl").read_bytes()))
+def test_gzip_member_with_hostile_name_field(hostile_log: Path) -> None:
+    path = hostile_log.with_name("run.jsonl.gz")
+    path.write_bytes(gzip.compress(hostile_log.read_bytes()))
     frame = read_log(path).frame
-    assert isinstance(frame, pl.DataFrame) and frame.height == 5
+    assert isinstance(frame, pl.DataFrame) and frame.height == 6 * 6

@@ -168,6 +168,15 @@ def outputs(hostile: dict[str, Path]) -> dict:
         "healthy": ("report", str(hostile["healthy"]), "--format", "markdown"),
         "batch": ("batch", str(hostile["root"]), "--format", "markdown"),
         "json": ("report", str(hostile["collapse"]), "--format", "json"),
+        "compare": (
+            "compare",
+            str(hostile["healthy"]),
+            str(hostile["collapse"]),
+            "--format",
+            "markdown",
+            "--fail-on",
+            "collapse",
+        ),
     }
     return dict(zip(calls, gradlog_many(list(calls.values()))))
 
@@ -181,18 +190,25 @@ def test_report_markdown_has_verdict_table_findings_action_and_chart(outputs: di
     assert result.returncode == 0, result.stderr
     text = result.stdout.decode()
     assert text.startswith("## \N{CROSS MARK} gradlog: Task collapse in run ")
+    # the verdict is the spread of the geometric window: 5.60 (the arithmetic mean was 7.36)
+    evil = md.code(EVIL_TASK, in_table=False)
     assert (
-        "**Verdict: \N{CROSS MARK} Task collapse** · task balance: Task collapse, final window ratio 7.36"
-        in text
-    )
-    assert "collapse from Epoch 25" in text
+        "**Verdict: \N{CROSS MARK} Task collapse** · task balance: Task collapse, "
+        f"final spread 5.60 ({evil} dominating), collapse from Epoch 35 · "
+        "gradient norms: Healthy (mean 0.2500)\n"
+    ) in text
+    assert "| Final spread | 5.60 (\N{CROSS MARK} Task collapse) |" in text
+    assert "| Worst spread | 5.60 (\N{CROSS MARK} Task collapse) |" in text
     assert "| First imbalance | Epoch 10 |" in text
-    assert "| First collapse | Epoch 25 |" in text
-    assert "### Findings" in text and "- \N{CROSS MARK} Task collapse from Epoch 25" in text
+    assert "| First collapse | Epoch 35 |" in text
+    assert "### Findings" in text and "- \N{CROSS MARK} Task collapse from Epoch 35" in text
+    assert "(largest over smallest) passed 5.0" in text
     assert "### Recommended action" in text and "Urgent\\: rebalance weights" in text
     assert "```mermaid" in text and "xychart-beta" in text
     assert "    line [0.5, 0.5, 0.5, 0.5, 0.5]" in text  # the healthy band, lower edge
     assert "    line [2, 2, 2, 2, 2]" in text  # and upper edge
+    # the window line is the geometric mean of the ratios so far, from the 3rd sample on
+    assert "    line [2.466212, 3.309751, 4.128918, 4.932424, 5.600419]" in text
     assert "green lines: the healthy band 0.5–2.0" in text
 
 
@@ -218,23 +234,50 @@ def test_batch_markdown_is_inert_and_complete(outputs: dict, hostile: dict[str, 
     assert result.returncode == 0, result.stderr
     text = result.stdout.decode()
     assert text.startswith("## \N{CROSS MARK} gradlog batch: 1 of 2 runs need attention")
-    assert "**2 runs in 2 files: 1 collapse, 1 healthy**" in text
-    assert "| # | Status | Run | File |" in text
-    assert "### Findings" in text and "collapse from Epoch 25" in text
+    assert "**2 runs in 2 files\\: 1 collapse\\, 1 healthy**" in text
+    assert (
+        "| # | Status | Run | File | Tasks | Events | Epochs | Window ratio | Spread "
+        "| Worst spread | First imbalance | First collapse | Mean norm ± std | Peak max norm "
+        "| Weights |"
+    ) in text
+    assert "### Findings" in text and "collapse from Epoch 35" in text
+    assert "final spread 5.60" in text
     assert "Try ` --loss-alpha" not in text  # task names are not pointer/type
-    assert "xychart-beta" in text and "bar [" in text
+    assert "xychart-beta" in text and "bar [5.600419, 1.002516]" in text
     outside = _outside_code(text)
     assert "<img" not in outside and "@everyone" not in outside and "<b>" not in outside
     if render is not None:
         html = render(text)
         _inert_html(html)
+        assert "<strong>2 runs in 2 files: 1 collapse, 1 healthy</strong>" in html
         rows = re.findall(r"<tr>(.*?)</tr>", html, re.S)
         assert len(rows) == 3 and all(r.count("<t") == 15 for r in rows)
+
+
+def test_compare_markdown_is_inert_and_complete(outputs: dict) -> None:
+    result = outputs["compare"]
+    assert result.returncode == 1, result.stderr  # the head collapsed: --fail-on collapse
+    text = result.stdout.decode()
+    assert text.startswith(
+        "## \N{CROSS MARK} gradlog compare: regression past --fail-on collapse in 1 of 1 runs"
+    )
+    assert "| \N{WHITE HEAVY CHECK MARK} healthy | \N{CROSS MARK} collapse |" in text
+    assert "| 1.00 → 5.60 | x5.59 higher | 0.2500 → 0.2500 | same |" in text
+    assert "### Details" in text and "collapse from Epoch 35" in text
+    outside = _outside_code(text)
+    assert "<b>" not in outside and "](http" not in outside and "@everyone" not in outside
+    if render is not None:
+        html = render(text)
+        _inert_html(html)
+        rows = re.findall(r"<tr>(.*?)</tr>", html, re.S)
+        assert len(rows) == 2 and all(r.count("<t") == 8 for r in rows)
 
 
 def test_markdown_numbers_are_the_reports(outputs: dict) -> None:
     (run,) = json.loads(outputs["json"].stdout)["runs"]
     text = outputs["report"].stdout.decode()
-    s = run["summary"]
-    assert f"{s['mean_norm_mean']:.4f} ± {s['mean_norm_std']:.4f}" in text
-    assert f"| Final window ratio | {s['final_ratio']:.2f} " in text
+    assert f"{run['mean_norm']:.4f} ± {run['mean_norm_std']:.4f}" in text
+    assert f"| Final window ratio | {run['window_ratio']:.2f} " in text
+    assert f"| Final spread | {run['spread']:.2f} " in text
+    assert f"| Worst spread | {run['worst_spread']:.2f} " in text
+    assert f"| First collapse | {run['first_collapse']} |" in text

@@ -318,7 +318,8 @@ def findings(rows: Sequence[RunSummary]) -> list[str]:
         if row.status in (Status.HEALTHY, Status.NO_DATA):
             continue
         if row.error is not None:
-            out.append(f"- {row.status.badge} #{i} {md.code(row.source)}: {md.escape(row.error)}")
+            source = md.code(row.source, in_table=False)
+            out.append(f"- {row.status.badge} #{i} {source}: {md.escape(row.error)}")
             continue
         parts = [f"{row.status.label}"]
         if row.first_collapse:
@@ -333,7 +334,8 @@ def findings(rows: Sequence[RunSummary]) -> list[str]:
             parts.append(part)
         if row.worst_norm_band is not None and row.worst_norm_band.warns:
             parts.append(f"worst mean norm {row.worst_norm_band.label.lower()}")
-        text = f"- {row.status.badge} #{i} {md.code(row.name)} ({md.code(row.source)}): "
+        name, source = md.code(row.name, in_table=False), md.code(row.source, in_table=False)
+        text = f"- {row.status.badge} #{i} {name} ({source}): "
         text += "; ".join(parts) + "."
         if row.advice.flags:
             text += f" Try {md.code(row.advice.flags, in_table=False)}."
@@ -352,7 +354,7 @@ def chart(rows: Sequence[RunSummary]) -> list[str]:
     high = HEALTHY_RANGE[1]
     block = xychart(
         title="Final spread per run",
-        x_title="run (# in the table)",
+        x_title="run, numbered as in the table",
         x=[i for i, _ in judged],
         y_title="spread",
         y_range=(1.0, top),

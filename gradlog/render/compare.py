@@ -150,9 +150,11 @@ def format_markdown(comparison: Comparison, levels: Sequence[FailOn] = ()) -> st
             parts.append(f"collapse from {head.first_collapse}")
         if head.advice.flags:
             parts.append(f"try {md.code(head.advice.flags, in_table=False)}")
-        details.append(f"- {head.status.badge} {md.code(p.name)}: " + "; ".join(parts) + ".")
+        name = md.code(p.name, in_table=False)
+        details.append(f"- {head.status.badge} {name}: " + "; ".join(parts) + ".")
     for row in comparison.errors:
-        details.append(f"- {row.status.badge} {md.code(row.source)}: {md.escape(row.error or '')}")
+        source = md.code(row.source, in_table=False)
+        details.append(f"- {row.status.badge} {source}: {md.escape(row.error or '')}")
     if details:
         lines += ["", "### Details", "", *details]
     return "\n".join(lines) + "\n"

@@ -10,7 +10,7 @@ or a pipe (no width) gets every column. The output boundary neutralises the cell
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from rich import box
