@@ -7,8 +7,8 @@ partial lines. ``fsync=True`` also survives power loss, at the cost of a disk fl
 
 Parquet cannot be appended to: its footer is written last, so a file cut short is unreadable.
 The Parquet writer therefore keeps a JSON Lines journal beside the file (``RUN.parquet.journal``)
-that receives every record as above, and rewrites the Parquet file atomically (a temporary file
-renamed over it) at most every ``snapshot_seconds`` and at close, after which the journal is
+that receives every record as above, and rewrites the Parquet file atomically (a private temporary
+file renamed over it) at most every ``snapshot_seconds`` and at close, after which the journal is
 removed. A crash leaves a valid Parquet file with the records up to its last snapshot, plus the
 journal with every record; the readers use the journal when it holds more.
 
@@ -20,6 +20,9 @@ with SIGKILL (or by the OOM killer, or a power loss) loses the records still in 
 most ``buffer_records`` of them and, while training keeps logging, at most ``flush_seconds``
 worth; an exception that unwinds through the recorder's ``with`` block loses nothing. Lines are
 never cut by buffering: a flush writes whole lines only.
+
+A write that fails (disk full, no permission) raises one :class:`~gradlog.errors.GradlogError`
+naming the file and the cause, and says how many records it could not write.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from gradlog.errors import GradlogError, RecorderConfigError
+from gradlog.files import write_error, write_parquet
 from gradlog.schema import Record, encode_float
 
 JOURNAL_SUFFIX = ".journal"
@@ -97,12 +101,19 @@ class JsonlWriter:
         self._flush_seconds = flush_seconds
         self._pending: list[bytes] = []
         self._pending_since = 0.0
-        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            self._fd: int | None = os.open(
+                self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644
+            )
+        except OSError as exc:
+            raise RecorderConfigError(write_error(self.path, exc, "cannot open")) from None
+        # A crash cut the last line short: our first write ends it, so that our records start a
+        # line of their own (readers skip the cut line with a note rather than refuse the log).
+        self._cut = not _ends_with_newline(self.path)
         self.records_written = 0
-        if not _ends_with_newline(self.path):
-            # A crash cut the last line short: end it, so that our first record starts a line
-            # of its own (readers skip the cut line with a note rather than refuse the log).
-            os.write(self._fd, b"\n")
+        # Where the file ends, as far as this writer knows: exact while no other process
+        # appends (the Parquet writer's journal, which its lock keeps to one writer).
+        self.end = os.fstat(self._fd).st_size
         self._pid = os.getpid()
         if buffer_records:
             _BUFFERED.add(self)  # drained at interpreter exit if never closed
@@ -117,7 +128,7 @@ class JsonlWriter:
             raise ValueError(f"{self.path}: writer is closed")
         data = dumps(record)
         if not self._buffer_records:
-            self._write_bytes(data)
+            self._write_bytes(data, 1)
             self.records_written += 1
             return
         self.records_written += 1
@@ -133,29 +144,50 @@ class JsonlWriter:
     def _drain(self) -> None:
         if self._pending and self._fd is not None:
             data = b"".join(self._pending)
+            count = len(self._pending)
             self._pending.clear()
-            self._write_bytes(data)
+            try:
+                self._write_bytes(data, count)
+            except GradlogError:
+                self.records_written -= count  # counted when buffered, and now lost (said so)
+                raise
 
-    def _write_bytes(self, data: bytes) -> None:
+    def _write_bytes(self, data: bytes, count: int) -> None:
+        if self._cut:
+            data = b"\n" + data
         view = memoryview(data)
-        while view:  # a regular file takes the whole data at once; loop only for odd filesystems
-            written = os.write(self._fd, view)
-            view = view[written:]
+        try:
+            while view:  # a regular file takes it all at once unless the disk fills up
+                written = os.write(self._fd, view)
+                view = view[written:]
+                self.end += written
+                self._cut = bool(view) or data[-1:] != b"\n"
+        except OSError as exc:
+            lost = f"{count} record{'s' if count > 1 else ''} not written"
+            raise GradlogError(write_error(self.path, exc) + f"; {lost}") from exc
         if self._fsync:
+            self._sync()
+
+    def _sync(self) -> None:
+        try:
             os.fsync(self._fd)
+        except OSError as exc:
+            raise GradlogError(write_error(self.path, exc, "cannot flush to disk")) from exc
 
     def flush(self) -> None:
         """Write out the buffer and flush the file to disk."""
         if self._fd is not None:
             self._drain()
-            os.fsync(self._fd)
+            self._sync()
 
     def close(self) -> None:
         if self._fd is not None:
-            self._drain()
-            os.close(self._fd)
-            self._fd = None
-            _BUFFERED.discard(self)
+            try:
+                self._drain()
+            finally:
+                os.close(self._fd)
+                self._fd = None
+                _BUFFERED.discard(self)
 
 
 def _check_buffer(buffer_records: int, flush_seconds: float) -> None:
@@ -258,7 +290,7 @@ class ParquetWriter:
                 f"{self.path}: exists but is not a readable gradlog log ({exc}); "
                 "choose another path"
             ) from exc
-        _write_parquet_atomically(previous, self.path, fsync=self._fsync)
+        write_parquet(previous, self.path, fsync=self._fsync)
         journal_path(self.path).unlink(missing_ok=True)
         return previous
 
@@ -286,7 +318,7 @@ class ParquetWriter:
             frame = pl.concat([self._frame, frame], how="vertical", rechunk=False)
             if frame.n_chunks() > 32:  # a chunk per snapshot would pile up over a long run
                 frame = frame.rechunk()
-        _write_parquet_atomically(frame, self.path, fsync=self._fsync)
+        write_parquet(frame, self.path, fsync=self._fsync)
         self._frame = frame
         self._records = []
         self._last_snapshot = time.monotonic()
@@ -299,16 +331,6 @@ class ParquetWriter:
         self._journal.close()
         self._journal.path.unlink(missing_ok=True)
         self._journal = None
-
-
-def _write_parquet_atomically(frame, path: Path, *, fsync: bool) -> None:
-    """Write a temporary file and rename it over ``path``: readers see the old or the new file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    frame.write_parquet(tmp)
-    if fsync:
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def check_log_path(path: str | os.PathLike[str]) -> str:
