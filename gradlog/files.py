@@ -103,3 +103,23 @@ def _fsync_directory(directory: Path) -> None:
         pass  # some filesystems refuse to sync a directory; the rename itself is done
     finally:
         os.close(fd)
+
+
+def has_whole_line(path: str | os.PathLike[str], start: int = 0) -> bool:
+    """Whether ``path`` holds, from byte ``start``, a line that is not blank and has its newline:
+    a journal without one holds no record (created, or cut by a power loss, before its first)."""
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed by the with below
+    except FileNotFoundError:
+        return False
+    with fh:
+        fh.seek(start)
+        content = False  # the line being read has something besides blanks
+        while chunk := fh.read(1 << 16):
+            *ended, rest = chunk.split(b"\n")
+            for piece in ended:
+                if content or piece.strip(b" \t\r"):
+                    return True
+                content = False
+            content = content or bool(rest.strip(b" \t\r"))
+    return False

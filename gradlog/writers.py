@@ -2,24 +2,26 @@
 
 JSON Lines: each record is one ``os.write`` of a whole line to a file opened with O_APPEND,
 so a record is in the operating system's hands the moment it is written (a killed process
-loses nothing already logged), and two writers appending to one file never interleave
+loses nothing already logged), and several writers appending to one file never interleave
 partial lines. ``fsync=True`` also survives power loss, at the cost of a disk flush per record.
 
 Parquet cannot be appended to: its footer is written last, so a file cut short is unreadable.
 The Parquet writer therefore keeps a JSON Lines journal beside the file (``RUN.parquet.journal``)
-that receives every record as above, and rewrites the Parquet file atomically (a private temporary
-file renamed over it) at most every ``snapshot_seconds`` and at close, after which the journal is
-removed. A crash leaves a valid Parquet file with the records up to its last snapshot, plus the
-journal with every record; the readers use the journal when it holds more.
+that receives every record as above, and rewrites the Parquet file atomically (a private
+temporary file renamed over it) at most every ``snapshot_seconds``, on ``flush()`` and at close,
+after which the journal is removed. Each snapshot says in its file metadata how many bytes of the
+journal it holds (:data:`JOURNAL_BYTES_KEY`), and the journal is written out before the snapshot,
+so the readers add exactly the journal's records past that point: never a record twice, never a
+partial journal in place of a fuller snapshot.
 
 Buffering (``buffer_records > 0``, the recorder's default for step cadences): records are kept in
 memory and written together, still as one ``os.write`` of whole lines, when the buffer holds
 ``buffer_records`` records, when a write finds the oldest buffered record ``flush_seconds`` old,
-on ``flush()``, on ``close()``, and when the interpreter exits. The trade-off: a process killed
-with SIGKILL (or by the OOM killer, or a power loss) loses the records still in the buffer, at
-most ``buffer_records`` of them and, while training keeps logging, at most ``flush_seconds``
-worth; an exception that unwinds through the recorder's ``with`` block loses nothing. Lines are
-never cut by buffering: a flush writes whole lines only.
+on ``flush()``, on ``close()``, on a Parquet snapshot, and when the interpreter exits. The
+trade-off: a process killed with SIGKILL (or by the OOM killer, or a power loss) loses the records
+still in the buffer, at most ``buffer_records`` of them and, while training keeps logging, at most
+``flush_seconds`` worth; an exception that unwinds through the recorder's ``with`` block loses
+nothing. Lines are never cut by buffering: a flush writes whole lines only.
 
 A write that fails (disk full, no permission) raises one :class:`~gradlog.errors.GradlogError`
 naming the file and the cause, and says how many records it could not write.
@@ -36,10 +38,12 @@ from pathlib import Path
 from typing import Any
 
 from gradlog.errors import GradlogError, RecorderConfigError
-from gradlog.files import write_error, write_parquet
+from gradlog.files import has_whole_line, write_error, write_parquet
 from gradlog.schema import Record, encode_float
 
 JOURNAL_SUFFIX = ".journal"
+# Parquet file metadata: how many leading bytes of the journal the snapshot already holds.
+JOURNAL_BYTES_KEY = "gradlog.journal_bytes"
 
 
 def _ends_with_newline(path: Path) -> bool:
@@ -254,6 +258,7 @@ class ParquetWriter:
         self.path = Path(path)
         if self.path.is_dir():
             raise RecorderConfigError(f"{self.path}: is a directory, expected a log file path")
+        _check_buffer(buffer_records, flush_seconds)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._to_frame = records_to_frame
         self._fsync = fsync
@@ -261,28 +266,34 @@ class ParquetWriter:
         # Everything snapshotted so far, as a frame; only the records since are kept as dicts.
         # Converting just those keeps a snapshot's cost to one write of the file, not a
         # conversion of the whole run each time (seconds per snapshot at 100,000 records).
-        self._frame = None
-        if self.path.exists() or journal_path(self.path).exists():
-            self._frame = self._recover()
-        self._records: list[Record] = []
+        self._frame = self._recover()
         self._journal: JsonlWriter | None = JsonlWriter(
             journal_path(self.path),
             fsync=fsync,
             buffer_records=buffer_records,
             flush_seconds=flush_seconds,
         )
+        self._records: list[Record] = []
         self._last_snapshot = time.monotonic()
         self._dirty = False
         self.records_written = 0
 
-    def _recover(self):
-        """The rows already logged at this path, an interrupted run's journal included.
+    @property
+    def pending(self) -> int:
+        """Records accepted but neither in the journal nor in a snapshot yet (buffered mode)."""
+        return self._journal.pending if self._journal is not None else 0
 
-        They are written out as one complete snapshot before the old journal is removed, so
-        that a second crash cannot lose them either.
-        """
+    def _recover(self):
+        """The rows already logged at this path, an interrupted run's journal included, written
+        out as one snapshot that covers none of the journal (this writer starts a new one)."""
         from gradlog.readers import read_log
 
+        journal = journal_path(self.path)
+        if not self.path.exists():
+            if not has_whole_line(journal):
+                # killed before its first record reached the journal: nothing to keep
+                journal.unlink(missing_ok=True)
+                return None
         try:
             previous = read_log(self.path).frame
         except GradlogError as exc:
@@ -290,9 +301,17 @@ class ParquetWriter:
                 f"{self.path}: exists but is not a readable gradlog log ({exc}); "
                 "choose another path"
             ) from exc
-        write_parquet(previous, self.path, fsync=self._fsync)
-        journal_path(self.path).unlink(missing_ok=True)
+        if journal.exists():
+            # First a snapshot that covers the whole old journal, so that a crash before the
+            # journal is gone cannot read its records twice; then one that covers none of it.
+            self._write(previous, journal.stat().st_size)
+            journal.unlink()
+        self._write(previous, 0)
         return previous
+
+    def _write(self, frame, journal_bytes: int) -> None:
+        metadata = {JOURNAL_BYTES_KEY: str(journal_bytes)}
+        write_parquet(frame, self.path, fsync=self._fsync, metadata=metadata)
 
     def write(self, record: Record) -> None:
         if self._journal is None:
@@ -309,6 +328,11 @@ class ParquetWriter:
 
     def snapshot(self) -> None:
         """Rewrite the Parquet file atomically with every record so far."""
+        if self._journal is None:
+            return
+        # The journal first: it then holds every record of the snapshot, which says where it
+        # stops in the journal, and a reader adds only the records past that point.
+        self._journal._drain()
         if not self._dirty and self.path.exists():
             return
         import polars as pl
@@ -318,19 +342,27 @@ class ParquetWriter:
             frame = pl.concat([self._frame, frame], how="vertical", rechunk=False)
             if frame.n_chunks() > 32:  # a chunk per snapshot would pile up over a long run
                 frame = frame.rechunk()
-        write_parquet(frame, self.path, fsync=self._fsync)
+        self._write(frame, self._journal.end)
         self._frame = frame
         self._records = []
         self._last_snapshot = time.monotonic()
         self._dirty = False
 
     def close(self) -> None:
-        if self._journal is None:
+        journal = self._journal
+        if journal is None:
             return
-        self.snapshot()
-        self._journal.close()
-        self._journal.path.unlink(missing_ok=True)
+        try:
+            self.snapshot()
+        except BaseException:
+            # The file could not be written (disk full): the journal keeps the records for the
+            # readers.
+            self._journal = None
+            journal.close()
+            raise
         self._journal = None
+        journal.close()
+        journal.path.unlink(missing_ok=True)
 
 
 def check_log_path(path: str | os.PathLike[str]) -> str:
