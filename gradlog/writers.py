@@ -12,7 +12,8 @@ temporary file renamed over it) at most every ``snapshot_seconds``, on ``flush()
 after which the journal is removed. Each snapshot says in its file metadata how many bytes of the
 journal it holds (:data:`JOURNAL_BYTES_KEY`), and the journal is written out before the snapshot,
 so the readers add exactly the journal's records past that point: never a record twice, never a
-partial journal in place of a fuller snapshot.
+partial journal in place of a fuller snapshot. One process at a time writes a Parquet log (an
+``flock`` on ``RUN.parquet.lock``); a second is refused at construction.
 
 Buffering (``buffer_records > 0``, the recorder's default for step cadences): records are kept in
 memory and written together, still as one ``os.write`` of whole lines, when the buffer holds
@@ -39,6 +40,7 @@ from typing import Any
 
 from gradlog.errors import GradlogError, RecorderConfigError
 from gradlog.files import has_whole_line, write_error, write_parquet
+from gradlog.lock import WriterLock
 from gradlog.schema import Record, encode_float
 
 JOURNAL_SUFFIX = ".journal"
@@ -263,16 +265,21 @@ class ParquetWriter:
         self._to_frame = records_to_frame
         self._fsync = fsync
         self._snapshot_seconds = snapshot_seconds
-        # Everything snapshotted so far, as a frame; only the records since are kept as dicts.
-        # Converting just those keeps a snapshot's cost to one write of the file, not a
-        # conversion of the whole run each time (seconds per snapshot at 100,000 records).
-        self._frame = self._recover()
-        self._journal: JsonlWriter | None = JsonlWriter(
-            journal_path(self.path),
-            fsync=fsync,
-            buffer_records=buffer_records,
-            flush_seconds=flush_seconds,
-        )
+        self._lock = WriterLock(self.path)  # before anything is read or rewritten
+        try:
+            # Everything snapshotted so far, as a frame; only the records since are kept as
+            # dicts. Converting just those keeps a snapshot's cost to one write of the file, not
+            # a conversion of the whole run each time (seconds per snapshot at 100,000 records).
+            self._frame = self._recover()
+            self._journal: JsonlWriter | None = JsonlWriter(
+                journal_path(self.path),
+                fsync=fsync,
+                buffer_records=buffer_records,
+                flush_seconds=flush_seconds,
+            )
+        except BaseException:
+            self._lock.release()
+            raise
         self._records: list[Record] = []
         self._last_snapshot = time.monotonic()
         self._dirty = False
@@ -356,13 +363,17 @@ class ParquetWriter:
             self.snapshot()
         except BaseException:
             # The file could not be written (disk full): the journal keeps the records for the
-            # readers.
+            # readers, and the log is left free for the next writer.
             self._journal = None
-            journal.close()
+            try:
+                journal.close()
+            finally:
+                self._lock.release()
             raise
         self._journal = None
         journal.close()
         journal.path.unlink(missing_ok=True)
+        self._lock.release()
 
 
 def check_log_path(path: str | os.PathLike[str]) -> str:
