@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from gradlog.errors import GradlogError
+from gradlog.files import replacing, write_parquet
 from gradlog.readers import LoadedLog
 from gradlog.writers import dumps
 
@@ -19,19 +20,20 @@ def convert_log(log: LoadedLog, output: str | os.PathLike[str], *, overwrite: bo
         raise GradlogError(f"{out}: is a directory, expected an output file")
     if out.exists() and not overwrite:
         raise GradlogError(f"{out}: exists (use --force to overwrite)")
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     if name.endswith(".parquet"):
-        log.frame.write_parquet(tmp)
+        write_parquet(log.frame, out)
     elif name.endswith((".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz")):
-        opener = gzip.open if name.endswith(".gz") else open
-        with opener(tmp, "wb") as fh:
+        # never a half-written output under the real name: a temporary file, renamed at the end
+        with replacing(out) as raw:
+            fh = gzip.GzipFile(fileobj=raw, mode="wb") if name.endswith(".gz") else raw
             for row in log.frame.iter_rows(named=True):
                 fh.write(dumps(_compact(row)))
+            if fh is not raw:
+                fh.close()  # the gzip trailer; the raw file is the block's to close
     else:
         raise GradlogError(
             f"{out}: unknown format; use a name ending in .parquet, .jsonl or .jsonl.gz"
         )
-    os.replace(tmp, out)  # never leave a half-written output under the real name
     return log.frame.height
 
 

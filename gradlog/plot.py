@@ -19,6 +19,7 @@ from pathlib import Path
 
 from gradlog import classify
 from gradlog.errors import GradlogError
+from gradlog.files import replacing
 from gradlog.model import RunReport
 from gradlog.output import for_terminal
 
@@ -229,7 +230,6 @@ def save(fig, output: str | os.PathLike[str]) -> None:
     """Write the figure; the format follows the file name (.png, .svg or .html)."""
     fmt = output_format(output)
     out = Path(output)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     if fmt == "html":
         buffer = io.StringIO()
         fig.savefig(buffer, format="svg")
@@ -240,10 +240,13 @@ def save(fig, output: str | os.PathLike[str]) -> None:
             + buffer.getvalue()
             + "\n</body></html>\n"
         )
-        tmp.write_text(page, encoding="utf-8")
+        data = page.encode("utf-8")
     else:
-        fig.savefig(tmp, format=fmt, dpi=100)
-    os.replace(tmp, out)
+        image = io.BytesIO()
+        fig.savefig(image, format=fmt, dpi=100)
+        data = image.getvalue()
+    with replacing(out) as fh:
+        fh.write(data)
 
 
 def plot_runs(

@@ -1,7 +1,7 @@
 """Where a rendered report goes besides standard output: a file, or GitHub's job summary.
 
-``--output FILE`` writes the report atomically (a temporary file renamed over FILE), so a
-reader never sees half a report. ``--github`` appends the Markdown to the file named by
+``--output FILE`` writes the report atomically (a private temporary file renamed over FILE,
+gradlog.files.replacing), so a reader never sees half a report. ``--github`` appends the Markdown to the file named by
 ``GITHUB_STEP_SUMMARY``, which GitHub Actions shows on the run's summary page.
 """
 
@@ -11,22 +11,18 @@ import os
 from pathlib import Path
 
 from gradlog.errors import GradlogError
+from gradlog.files import replacing
 
 STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
 
 
 def write_output(text: str, path: str | os.PathLike[str]) -> None:
-    """Write ``text`` to ``path``, replacing it whole."""
+    """Write ``text`` to ``path``, replacing it whole (never through a planted temporary name)."""
     out = Path(path)
     if out.is_dir():
         raise GradlogError(f"{out}: is a directory, expected an output file")
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise GradlogError(f"{out}: cannot write ({exc.strerror})") from exc
+    with replacing(out) as fh:
+        fh.write(text.encode("utf-8"))
 
 
 def append_step_summary(markdown: str, environ: dict | None = None) -> str | None:

@@ -36,6 +36,7 @@ from typing import BinaryIO
 import polars as pl
 
 from gradlog.errors import LogFormatError
+from gradlog.files import has_whole_line
 from gradlog.frames import COLUMNS, storage_schema
 from gradlog.schema import (
     KIND_RUN,
@@ -45,7 +46,7 @@ from gradlog.schema import (
     validate_record,
 )
 from gradlog.validity import record_rules
-from gradlog.writers import journal_path
+from gradlog.writers import JOURNAL_BYTES_KEY, journal_path
 
 PARQUET_MAGIC = b"PAR1"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -87,6 +88,11 @@ def read_log(path: str | os.PathLike[str], *, strict: bool = False) -> LoadedLog
     if not p.exists():
         journal = journal_path(p)
         if journal.exists():
+            if not has_whole_line(journal):
+                raise LogFormatError(
+                    f"no records yet: the recorder has written none to its journal {journal}",
+                    name,
+                )
             notes.note(
                 name,
                 f"not written yet (the recorder did not close); read its journal {journal}",
@@ -870,21 +876,94 @@ def _read_parquet(p: Path, name: str, notes: _Notes) -> LoadedLog:
     try:
         stored = pl.read_parquet(p)
     except Exception as exc:  # noqa: BLE001 - Polars raises several types for a broken file
-        if journal.exists():
+        if has_whole_line(journal):
             notes.note(name, f"unreadable Parquet file; read the recorder's journal {journal}")
             return _read_json_file(journal, str(journal), notes)
         raise LogFormatError(f"not a readable Parquet file ({_first_line(exc)})", name) from None
+    if stored.height == 0 and has_whole_line(journal):  # a snapshot of nothing, and a journal
+        notes.note(name, f"the recorder did not close; read its journal {journal}")
+        return _read_json_file(journal, str(journal), notes)
     frame = _conform_parquet(stored, name)
     log = LoadedLog(name, frame, notes.items)
     log._where = lambda row: f"row {row + 1}"
     if journal.exists():
-        # The recorder did not close: the journal holds its run in full, the file a snapshot.
-        notes.note(name, f"the recorder did not close; read the newest records from {journal}")
-        extra = _read_json_file(journal, str(journal), notes).frame
-        runs = extra.get_column("run").unique()
-        frame = pl.concat([frame.filter(~pl.col("run").is_in(runs.implode())), extra])
-        log = LoadedLog(name, frame, notes.items)  # rows now span two files: no places
+        extra = _journal_records(p, frame, journal, name, notes)
+        if extra is not None:
+            log = LoadedLog(name, extra, notes.items)  # rows now span two files: no places
     return log
+
+
+# -- a Parquet snapshot and its journal (docs/format.md, "Crash safety") ------------------------
+
+
+def _journal_records(
+    p: Path, frame: pl.DataFrame, journal: Path, name: str, notes: _Notes
+) -> pl.DataFrame | None:
+    """The snapshot ``frame`` with the journal's records that it does not hold, or None when
+    the journal adds nothing. Never a record twice, never a partial journal over the snapshot."""
+    covered = _journal_bytes_covered(p)
+    if covered is None:
+        return _merge_by_run(frame, journal, name, notes)
+    try:
+        with open(journal, "rb") as fh:
+            prefix = _count_lines(fh, covered) if covered else 0
+            fh.seek(covered)
+            tail = fh.read()
+    except OSError as exc:
+        raise LogFormatError(f"cannot read: {exc.strerror}", str(journal)) from exc
+    whole = tail[: tail.rfind(b"\n") + 1]
+    if not whole.strip(JSON_BLANK):
+        cut = tail[len(whole) :]
+        if cut.strip(JSON_BLANK):  # a power loss cut the only record past the snapshot
+            line = prefix + whole.count(b"\n") + 1
+            notes.skip(str(journal), line, f"a partly written last line ({len(cut)} bytes)")
+        notes.note(
+            name,
+            f"the recorder did not close; its journal {journal} holds nothing newer than the file",
+        )
+        return None
+    # Blank lines in place of the records the snapshot holds: the reader skips them, and the
+    # line numbers of its notes stay those of the journal.
+    extra = _read_json_data(b"\n" * prefix + tail, str(journal), notes).frame
+    notes.note(
+        name,
+        f"the recorder did not close; read the newest {extra.height} "
+        f"record{'s' * (extra.height != 1)} from {journal}",
+    )
+    return pl.concat([frame, extra], how="vertical")
+
+
+def _journal_bytes_covered(p: Path) -> int | None:
+    """How many leading bytes of its journal the snapshot ``p`` holds; None if it does not say
+    (written by gradlog before snapshots said so)."""
+    try:
+        value = pl.read_parquet_metadata(p).get(JOURNAL_BYTES_KEY)
+        return int(value) if value is not None and int(value) >= 0 else None
+    except Exception:  # noqa: BLE001 - an unreadable or foreign value: read as an old snapshot
+        return None
+
+
+def _merge_by_run(
+    frame: pl.DataFrame, journal: Path, name: str, notes: _Notes
+) -> pl.DataFrame | None:
+    """An old snapshot, which does not say how much of the journal it holds: each run is taken
+    from whichever of the two holds more of its records."""
+    if not has_whole_line(journal):
+        notes.note(name, f"the recorder did not close; its journal {journal} holds no record")
+        return None
+    extra = _read_json_file(journal, str(journal), notes).frame
+    in_file = frame.group_by("run").len()
+    in_journal = extra.group_by("run").len()
+    fuller = (
+        in_journal.join(in_file, on="run", how="left", suffix="_file")
+        .filter(pl.col("len") >= pl.col("len_file").fill_null(0))
+        .get_column("run")
+        .implode()
+    )
+    notes.note(name, f"the recorder did not close; read the newest records from {journal}")
+    return pl.concat(
+        [frame.filter(~pl.col("run").is_in(fuller)), extra.filter(pl.col("run").is_in(fuller))]
+    )
 
 
 def _conform_parquet(stored: pl.DataFrame, name: str) -> pl.DataFrame:

@@ -420,6 +420,15 @@ class GradientRecorder:
             raise KeyError(
                 f"losses must hold exactly the tasks {self.tasks}: missing {missing}, unknown {extra}"
             )
+        for task in self.tasks:
+            loss = losses[task]
+            if not isinstance(loss, torch.Tensor):
+                # A float has no graph to differentiate: the usual slip is loss.item()
+                raise TypeError(
+                    f"losses[{task!r}] must be the task's loss as a torch.Tensor (with its "
+                    f"graph, as returned by the loss function), got {type(loss).__name__} "
+                    f"{loss!r:.40}"
+                )
 
     def _take_shared(self, tensor: torch.Tensor | None) -> torch.Tensor:
         calls = self._shared_calls

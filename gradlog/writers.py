@@ -2,24 +2,30 @@
 
 JSON Lines: each record is one ``os.write`` of a whole line to a file opened with O_APPEND,
 so a record is in the operating system's hands the moment it is written (a killed process
-loses nothing already logged), and two writers appending to one file never interleave
+loses nothing already logged), and several writers appending to one file never interleave
 partial lines. ``fsync=True`` also survives power loss, at the cost of a disk flush per record.
 
 Parquet cannot be appended to: its footer is written last, so a file cut short is unreadable.
 The Parquet writer therefore keeps a JSON Lines journal beside the file (``RUN.parquet.journal``)
-that receives every record as above, and rewrites the Parquet file atomically (a temporary file
-renamed over it) at most every ``snapshot_seconds`` and at close, after which the journal is
-removed. A crash leaves a valid Parquet file with the records up to its last snapshot, plus the
-journal with every record; the readers use the journal when it holds more.
+that receives every record as above, and rewrites the Parquet file atomically (a private
+temporary file renamed over it) at most every ``snapshot_seconds``, on ``flush()`` and at close,
+after which the journal is removed. Each snapshot says in its file metadata how many bytes of the
+journal it holds (:data:`JOURNAL_BYTES_KEY`), and the journal is written out before the snapshot,
+so the readers add exactly the journal's records past that point: never a record twice, never a
+partial journal in place of a fuller snapshot. One process at a time writes a Parquet log (an
+``flock`` on ``RUN.parquet.lock``); a second is refused at construction.
 
 Buffering (``buffer_records > 0``, the recorder's default for step cadences): records are kept in
 memory and written together, still as one ``os.write`` of whole lines, when the buffer holds
 ``buffer_records`` records, when a write finds the oldest buffered record ``flush_seconds`` old,
-on ``flush()``, on ``close()``, and when the interpreter exits. The trade-off: a process killed
-with SIGKILL (or by the OOM killer, or a power loss) loses the records still in the buffer, at
-most ``buffer_records`` of them and, while training keeps logging, at most ``flush_seconds``
-worth; an exception that unwinds through the recorder's ``with`` block loses nothing. Lines are
-never cut by buffering: a flush writes whole lines only.
+on ``flush()``, on ``close()``, on a Parquet snapshot, and when the interpreter exits. The
+trade-off: a process killed with SIGKILL (or by the OOM killer, or a power loss) loses the records
+still in the buffer, at most ``buffer_records`` of them and, while training keeps logging, at most
+``flush_seconds`` worth; an exception that unwinds through the recorder's ``with`` block loses
+nothing. Lines are never cut by buffering: a flush writes whole lines only.
+
+A write that fails (disk full, no permission) raises one :class:`~gradlog.errors.GradlogError`
+naming the file and the cause, and says how many records it could not write.
 """
 
 from __future__ import annotations
@@ -33,9 +39,13 @@ from pathlib import Path
 from typing import Any
 
 from gradlog.errors import GradlogError, RecorderConfigError
+from gradlog.files import has_whole_line, write_error, write_parquet
+from gradlog.lock import WriterLock
 from gradlog.schema import Record, encode_float
 
 JOURNAL_SUFFIX = ".journal"
+# Parquet file metadata: how many leading bytes of the journal the snapshot already holds.
+JOURNAL_BYTES_KEY = "gradlog.journal_bytes"
 
 
 def _ends_with_newline(path: Path) -> bool:
@@ -97,12 +107,19 @@ class JsonlWriter:
         self._flush_seconds = flush_seconds
         self._pending: list[bytes] = []
         self._pending_since = 0.0
-        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            self._fd: int | None = os.open(
+                self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644
+            )
+        except OSError as exc:
+            raise RecorderConfigError(write_error(self.path, exc, "cannot open")) from None
+        # A crash cut the last line short: our first write ends it, so that our records start a
+        # line of their own (readers skip the cut line with a note rather than refuse the log).
+        self._cut = not _ends_with_newline(self.path)
         self.records_written = 0
-        if not _ends_with_newline(self.path):
-            # A crash cut the last line short: end it, so that our first record starts a line
-            # of its own (readers skip the cut line with a note rather than refuse the log).
-            os.write(self._fd, b"\n")
+        # Where the file ends, as far as this writer knows: exact while no other process
+        # appends (the Parquet writer's journal, which its lock keeps to one writer).
+        self.end = os.fstat(self._fd).st_size
         self._pid = os.getpid()
         if buffer_records:
             _BUFFERED.add(self)  # drained at interpreter exit if never closed
@@ -117,7 +134,7 @@ class JsonlWriter:
             raise ValueError(f"{self.path}: writer is closed")
         data = dumps(record)
         if not self._buffer_records:
-            self._write_bytes(data)
+            self._write_bytes(data, 1)
             self.records_written += 1
             return
         self.records_written += 1
@@ -133,29 +150,50 @@ class JsonlWriter:
     def _drain(self) -> None:
         if self._pending and self._fd is not None:
             data = b"".join(self._pending)
+            count = len(self._pending)
             self._pending.clear()
-            self._write_bytes(data)
+            try:
+                self._write_bytes(data, count)
+            except GradlogError:
+                self.records_written -= count  # counted when buffered, and now lost (said so)
+                raise
 
-    def _write_bytes(self, data: bytes) -> None:
+    def _write_bytes(self, data: bytes, count: int) -> None:
+        if self._cut:
+            data = b"\n" + data
         view = memoryview(data)
-        while view:  # a regular file takes the whole data at once; loop only for odd filesystems
-            written = os.write(self._fd, view)
-            view = view[written:]
+        try:
+            while view:  # a regular file takes it all at once unless the disk fills up
+                written = os.write(self._fd, view)
+                view = view[written:]
+                self.end += written
+                self._cut = bool(view) or data[-1:] != b"\n"
+        except OSError as exc:
+            lost = f"{count} record{'s' if count > 1 else ''} not written"
+            raise GradlogError(write_error(self.path, exc) + f"; {lost}") from exc
         if self._fsync:
+            self._sync()
+
+    def _sync(self) -> None:
+        try:
             os.fsync(self._fd)
+        except OSError as exc:
+            raise GradlogError(write_error(self.path, exc, "cannot flush to disk")) from exc
 
     def flush(self) -> None:
         """Write out the buffer and flush the file to disk."""
         if self._fd is not None:
             self._drain()
-            os.fsync(self._fd)
+            self._sync()
 
     def close(self) -> None:
         if self._fd is not None:
-            self._drain()
-            os.close(self._fd)
-            self._fd = None
-            _BUFFERED.discard(self)
+            try:
+                self._drain()
+            finally:
+                os.close(self._fd)
+                self._fd = None
+                _BUFFERED.discard(self)
 
 
 def _check_buffer(buffer_records: int, flush_seconds: float) -> None:
@@ -222,35 +260,47 @@ class ParquetWriter:
         self.path = Path(path)
         if self.path.is_dir():
             raise RecorderConfigError(f"{self.path}: is a directory, expected a log file path")
+        _check_buffer(buffer_records, flush_seconds)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._to_frame = records_to_frame
         self._fsync = fsync
         self._snapshot_seconds = snapshot_seconds
-        # Everything snapshotted so far, as a frame; only the records since are kept as dicts.
-        # Converting just those keeps a snapshot's cost to one write of the file, not a
-        # conversion of the whole run each time (seconds per snapshot at 100,000 records).
-        self._frame = None
-        if self.path.exists() or journal_path(self.path).exists():
+        self._lock = WriterLock(self.path)  # before anything is read or rewritten
+        try:
+            # Everything snapshotted so far, as a frame; only the records since are kept as
+            # dicts. Converting just those keeps a snapshot's cost to one write of the file, not
+            # a conversion of the whole run each time (seconds per snapshot at 100,000 records).
             self._frame = self._recover()
+            self._journal: JsonlWriter | None = JsonlWriter(
+                journal_path(self.path),
+                fsync=fsync,
+                buffer_records=buffer_records,
+                flush_seconds=flush_seconds,
+            )
+        except BaseException:
+            self._lock.release()
+            raise
         self._records: list[Record] = []
-        self._journal: JsonlWriter | None = JsonlWriter(
-            journal_path(self.path),
-            fsync=fsync,
-            buffer_records=buffer_records,
-            flush_seconds=flush_seconds,
-        )
         self._last_snapshot = time.monotonic()
         self._dirty = False
         self.records_written = 0
 
-    def _recover(self):
-        """The rows already logged at this path, an interrupted run's journal included.
+    @property
+    def pending(self) -> int:
+        """Records accepted but neither in the journal nor in a snapshot yet (buffered mode)."""
+        return self._journal.pending if self._journal is not None else 0
 
-        They are written out as one complete snapshot before the old journal is removed, so
-        that a second crash cannot lose them either.
-        """
+    def _recover(self):
+        """The rows already logged at this path, an interrupted run's journal included, written
+        out as one snapshot that covers none of the journal (this writer starts a new one)."""
         from gradlog.readers import read_log
 
+        journal = journal_path(self.path)
+        if not self.path.exists():
+            if not has_whole_line(journal):
+                # killed before its first record reached the journal: nothing to keep
+                journal.unlink(missing_ok=True)
+                return None
         try:
             previous = read_log(self.path).frame
         except GradlogError as exc:
@@ -258,9 +308,17 @@ class ParquetWriter:
                 f"{self.path}: exists but is not a readable gradlog log ({exc}); "
                 "choose another path"
             ) from exc
-        _write_parquet_atomically(previous, self.path, fsync=self._fsync)
-        journal_path(self.path).unlink(missing_ok=True)
+        if journal.exists():
+            # First a snapshot that covers the whole old journal, so that a crash before the
+            # journal is gone cannot read its records twice; then one that covers none of it.
+            self._write(previous, journal.stat().st_size)
+            journal.unlink()
+        self._write(previous, 0)
         return previous
+
+    def _write(self, frame, journal_bytes: int) -> None:
+        metadata = {JOURNAL_BYTES_KEY: str(journal_bytes)}
+        write_parquet(frame, self.path, fsync=self._fsync, metadata=metadata)
 
     def write(self, record: Record) -> None:
         if self._journal is None:
@@ -277,6 +335,11 @@ class ParquetWriter:
 
     def snapshot(self) -> None:
         """Rewrite the Parquet file atomically with every record so far."""
+        if self._journal is None:
+            return
+        # The journal first: it then holds every record of the snapshot, which says where it
+        # stops in the journal, and a reader adds only the records past that point.
+        self._journal._drain()
         if not self._dirty and self.path.exists():
             return
         import polars as pl
@@ -286,29 +349,31 @@ class ParquetWriter:
             frame = pl.concat([self._frame, frame], how="vertical", rechunk=False)
             if frame.n_chunks() > 32:  # a chunk per snapshot would pile up over a long run
                 frame = frame.rechunk()
-        _write_parquet_atomically(frame, self.path, fsync=self._fsync)
+        self._write(frame, self._journal.end)
         self._frame = frame
         self._records = []
         self._last_snapshot = time.monotonic()
         self._dirty = False
 
     def close(self) -> None:
-        if self._journal is None:
+        journal = self._journal
+        if journal is None:
             return
-        self.snapshot()
-        self._journal.close()
-        self._journal.path.unlink(missing_ok=True)
+        try:
+            self.snapshot()
+        except BaseException:
+            # The file could not be written (disk full): the journal keeps the records for the
+            # readers, and the log is left free for the next writer.
+            self._journal = None
+            try:
+                journal.close()
+            finally:
+                self._lock.release()
+            raise
         self._journal = None
-
-
-def _write_parquet_atomically(frame, path: Path, *, fsync: bool) -> None:
-    """Write a temporary file and rename it over ``path``: readers see the old or the new file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    frame.write_parquet(tmp)
-    if fsync:
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-    os.replace(tmp, path)
+        journal.close()
+        journal.path.unlink(missing_ok=True)
+        self._lock.release()
 
 
 def check_log_path(path: str | os.PathLike[str]) -> str:

@@ -383,6 +383,23 @@ def test_losses_must_match_the_tasks(tmp_path: Path) -> None:
             rec.backward({**scalar_losses(model, 1.0, 1.0), "extra": model.w.sum()}, epoch=1)
 
 
+@pytest.mark.parametrize("plain", [0.5, 2])
+def test_a_loss_that_is_not_a_tensor_is_named(tmp_path: Path, plain: float) -> None:
+    model = Scalar()
+    path = tmp_path / "run.jsonl"
+    with GradientRecorder(model, TASKS, path, log_every=1, balance_every=1) as rec:
+        losses = {"pointer": model.w.sum(), "type": plain}  # loss.item() by mistake
+        expected = r"losses\['type'\] must be the task's loss as a torch.Tensor .* got "
+        with pytest.raises(TypeError, match=expected + type(plain).__name__):
+            rec.backward(losses, epoch=1)
+        with pytest.raises(TypeError, match=expected):
+            rec.before_backward(losses, epoch=1)
+        with pytest.raises(TypeError, match=expected):
+            rec.record(losses, epoch=1)
+        record_epochs(rec, model, [1])  # the recorder is unharmed
+    assert read_log(path).frame.height == 2
+
+
 def test_closed_recorder_refuses(tmp_path: Path) -> None:
     model = Scalar()
     rec = GradientRecorder(model, TASKS, tmp_path / "run.jsonl")

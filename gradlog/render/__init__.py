@@ -1,1 +1,2 @@
-"""Renderers: a :class:`~gradlog.summary.Report` in, a string (or styled lines) out."""
+"""Renderers: result objects (:mod:`gradlog.model`) in, data out (lines, tables, documents);
+:mod:`gradlog.output` writes them."""
