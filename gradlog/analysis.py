@@ -7,7 +7,7 @@ import polars as pl
 from gradlog import engine
 from gradlog.engine import Options
 from gradlog.errors import GradlogError, LogFormatError
-from gradlog.model import Report, RunReport, summaries
+from gradlog.model import EventParts, Report, RunReport, summaries
 from gradlog.readers import LoadedLog
 from gradlog.scan import from_frame
 
@@ -53,6 +53,7 @@ def analyse(
         if summary.notes and strict:
             raise LogFormatError(f"{summary.notes[0]}; refused with --strict", log.path)
         notes += summary.notes
+    parts = EventParts(judged.events)
     meta = judged.runs.select(
         "rid", "log_every", "log_every_steps", "started_at", "tags", "by_steps"
     ).iter_rows(named=True)
@@ -67,7 +68,7 @@ def analyse(
             window=options.window,
             min_samples=options.min_samples,
             by_steps=m["by_steps"],
-            all_events=judged.events,
+            parts=parts,
         )
         for s, m in zip(found, meta)
     )

@@ -106,6 +106,24 @@ def error_row(source: str, message: str, run: str | None = None) -> RunSummary:
     return RunSummary(source=source, run=run, status=Status.ERROR, error=message)
 
 
+class EventParts:
+    """Every run's events, split by run once (on first use) and shared by a report's runs:
+    ten thousand runs must not each filter the whole frame."""
+
+    def __init__(self, events: pl.DataFrame) -> None:
+        self.all = events
+        self._parts: dict[int, pl.DataFrame] | None = None
+
+    def of(self, rid: int) -> pl.DataFrame:
+        if self._parts is None:
+            if self.all.height == 0:
+                self._parts = {}
+            else:
+                split = self.all.partition_by("rid", maintain_order=True, as_dict=True)
+                self._parts = {key[0]: frame for key, frame in split.items()}
+        return self._parts.get(rid, self.all.clear())
+
+
 @dataclass(frozen=True)
 class RunReport:
     """One run of a report: its summary, the run record's fields and its events."""
@@ -119,7 +137,7 @@ class RunReport:
     window: int
     min_samples: int
     by_steps: bool  # events are labelled "Step N"
-    all_events: pl.DataFrame = field(repr=False, compare=False)
+    parts: EventParts = field(repr=False, compare=False)
 
     @property
     def run_id(self) -> str:
@@ -136,9 +154,7 @@ class RunReport:
     @cached_property
     def events(self) -> pl.DataFrame:
         """This run's events, in file order (:data:`gradlog.engine` columns)."""
-        if self.all_events.get_column("rid").n_unique() == 1:
-            return self.all_events
-        return self.all_events.filter(pl.col("rid") == self.rid)
+        return self.parts.of(self.rid)
 
     def norms(self, task: str) -> pl.Series:
         """One task's norm per event (null where the event has no sample of it)."""

@@ -46,14 +46,22 @@ EVENT_COLUMNS = (
 )
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 def to_data(value: Any) -> Any:
     """Plain JSON-ready data from result objects (enums by value, floats encoded)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_data(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, enum.Enum):
-        return value.value
+    if value is None or isinstance(value, (str, int)):  # bool is an int
+        return value
     if isinstance(value, float):
         return encode_float(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    names = _FIELDS.get(type(value))
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _FIELDS[type(value)] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
+        return {name: to_data(getattr(value, name)) for name in names}
     if isinstance(value, dict):
         return {str(k): to_data(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -68,10 +76,17 @@ def _column(series: pl.Series) -> list:
     return values
 
 
-def run_data(run: RunReport) -> dict:
-    ev = run.events
-    events = {c: _column(ev.get_column(c)) for c in EVENT_COLUMNS if c in ev.columns}
-    events["norms"] = {t: _column(run.norms(t)) for t in run.tasks}
+def _float(value: float | None) -> float | str | None:
+    return value if value is None or math.isfinite(value) else encode_float(value)
+
+
+def run_data(run: RunReport, events: dict[str, list] | None = None) -> dict:
+    """One run's summary and events; ``events``: its columns as lists, when already made."""
+    if events is None:
+        events = _columns(run.events)
+    samples = [dict(zip(n, v)) if n else {} for n, v in zip(events["names"], events["norms"])]
+    shown = {c: events[c] for c in EVENT_COLUMNS if c in events}
+    shown["norms"] = {t: [_float(s.get(t)) for s in samples] for t in run.tasks}
     return {
         **to_data(run.summary),
         "log_every": run.log_every,
@@ -80,15 +95,34 @@ def run_data(run: RunReport) -> dict:
         "tags": run.tags,
         "window": run.window,
         "min_samples": run.min_samples,
-        "events": events,
+        "events": shown,
     }
 
 
+def _columns(frame: pl.DataFrame) -> dict[str, list]:
+    wanted = [c for c in (*EVENT_COLUMNS, "names", "norms") if c in frame.columns]
+    return {c: _column(frame.get_column(c)) for c in wanted}
+
+
 def report_data(report: Report) -> dict:
+    """The whole report as plain data. Every event column is turned into Python values once,
+    for all runs together, then cut run by run (ten thousand small conversions cost a minute)."""
+    runs = []
+    if report.runs:
+        position = {run.rid: pos for pos, run in enumerate(report.runs)}
+        events = report.events.with_columns(
+            pos=pl.col("rid").replace_strict(position, default=None, return_dtype=pl.Int64)
+        ).sort("pos", "row")
+        columns = _columns(events)
+        start = 0
+        for run in report.runs:
+            end = start + run.summary.n_events
+            runs.append(run_data(run, {c: v[start:end] for c, v in columns.items()}))
+            start = end
     return {
         "gradlog_report": 2,
         "log_schema": SCHEMA_VERSION,
         "path": report.path,
         "notes": list(report.notes),
-        "runs": [run_data(r) for r in report.runs],
+        "runs": runs,
     }

@@ -39,21 +39,29 @@ Line = tuple[str, str]  # text, style
 
 
 def text_blocks(report: Report) -> Iterator[pl.DataFrame]:
-    """The whole report, run by run, as frames of ``line`` and ``style``."""
-    batch: list[tuple[int, RunReport, pl.DataFrame, bool, bool]] = []
-    size = 0
+    """The whole report, run by run, as frames of ``line`` and ``style``: the events of many
+    small runs rendered together, a large run a block of events at a time."""
+    if not report.runs:
+        return
+    position = {run.rid: pos for pos, run in enumerate(report.runs)}
+    events = report.events
+    events = events.with_columns(
+        pos=pl.col("rid").replace_strict(position, default=None, return_dtype=pl.Int64)
+    ).sort("pos", "row")
+    batch: list[tuple[int, RunReport, int, int, bool, bool]] = []
+    size, offset = 0, 0
     for pos, run in enumerate(report.runs):
-        events = run.events
-        for start in range(0, max(events.height, 1), EVENTS_PER_BLOCK):
-            part = events.slice(start, EVENTS_PER_BLOCK)
-            last = start + EVENTS_PER_BLOCK >= events.height
-            batch.append((pos, run, part, start == 0, last))
-            size += part.height
+        n = run.summary.n_events
+        for start in range(0, max(n, 1), EVENTS_PER_BLOCK):
+            length = min(EVENTS_PER_BLOCK, n - start)
+            batch.append((pos, run, offset + start, length, start == 0, start + length >= n))
+            size += length
             if size >= EVENTS_PER_BLOCK:
-                yield _block(report, batch)
+                yield _block(report, batch, events)
                 batch, size = [], 0
+        offset += n
     if batch:
-        yield _block(report, batch)
+        yield _block(report, batch, events)
 
 
 def format_text(report: Report) -> str:
@@ -63,9 +71,11 @@ def format_text(report: Report) -> str:
     )
 
 
-def _block(report: Report, batch: list[tuple[int, RunReport, pl.DataFrame, bool, bool]]):
+def _block(
+    report: Report, batch: list[tuple[int, RunReport, int, int, bool, bool]], events: pl.DataFrame
+) -> pl.DataFrame:
     around: list[tuple[int, int, int, str, str]] = []  # pos, 0 before / 2 after, k, line, style
-    for pos, run, _, first, last in batch:
+    for pos, run, _, _, first, last in batch:
         if first:
             head = _opening(report, run, pos)
             around += [(pos, 0, k, text, style) for k, (text, style) in enumerate(head)]
@@ -85,10 +95,11 @@ def _block(report: Report, batch: list[tuple[int, RunReport, pl.DataFrame, bool,
             orient="row",
         )
     ]
-    parts = [p.with_columns(pos=pl.lit(pos, pl.Int64)) for pos, _, p, _, _ in batch if p.height]
-    if parts:
-        runs = {pos: run for pos, run, _, _, _ in batch}
-        frames.append(_event_lines(pl.concat(parts, how="vertical_relaxed"), runs))
+    start = batch[0][2]
+    length = batch[-1][2] + batch[-1][3] - start
+    if length > 0:  # the batch's events lie together in the sorted frame
+        runs = {pos: run for pos, run, _, _, _, _ in batch}
+        frames.append(_event_lines(events.slice(start, length), runs))
     return (
         pl.concat(frames, how="vertical_relaxed")
         .sort("pos", "part", "k", maintain_order=True)
