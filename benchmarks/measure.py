@@ -61,7 +61,9 @@ def measure(
 
 if __name__ == "__main__":  # a check of the method: a large parent does not inflate the child
     ballast = bytearray(512 * 2**20)
-    ballast[:: 4096] = b"\x01" * len(ballast[::4096])
+    ballast[::4096] = b"\x01" * len(ballast[::4096])
     _, peak, _ = measure([sys.executable, "-c", "pass"], stdout=subprocess.DEVNULL)
     usage = os.wait4(subprocess.Popen([sys.executable, "-c", "pass"]).pid, 0)[2]
-    print(f"python -c pass: {peak:.0f} MiB measured; a direct wait4 says {usage.ru_maxrss / 1024:.0f} MiB")
+    print(
+        f"python -c pass: {peak:.0f} MiB measured; a direct wait4 says {usage.ru_maxrss / 1024:.0f} MiB"
+    )

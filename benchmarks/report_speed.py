@@ -65,7 +65,9 @@ def main() -> None:
                 phases["read"].append(t1 - t0)
                 phases["analyse"].append(t2 - t1)
                 phases["render"].append(t3 - t2)
-            inner = "  ".join(f"{k} {statistics.median(v) * 1000:.0f} ms" for k, v in phases.items())
+            inner = "  ".join(
+                f"{k} {statistics.median(v) * 1000:.0f} ms" for k, v in phases.items()
+            )
             print(
                 f"{label:8s} gradlog report (whole command): median {statistics.median(wall):.3f} s, "
                 f"best {min(wall):.3f} s | in process: {inner}"
