@@ -221,6 +221,7 @@ def _per_sample(long: pl.LazyFrame) -> pl.LazyFrame:
         )
         .group_by("row")
         .agg(
+            rid=pl.col("rid").first(),
             n_present=pl.len(),
             n_valid=pl.col("valid").sum(),
             names=name,
@@ -264,33 +265,44 @@ def _windows(long: pl.LazyFrame, defined: pl.LazyFrame, options: Options) -> pl.
 
 def _events(records: pl.LazyFrame, runs: pl.LazyFrame, options: Options) -> pl.LazyFrame:
     """One row per event of every run, with every per-event column the renderers read."""
-    long = _task_samples(records, runs, options)
-    samples = _per_sample(long)
+    # the task samples feed two branches of the plan: made once
+    long = _task_samples(records, runs, options).collect().lazy()
     run_cols = runs.select("rid", "n_tasks", "pair_a", "pair_b", "by_steps")
+    samples = (
+        _per_sample(long)
+        .join(run_cols.select("rid", "n_tasks"), on="rid", how="left")
+        .with_columns(
+            defined=(pl.col("n_valid") == pl.col("n_tasks"))
+            & (pl.col("n_present") == pl.col("n_tasks"))
+        )
+        .drop("rid", "n_tasks")
+        .collect()
+    )
+    undefined = samples.filter(~pl.col("defined")).height > 0
     ev = (
         records.filter(pl.col("kind") == KIND_EVENT)
         .join(run_cols, on="rid", how="left", maintain_order="left")
-        .join(samples, on="row", how="left", maintain_order="left")
+        .join(samples.lazy(), on="row", how="left", maintain_order="left")
         .with_columns(
             has_balance=pl.col("n_present").is_not_null(),
-            defined=(pl.col("n_valid") == pl.col("n_tasks")).fill_null(False)
-            & (pl.col("n_present") == pl.col("n_tasks")).fill_null(False),
+            defined=pl.col("defined").fill_null(False),
         )
     )
-    defined = ev.filter("defined").select("row")
+    defined = samples.lazy().filter("defined").select("row")
     ev = ev.join(_windows(long, defined, options), on="row", how="left", maintain_order="left")
     paired = pl.col("pair_a").is_not_null()
     has_window = pl.col("w_top").is_not_null()
     w_spread_log = pl.col("w_top") - pl.col("w_bottom")
     # the window carried over an undefined sample is the one judged before it
     carried = ["w_top", "w_bottom", "w_dominant", "w_starved", "w_pair", "w_names", "w_logs"]
-    ev = ev.with_columns(
-        pl.when(pl.col("defined") | ~pl.col("has_balance"))
-        .then(pl.col(c))
-        .otherwise(pl.col(c).forward_fill().over("rid"))
-        .alias(c)
-        for c in carried
-    )
+    if undefined:
+        ev = ev.with_columns(
+            pl.when(pl.col("defined") | ~pl.col("has_balance"))
+            .then(pl.col(c))
+            .otherwise(pl.col(c).forward_fill().over("rid"))
+            .alias(c)
+            for c in carried
+        )
     sample_spread = pl.when("defined").then(pl.col("top") / pl.col("bottom"))
     sample_ratio = pl.when(paired).then(pl.col("num") / pl.col("den")).otherwise(sample_spread)
     window_ratio = pl.when(paired).then(pl.col("w_pair").exp()).otherwise(w_spread_log.exp())

@@ -237,16 +237,24 @@ def _event_lines(ev: pl.DataFrame, runs: dict[int, RunReport]) -> pl.DataFrame:
         at(balance & col("_shares").is_not_null(), col("_shares")),
         at(balance, ""),
     ]
-    # each line exists only where printed (null elsewhere): one list per event, exploded
+    # each line exists only where printed (null elsewhere): one frame per kind of line, stacked
+    # and put in order (a list column per event would cost ten times more)
+    base = ev.lazy()
+    stacked = pl.concat(
+        [
+            base.select(
+                "pos",
+                "row",
+                k=pl.lit(i, pl.Int64),
+                line=line.cast(pl.String),
+                style=style.cast(pl.String),
+            )
+            for i, (line, style) in enumerate(entries)
+        ]
+    )
     return (
-        ev.select(
-            "pos",
-            "row",
-            line=pl.concat_list(e[0].cast(pl.String) for e in entries),
-            style=pl.concat_list(e[1].cast(pl.String) for e in entries),
-        )
-        .explode("line", "style")
-        .filter(pl.col("line").is_not_null())
+        stacked.filter(pl.col("line").is_not_null())
+        .sort("pos", "row", "k")
         .select(
             "pos",
             part=pl.lit(1, pl.Int8),
@@ -254,6 +262,7 @@ def _event_lines(ev: pl.DataFrame, runs: dict[int, RunReport]) -> pl.DataFrame:
             line="line",
             style=pl.col("style").fill_null(""),
         )
+        .collect()
     )
 
 
