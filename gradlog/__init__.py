@@ -32,7 +32,8 @@ def __getattr__(name: str) -> Any:
         except ModuleNotFoundError as exc:
             if exc.name == "torch":
                 raise ModuleNotFoundError(
-                    "gradlog's recorder needs torch: pip install 'gradlog[torch]'", name="torch"
+                    "gradlog's recorder needs torch: pip install torch (from a gradlog checkout: "
+                    "pip install '.[torch]')", name="torch"
                 ) from exc
             raise
         return GradientRecorder

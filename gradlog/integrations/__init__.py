@@ -1,9 +1,9 @@
 """Callbacks for training frameworks: optional extras, each imported only when used.
 
 * :mod:`gradlog.integrations.lightning`: ``GradlogCallback`` for Lightning
-  (``pip install 'gradlog[lightning]'``);
+  (``pip install '.[lightning]'``);
 * :mod:`gradlog.integrations.huggingface`: ``GradlogCallback`` for the Hugging Face
-  ``Trainer`` (``pip install 'gradlog[huggingface]'``).
+  ``Trainer`` (``pip install '.[huggingface]'``).
 
 Importing this package imports neither framework.
 """
