@@ -33,7 +33,8 @@ def __getattr__(name: str) -> Any:
             if exc.name == "torch":
                 raise ModuleNotFoundError(
                     "gradlog's recorder needs torch: pip install torch (from a gradlog checkout: "
-                    "pip install '.[torch]')", name="torch"
+                    "pip install '.[torch]')",
+                    name="torch",
                 ) from exc
             raise
         return GradientRecorder

@@ -12,8 +12,8 @@ from gradlog import messages
 from gradlog.classify import HEALTHY_RANGE, NormBand, RatioBand
 from gradlog.model import Report, RunReport
 from gradlog.render import md
+from gradlog.render.closing import advice_items
 from gradlog.render.mermaid import COLOUR_NAMES, thin, xychart
-from gradlog.render.text import advice_items
 from gradlog.status import Status, run_status
 
 RATIO_CAP = 10.0  # the ratio chart's ceiling: larger values are drawn at it
