@@ -34,6 +34,7 @@ from gradlog.options import (
     Unweighted,
     Wide,
     Window,
+    fail_on_levels,
     parse_pair,
 )
 
@@ -190,10 +191,11 @@ def batch(
     """Summarise many logs: one row per run, worst first; exit 2 if a file was unreadable."""
     from gradlog import api, output
     from gradlog.batch import select_rows
+    from gradlog.progress import Progress
     from gradlog.render import batch as render
     from gradlog.status import Status
 
-    with _progress() as progress:
+    with Progress() as progress:
         result = api.batch_result(
             paths,
             window=window,
@@ -251,7 +253,7 @@ def compare(
     from gradlog.compare import compare as compare_runs
     from gradlog.render import compare as render
 
-    levels = _levels(fail_on)
+    levels = fail_on_levels(fail_on)
     judging = engine.Options(
         window=window, min_samples=min_samples, pair=parse_pair(pair), unweighted=unweighted
     )
@@ -314,24 +316,9 @@ def plot(
 # -- shared by the commands ---------------------------------------------------------------------
 
 
-def _levels(values) -> list:
-    from gradlog.classify import FailOn
-
-    out = []
-    for v in values or []:
-        try:
-            out.append(FailOn(getattr(v, "value", v)))
-        except ValueError:
-            choices = ", ".join(level.value for level in FailOn)
-            raise typer.BadParameter(
-                f"{v!r} is not one of {choices}", param_hint="--fail-on"
-            ) from None
-    return out
-
-
 def _exit(errors: int, rows: Sequence, fail_on) -> None:
     """Exit 2 for unreadable files, else 1 when a run's finding reaches a --fail-on level."""
-    levels = _levels(fail_on)
+    levels = fail_on_levels(fail_on)
     _fail_with(errors, [lvl for lvl in levels if any(r.reaches(lvl) for r in rows)])
 
 
@@ -361,35 +348,6 @@ def _width(wide: bool) -> int | None:
     import shutil
 
     return shutil.get_terminal_size().columns
-
-
-class _progress:
-    """A Rich progress bar on stderr for a terminal (silent when stderr is piped); the
-    callback it gives counts the files found, then the files read."""
-
-    def __enter__(self):
-        if not sys.stderr.isatty():
-            self.bar = None
-            return None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-        self.bar = Progress(
-            "reading logs",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self.bar.__enter__()
-        task = self.bar.add_task("logs", total=None)
-        return lambda done, total: self.bar.update(task, completed=done, total=total)
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
-        return False
 
 
 def _click_exception() -> type[Exception]:

@@ -112,3 +112,19 @@ def parse_pair(pair: str | None) -> tuple[str, str] | None:
             param_hint="--pair",
         )
     return parts[0], parts[1]
+
+
+def fail_on_levels(values) -> list:
+    """The ``--fail-on`` choices as :class:`gradlog.classify.FailOn` levels."""
+    from gradlog.classify import FailOn
+
+    out = []
+    for v in values or []:
+        try:
+            out.append(FailOn(getattr(v, "value", v)))
+        except ValueError:
+            choices = ", ".join(level.value for level in FailOn)
+            raise typer.BadParameter(
+                f"{v!r} is not one of {choices}", param_hint="--fail-on"
+            ) from None
+    return out
