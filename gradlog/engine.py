@@ -30,6 +30,7 @@ import polars as pl
 from gradlog import classify, exprs
 from gradlog.classify import Collapse, RatioBand
 from gradlog.errors import GradlogError
+from gradlog.frames import IN_MEMORY
 from gradlog.samples import events_frame
 from gradlog.scan import Chunk
 from gradlog.schema import KIND_EVENT
@@ -72,9 +73,9 @@ def judge(chunk: Chunk, options: Options = Options(), *, events: bool = False) -
             _conflicts(records.lazy(), runs.lazy(), options), on="rid", how="left"
         ).sort("first_row")
     if events:
-        ev, out = pl.collect_all([frame, summary])
+        ev, out = pl.collect_all([frame, summary], engine=IN_MEMORY)
         return Judged(out, ev)
-    return Judged(summary.collect(), None)
+    return Judged(summary.collect(engine=IN_MEMORY), None)
 
 
 # -- runs ---------------------------------------------------------------------------------------
@@ -116,7 +117,7 @@ def _run_table(chunk: Chunk) -> tuple[pl.DataFrame, pl.DataFrame]:
         .drop_nulls("name")
         .group_by("rid")
         .agg(seen=pl.col("name").unique(maintain_order=True))
-        .collect()
+        .collect(engine=IN_MEMORY)
     )
     from_meta = pl.col("meta_tasks").list.len().fill_null(0) > 0
     runs = (

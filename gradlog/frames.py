@@ -17,6 +17,11 @@ from gradlog.schema import (
     Record,
 )
 
+# The analysis works on frames already in memory (one log, or one chunk of a batch): Polars'
+# in-memory engine plans its many small, branching queries in half the time of the streaming
+# engine, the default since Polars 2 (benchmarks/report_speed.py).
+IN_MEMORY = "in-memory"
+
 COLUMNS = (
     "v",
     "run",

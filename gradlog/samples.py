@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from gradlog import exprs
+from gradlog.frames import IN_MEMORY
 from gradlog.schema import KIND_EVENT
 
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ def _windows(long: pl.LazyFrame, defined: pl.LazyFrame, options: Options) -> pl.
 def events_frame(records: pl.LazyFrame, runs: pl.LazyFrame, options: Options) -> pl.LazyFrame:
     """One row per event of every run, with every per-event column the renderers read."""
     # the task samples feed two branches of the plan: made once
-    long = _task_samples(records, runs, options).collect().lazy()
+    long = _task_samples(records, runs, options).collect(engine=IN_MEMORY).lazy()
     run_cols = runs.select("rid", "n_tasks", "pair_a", "pair_b", "by_steps")
     samples = (
         _per_sample(long)
@@ -136,7 +137,7 @@ def events_frame(records: pl.LazyFrame, runs: pl.LazyFrame, options: Options) ->
             & (pl.col("n_present") == pl.col("n_tasks"))
         )
         .drop("rid", "n_tasks")
-        .collect()
+        .collect(engine=IN_MEMORY)
     )
     undefined = samples.filter(~pl.col("defined")).height > 0
     ev = (

@@ -14,6 +14,7 @@ import polars as pl
 
 from gradlog import messages
 from gradlog.classify import Collapse
+from gradlog.frames import IN_MEMORY
 from gradlog.model import Report, RunReport
 from gradlog.render import columns
 from gradlog.render.closing import Line, closing_lines, verdict_style
@@ -247,7 +248,7 @@ def _event_lines(ev: pl.DataFrame, runs: dict[int, RunReport]) -> pl.DataFrame:
             line="line",
             style=pl.col("style").fill_null(""),
         )
-        .collect()
+        .collect(engine=IN_MEMORY)
     )
 
 
