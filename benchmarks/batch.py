@@ -88,7 +88,7 @@ def run_text(run_id: str, n_events: int, seed: int) -> str:
 
 def check_layout(path: Path) -> None:
     """The generated lines are exactly what gradlog's writer produces for the same records."""
-    from gradlog.writers import dumps
+    from gradlog.recorder.writers import dumps
 
     with open(path, "rb") as fh:
         for _, line in zip(range(50), fh):
@@ -220,7 +220,7 @@ print(pl.scan_ndjson(files, schema=storage_schema()).collect().height)
 """
 BARE_JSON_COLUMNS = """
 import sys, polars as pl
-from gradlog.scan import TASKS, _json_schema
+from gradlog.analysis.scan import TASKS, _json_schema
 files = sys.argv[1:]
 frame = pl.scan_ndjson(files, schema=_json_schema(tokens=False)).with_columns(
     pl.col("tasks").str.json_decode(TASKS)).collect()
@@ -234,7 +234,7 @@ print(pl.scan_parquet(sys.argv[1:]).collect().height)
 BARE_PARQUET_COLUMNS = """
 import sys, polars as pl
 from gradlog.frames import storage_schema
-from gradlog.schema import REQUIRED_FIELDS
+from gradlog.format import REQUIRED_FIELDS
 columns = [*REQUIRED_FIELDS, "epoch", "step", "mean_norm", "max_norm", "tasks", "meta"]
 lf = pl.scan_parquet(sys.argv[1:], schema=storage_schema(), missing_columns="insert",
                      extra_columns="ignore", include_file_paths="source")

@@ -1,6 +1,6 @@
 """``gradlog report`` on one file of many short runs, against ``gradlog batch`` on the same file.
 
-The report and the batch are the same engine (``gradlog/engine.py``) over one long frame keyed
+The report and the batch are the same engine (``gradlog/analysis/engine.py``) over one long frame keyed
 by run; the report also renders every event of every run. Target (issue "One engine"): the
 report within 3x of the batch on 10,000 runs x 3 events. Run from the repository root:
 
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import measure  # noqa: E402
 from synth import run_records  # noqa: E402
 
-from gradlog.writers import JsonlWriter  # noqa: E402
+from gradlog.recorder.writers import JsonlWriter  # noqa: E402
 
 
 def write(path: Path, runs: int, events: int) -> Path:

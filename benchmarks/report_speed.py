@@ -37,9 +37,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
 
-    from gradlog.analysis import analyse
-    from gradlog.readers import read_log
-    from gradlog.render.text import format_text
+    from gradlog.analysis.readers import read_log
+    from gradlog.analysis.render.text import format_text
+    from gradlog.analysis.report import analyse
 
     with tempfile.TemporaryDirectory() as tmp:
         log = write_jsonl(Path(tmp) / "bench.jsonl", args.events)

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from synth import run_records  # noqa: E402
 
-from gradlog.writers import ParquetWriter  # noqa: E402
+from gradlog.recorder.writers import ParquetWriter  # noqa: E402
 
 
 def main() -> None:

@@ -10,8 +10,8 @@ import math
 import random
 from pathlib import Path
 
-from gradlog.schema import KIND_EVENT, KIND_RUN, SCHEMA_VERSION, Record
-from gradlog.writers import JsonlWriter
+from gradlog.format import KIND_EVENT, KIND_RUN, SCHEMA_VERSION, Record
+from gradlog.recorder.writers import JsonlWriter
 
 
 def run_records(

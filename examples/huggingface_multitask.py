@@ -4,7 +4,7 @@ A BERT encoder built from a small config (random weights, nothing downloaded) is
 heads: ``tags`` (token classification: is each token above the sequence's median?) and
 ``label`` (sequence classification: is the sequence's first token larger than its last?), on
 synthetic token sequences. The model's ``forward`` returns the total ``loss`` and the
-per-task ``losses``; ``gradlog.integrations.huggingface.GradlogCallback`` records every step
+per-task ``losses``; ``gradlog.recorder.integrations.huggingface.GradlogCallback`` records every step
 in the cheap mode (per-task gradients at the encoder's output, no extra backward). Needs
 ``pip install '.[huggingface]'``. From the repository root::
 
@@ -29,7 +29,7 @@ from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 from transformers import BertConfig, BertModel, Trainer, TrainingArguments  # noqa: E402
 
-from gradlog.integrations.huggingface import GradlogCallback  # noqa: E402
+from gradlog.recorder.integrations.huggingface import GradlogCallback  # noqa: E402
 
 VOCAB = 32
 

@@ -2,7 +2,7 @@
 
 A ``LightningModule`` wraps ``MultiTaskLSTM`` (pointer regression + pattern-type
 classification on synthetic OHLC sequences); ``training_step`` returns the total loss and the
-per-task losses, and ``gradlog.integrations.lightning.GradlogCallback`` records every step in
+per-task losses, and ``gradlog.recorder.integrations.lightning.GradlogCallback`` records every step in
 the cheap mode (per-task gradients at the encoder's output, no extra backward). Needs
 ``pip install '.[lightning]'``. From the repository root::
 
@@ -26,7 +26,7 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 from train_multitask import MultiTaskLSTM, make_data, task_losses  # noqa: E402
 
-from gradlog.integrations.lightning import GradlogCallback  # noqa: E402
+from gradlog.recorder.integrations.lightning import GradlogCallback  # noqa: E402
 
 
 class MultiTaskModule(lightning.LightningModule):

@@ -1,7 +1,7 @@
 """gradlog: record per-task gradient norms while training, find task collapse afterwards.
 
 Analysis (Polars, never torch): ``gradlog.read`` (every record of some logs, as one
-DataFrame), ``gradlog.analyse`` (the report of one log), ``gradlog.batch`` (one row per run of
+DataFrame), ``gradlog.analyse`` (the report of one log), ``gradlog.analysis.batch`` (one row per run of
 many logs); see docs/api.md. Recording (torch): ``gradlog.GradientRecorder``. Each is imported
 on first use, so that ``gradlog --help`` loads neither Polars nor torch.
 """
@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 __all__ = ["GradientRecorder", "__version__", "analyse", "batch", "read"]
 
 if TYPE_CHECKING:
-    from gradlog.api import analyse, batch, read
+    from gradlog.analysis.api import analyse, batch, read
     from gradlog.recorder import GradientRecorder
 
 _ANALYSIS = ("analyse", "batch", "read")
@@ -23,12 +23,12 @@ _ANALYSIS = ("analyse", "batch", "read")
 
 def __getattr__(name: str) -> Any:
     if name in _ANALYSIS:
-        from gradlog import api
+        from gradlog.analysis import api
 
         return getattr(api, name)
     if name == "GradientRecorder":
         try:
-            from gradlog.recorder import GradientRecorder
+            from gradlog.recorder.core import GradientRecorder
         except ModuleNotFoundError as exc:
             if exc.name == "torch":
                 raise ModuleNotFoundError(

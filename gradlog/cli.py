@@ -96,10 +96,10 @@ def report(
     strict: Strict = False,
 ) -> None:
     """Print the collapse report and summary of a gradient log."""
-    from gradlog import api, output
-    from gradlog.render import json as render_json
-    from gradlog.render.markdown import format_markdown
-    from gradlog.render.text import text_blocks
+    from gradlog.analysis import api, output
+    from gradlog.analysis.render import json as render_json
+    from gradlog.analysis.render.markdown import format_markdown
+    from gradlog.analysis.render.text import text_blocks
 
     result = api.analyse(
         run,
@@ -120,7 +120,7 @@ def report(
     else:
         out.blocks(text_blocks(result))
         if chart:
-            from gradlog.render.chart import ratio_chart
+            from gradlog.analysis.render.chart import ratio_chart
 
             for r in result.runs:
                 lines = ratio_chart(r)
@@ -145,9 +145,9 @@ def convert(
     strict: Strict = False,
 ) -> None:
     """Convert a log between JSON Lines (optionally gzipped) and Parquet."""
-    from gradlog import output as out
-    from gradlog.convert import convert_log
-    from gradlog.readers import read_log
+    from gradlog.analysis import output as out
+    from gradlog.analysis.convert import convert_log
+    from gradlog.analysis.readers import read_log
 
     log = read_log(source, strict=strict)
     for note in log.notes:
@@ -189,11 +189,11 @@ def batch(
     unweighted: Unweighted = False,
 ) -> None:
     """Summarise many logs: one row per run, worst first; exit 2 if a file was unreadable."""
-    from gradlog import api, output
-    from gradlog.batch import select_rows
-    from gradlog.progress import Progress
-    from gradlog.render import batch as render
-    from gradlog.status import Status
+    from gradlog.analysis import api, output
+    from gradlog.analysis.batch import select_rows
+    from gradlog.analysis.progress import Progress
+    from gradlog.analysis.render import batch as render
+    from gradlog.analysis.status import Status
 
     with Progress() as progress:
         result = api.batch_result(
@@ -249,9 +249,9 @@ def compare(
     unweighted: Unweighted = False,
 ) -> None:
     """Compare two runs (or two sets of runs): did HEAD make training worse than BASE?"""
-    from gradlog import engine, output
-    from gradlog.compare import compare as compare_runs
-    from gradlog.render import compare as render
+    from gradlog.analysis import engine, output
+    from gradlog.analysis.compare import compare as compare_runs
+    from gradlog.analysis.render import compare as render
 
     levels = fail_on_levels(fail_on)
     judging = engine.Options(
@@ -290,9 +290,9 @@ def plot(
     strict: Strict = False,
 ) -> None:
     """Draw task norms, the ratio with its bands, and mean/max norm (needs matplotlib)."""
-    from gradlog import api
-    from gradlog import output as out
-    from gradlog.plot import output_format, plot_runs
+    from gradlog.analysis import api
+    from gradlog.analysis import output as out
+    from gradlog.analysis.plot import output_format, plot_runs
 
     output_format(output)
     drawn = []
@@ -323,7 +323,7 @@ def _exit(errors: int, rows: Sequence, fail_on) -> None:
 
 
 def _fail_with(errors: int, failing: list) -> None:
-    from gradlog import output
+    from gradlog.analysis import output
 
     if errors:
         output.say(f"gradlog: {errors} file(s) could not be read")
@@ -334,8 +334,8 @@ def _fail_with(errors: int, failing: list) -> None:
 
 
 def _to_github(markdown: str) -> None:
-    from gradlog import output
-    from gradlog.publish import STEP_SUMMARY, append_step_summary
+    from gradlog.analysis import output
+    from gradlog.analysis.publish import STEP_SUMMARY, append_step_summary
 
     if append_step_summary(output.for_document(markdown)) is None:
         output.note(f"--github: {STEP_SUMMARY} is not set; nothing appended")
@@ -391,7 +391,7 @@ def _closed_pipe() -> None:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    from gradlog import output
+    from gradlog.analysis import output
 
     output.fail(message)
     sys.exit(code)

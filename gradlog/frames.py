@@ -1,4 +1,4 @@
-"""The log schema as Polars dtypes, derived from :mod:`gradlog.schema`."""
+"""The log schema as Polars dtypes, derived from :mod:`gradlog.format`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from gradlog.schema import (
+from gradlog.format import (
     CONFLICT_FLOAT_FIELDS,
     FLOAT_FIELDS,
     INT_FIELDS,

@@ -3,7 +3,7 @@
 ``shared/spec/report-semantics.md`` fixes the original implementation's wording. Each sentence
 is one template below; the recorder's live echo formats them in Python (:func:`render`) and the
 offline report builds the same templates as Polars string expressions
-(:func:`gradlog.render.columns.template`), so the two can never drift apart.
+(:func:`gradlog.analysis.render.columns.template`), so the two can never drift apart.
 
 Placeholders: ``{label}`` ("Epoch 10"), ``{when}`` ("epoch 10"), ``{num}``/``{den}``/``{task}``
 (task names, capitalised as the original: :func:`title`), numbers as ``{name:.4f}`` or

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from gradlog.convert import convert_log
-from gradlog.readers import read_log
-from gradlog.writers import JsonlWriter
+from gradlog.analysis.convert import convert_log
+from gradlog.analysis.readers import read_log
+from gradlog.recorder.writers import JsonlWriter
 
 ROOT = Path(__file__).resolve().parent.parent
 

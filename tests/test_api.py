@@ -10,7 +10,7 @@ import polars as pl
 from conftest import ROOT, SAMPLE_LOGS, run_gradlog
 
 import gradlog
-from gradlog import api
+from gradlog.analysis import api
 
 
 def test_all_is_sorted_complete_and_documented() -> None:

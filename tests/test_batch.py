@@ -32,12 +32,13 @@ from hypothesis import strategies as st
 from rich.cells import cell_len
 from runlogs import gradlog, gradlog_many, to_parquet, write_run
 
-from gradlog import api, classify, engine, exprs
-from gradlog.batch import BatchOptions, run_batch, select_rows
-from gradlog.model import RunSummary
-from gradlog.render.batch import COLUMNS, batch_table, summary_line
-from gradlog.render.table import render
-from gradlog.status import Status
+from gradlog import classify
+from gradlog.analysis import api, engine, exprs
+from gradlog.analysis.batch import BatchOptions, run_batch, select_rows
+from gradlog.analysis.model import RunSummary
+from gradlog.analysis.render.batch import COLUMNS, batch_table, summary_line
+from gradlog.analysis.render.table import render
+from gradlog.analysis.status import Status
 
 # run id -> (path relative to the archive, expected status)
 EXPECTED = {

@@ -20,11 +20,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from gradlog.analysis import analyse
-from gradlog.engine import Options
+from gradlog.analysis.engine import Options
+from gradlog.analysis.readers import read_log
+from gradlog.analysis.render.text import format_text
+from gradlog.analysis.report import analyse
 from gradlog.errors import GradlogError, LogFormatError
-from gradlog.readers import read_log
-from gradlog.render.text import format_text
 
 RUN = {"v": 1, "run": "r", "kind": "run", "meta": {"tasks": ["pointer", "type"], "log_every": 5}}
 

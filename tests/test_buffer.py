@@ -17,10 +17,10 @@ warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 import torch  # noqa: E402
 
 from gradlog import GradientRecorder  # noqa: E402
-from gradlog import writers as writers_module  # noqa: E402
+from gradlog.analysis.readers import read_log  # noqa: E402
 from gradlog.errors import RecorderConfigError  # noqa: E402
-from gradlog.readers import read_log  # noqa: E402
-from gradlog.writers import JsonlWriter, ParquetWriter  # noqa: E402
+from gradlog.recorder import writers as writers_module  # noqa: E402
+from gradlog.recorder.writers import JsonlWriter, ParquetWriter  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -113,7 +113,7 @@ def test_buffered_parquet_journal(tmp_path: Path) -> None:
 CRASH = """
 import os, sys, warnings
 warnings.filterwarnings("ignore")
-from gradlog.writers import JsonlWriter
+from gradlog.recorder.writers import JsonlWriter
 writer = JsonlWriter(sys.argv[1], buffer_records=int(sys.argv[2]), flush_seconds=3600)
 for i in range(10):
     writer.write({{"v": 1, "run": "r", "kind": "event", "step": i}})

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from gradlog import __version__
+from gradlog.analysis.readers import read_log
 from gradlog.errors import LogFormatError
-from gradlog.readers import read_log
-from gradlog.writers import JsonlWriter
+from gradlog.recorder.writers import JsonlWriter
 
 
 def gradlog(*args: str, input: bytes | None = None) -> subprocess.CompletedProcess:

@@ -15,10 +15,10 @@ import pytest
 from conftest import GOLDEN, run_gradlog
 from runlogs import gradlog_many, write_run
 
-from gradlog.compare import Pair, pair_runs
-from gradlog.model import RunSummary
-from gradlog.render.compare import factor_text
-from gradlog.status import Status
+from gradlog.analysis.compare import Pair, pair_runs
+from gradlog.analysis.model import RunSummary
+from gradlog.analysis.render.compare import factor_text
+from gradlog.analysis.status import Status
 
 # the window's geometric mean passes 5 at the 7th sample (5.60): a collapse from epoch 35
 COLLAPSE = [1.0, 2.5, 6.0, 8.0, 10.0, 12.0, 12.0]

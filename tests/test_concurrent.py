@@ -24,11 +24,11 @@ from pathlib import Path
 
 import pytest
 
-from gradlog.analysis import analyse
+from gradlog.analysis.readers import read_log
+from gradlog.analysis.report import analyse
 from gradlog.errors import RecorderConfigError
-from gradlog.lock import lock_path
-from gradlog.readers import read_log
-from gradlog.writers import ParquetWriter, journal_path
+from gradlog.recorder.lock import lock_path
+from gradlog.recorder.writers import ParquetWriter, journal_path
 
 PATIENCE_S = 300
 
@@ -45,7 +45,7 @@ WAIT = textwrap.dedent(
 WRITER = WAIT + textwrap.dedent(
     """
     import sys
-    from gradlog.writers import JsonlWriter
+    from gradlog.recorder.writers import JsonlWriter
 
     path, name, other, count, size, folder = sys.argv[1:7]
     count, size = int(count), int(size)

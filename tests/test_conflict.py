@@ -16,11 +16,11 @@ import polars as pl
 import pytest
 
 from gradlog import classify
-from gradlog.analysis import analyse
-from gradlog.engine import Options
-from gradlog.readers import read_log
-from gradlog.render.text import format_text, text_blocks
-from gradlog.writers import JsonlWriter
+from gradlog.analysis.engine import Options
+from gradlog.analysis.readers import read_log
+from gradlog.analysis.render.text import format_text, text_blocks
+from gradlog.analysis.report import analyse
+from gradlog.recorder.writers import JsonlWriter
 
 ROOT = Path(__file__).resolve().parent.parent
 

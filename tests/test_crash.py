@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from gradlog.readers import read_log
-from gradlog.writers import journal_path, open_writer
+from gradlog.analysis.readers import read_log
+from gradlog.recorder.writers import journal_path, open_writer
 
 TRAIN = textwrap.dedent(
     """

@@ -228,7 +228,7 @@ def test_per_rank_files(tmp_path: Path) -> None:
             for task, value in want["norms"].items():
                 assert norms[task] == pytest.approx(value, rel=1e-5)  # the rank's own half
     # the reader keeps the rank column
-    from gradlog.readers import read_log
+    from gradlog.analysis.readers import read_log
 
     frame = read_log(tmp_path / "run.rank1.jsonl").frame
     assert set(frame["rank"].to_list()) == {1}

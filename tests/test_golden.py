@@ -62,7 +62,7 @@ def test_crashed_log_notes_the_cut_line():
 
 def test_documented_healthy_example_byte_for_byte(tmp_path):
     """The quick start's "Healthy Training" lines, from a log holding exactly those numbers."""
-    from gradlog.writers import JsonlWriter
+    from gradlog.recorder.writers import JsonlWriter
 
     path = tmp_path / "doc.jsonl"
     writer = JsonlWriter(path)
@@ -111,7 +111,7 @@ def test_documented_healthy_example_byte_for_byte(tmp_path):
 
 def test_documented_collapse_example_byte_for_byte(tmp_path):
     """The quick start's "Task Collapse Detected" block, in the documented order."""
-    from gradlog.writers import JsonlWriter
+    from gradlog.recorder.writers import JsonlWriter
 
     path = tmp_path / "doc.jsonl"
     writer = JsonlWriter(path)

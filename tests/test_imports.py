@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from gradlog.writers import JsonlWriter
+from gradlog.recorder.writers import JsonlWriter
 
 
 def loaded_after(code: str) -> set[str]:

@@ -21,8 +21,8 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
+from gradlog.analysis.readers import read_log  # noqa: E402
 from gradlog.errors import RecorderConfigError  # noqa: E402
-from gradlog.readers import read_log  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = ["pointer", "type"]
@@ -116,7 +116,7 @@ def lightning_fit(tmp_path: Path, callbacks: list, returns: str = "dict", epochs
 @pytest.mark.parametrize("mode", ["parameters", "representation"])
 def test_lightning_callback(tmp_path: Path, mode: str) -> None:
     pytest.importorskip("lightning")
-    from gradlog.integrations.lightning import GradlogCallback
+    from gradlog.recorder.integrations.lightning import GradlogCallback
 
     path = tmp_path / "run.jsonl"
     extra = {"shared": "net.encoder"} if mode == "representation" else {}
@@ -143,7 +143,7 @@ def test_lightning_callback(tmp_path: Path, mode: str) -> None:
 
 def test_lightning_callback_needs_the_task_losses(tmp_path: Path) -> None:
     pytest.importorskip("lightning")
-    from gradlog.integrations.lightning import GradlogCallback
+    from gradlog.recorder.integrations.lightning import GradlogCallback
 
     callback = GradlogCallback(TASKS, str(tmp_path / "run.jsonl"), weights=WEIGHTS)
     with pytest.raises(RecorderConfigError, match="training_step must return a dict"):
@@ -152,7 +152,7 @@ def test_lightning_callback_needs_the_task_losses(tmp_path: Path) -> None:
 
 def test_lightning_callback_warns_about_other_weights(tmp_path: Path) -> None:
     pytest.importorskip("lightning")
-    from gradlog.integrations.lightning import GradlogCallback
+    from gradlog.recorder.integrations.lightning import GradlogCallback
 
     callback = GradlogCallback(TASKS, str(tmp_path / "run.jsonl"), balance_every=1)
     with pytest.warns(UserWarning, match="not the sum of the task losses times the weights"):
@@ -231,7 +231,7 @@ def hf_train(tmp_path: Path, callbacks: list, max_grad_norm: float = 0.0):
 @pytest.mark.parametrize("mode", ["parameters", "representation"])
 def test_huggingface_callback(tmp_path: Path, mode: str) -> None:
     pytest.importorskip("transformers")
-    from gradlog.integrations.huggingface import GradlogCallback
+    from gradlog.recorder.integrations.huggingface import GradlogCallback
 
     path = tmp_path / "run.jsonl"
     extra = {"shared": "encoder"} if mode == "representation" else {}
@@ -255,7 +255,7 @@ def test_huggingface_callback(tmp_path: Path, mode: str) -> None:
 
 def test_huggingface_callback_warns_that_clipping_comes_first(tmp_path: Path) -> None:
     pytest.importorskip("transformers")
-    from gradlog.integrations.huggingface import GradlogCallback
+    from gradlog.recorder.integrations.huggingface import GradlogCallback
 
     callback = GradlogCallback(TASKS, str(tmp_path / "run.jsonl"), weights=WEIGHTS)
     with pytest.warns(UserWarning, match="clips gradients"):
@@ -300,7 +300,7 @@ def test_examples_run_and_their_logs_report(
 
 def test_importing_gradlog_imports_no_framework() -> None:
     script = (
-        "import sys, gradlog, gradlog.integrations, gradlog.recorder\n"
+        "import sys, gradlog, gradlog.recorder.integrations, gradlog.recorder\n"
         "print(sorted({'lightning', 'transformers', 'accelerate'} & set(sys.modules)))"
     )
     result = subprocess.run(

@@ -19,9 +19,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from gradlog.analysis.readers import read_log
 from gradlog.frames import records_to_frame
-from gradlog.readers import read_log
-from gradlog.writers import JOURNAL_BYTES_KEY, ParquetWriter, dumps, journal_path
+from gradlog.recorder.writers import JOURNAL_BYTES_KEY, ParquetWriter, dumps, journal_path
 
 RUN = {"v": 1, "run": "r", "kind": "run", "meta": {"tasks": ["a", "b"]}}
 
@@ -58,7 +58,7 @@ def test_an_empty_journal_beside_a_snapshot_is_not_an_error(tmp_path: Path) -> N
     run_python(
         """
         import os, sys
-        from gradlog.writers import ParquetWriter
+        from gradlog.recorder.writers import ParquetWriter
         writer = ParquetWriter(sys.argv[1], buffer_records=50, flush_seconds=3600)
         writer.write({"v": 1, "run": "s", "kind": "run", "meta": {"tasks": ["a", "b"]}})
         os._exit(0)  # as SIGKILL: the buffered record is lost, the journal is empty
@@ -113,7 +113,7 @@ def test_a_death_during_a_recovery_loses_nothing_and_reads_nothing_twice(
     run_python(
         """
         import os, sys, pathlib
-        from gradlog.writers import ParquetWriter, journal_path
+        from gradlog.recorder.writers import ParquetWriter, journal_path
         journal, when = journal_path(sys.argv[1]), sys.argv[2]
         real_unlink = pathlib.Path.unlink
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from runlogs import gradlog_many, write_run
 
-from gradlog.render import md
-from gradlog.render.mermaid import safe_label, thin, xychart
+from gradlog.analysis.render import md
+from gradlog.analysis.render.mermaid import safe_label, thin, xychart
 
 HOSTILE = [
     "<img src=x onerror=alert(1)>",

@@ -15,9 +15,9 @@ from conftest import run_gradlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gradlog import api
+from gradlog.analysis import api
 from gradlog.classify import Collapse
-from gradlog.writers import JsonlWriter
+from gradlog.recorder.writers import JsonlWriter
 
 NAMES = ["pointer", "type", "depth", "seg"]
 norm = st.one_of(

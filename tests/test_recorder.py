@@ -20,9 +20,9 @@ from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from gradlog import GradientRecorder  # noqa: E402
+from gradlog.analysis.readers import read_log  # noqa: E402
 from gradlog.errors import RecorderConfigError  # noqa: E402
-from gradlog.readers import read_log  # noqa: E402
-from gradlog.writers import journal_path  # noqa: E402
+from gradlog.recorder.writers import journal_path  # noqa: E402
 
 TASKS = ["pointer", "type"]
 

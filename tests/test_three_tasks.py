@@ -150,7 +150,7 @@ def test_balanced_weights_are_not_a_collapse(logs: dict[str, Path]) -> None:
 
 
 def test_the_same_numbers_from_report_batch_and_api(logs: dict[str, Path]) -> None:
-    from gradlog import api as gradlog
+    from gradlog.analysis import api as gradlog
 
     report = gradlog.analyse(logs["starved"]).runs[0].summary
     row = gradlog.batch(logs["starved"]).row(0, named=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from conftest import run_gradlog
 
-from gradlog.writers import JsonlWriter
+from gradlog.recorder.writers import JsonlWriter
 
 
 def write(path: Path, type_weight: float, *, logged: bool = True) -> Path:

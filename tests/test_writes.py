@@ -28,13 +28,13 @@ import torch  # noqa: E402
 
 from gradlog import GradientRecorder  # noqa: E402
 from gradlog import files as files_module  # noqa: E402
-from gradlog import writers as writers_module  # noqa: E402
-from gradlog.analysis import analyse  # noqa: E402
-from gradlog.convert import convert_log  # noqa: E402
+from gradlog.analysis.convert import convert_log  # noqa: E402
+from gradlog.analysis.publish import write_output  # noqa: E402
+from gradlog.analysis.readers import read_log  # noqa: E402
+from gradlog.analysis.report import analyse  # noqa: E402
 from gradlog.errors import GradlogError  # noqa: E402
-from gradlog.publish import write_output  # noqa: E402
-from gradlog.readers import read_log  # noqa: E402
-from gradlog.writers import JsonlWriter, journal_path  # noqa: E402
+from gradlog.recorder import writers as writers_module  # noqa: E402
+from gradlog.recorder.writers import JsonlWriter, journal_path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_logs" / "healthy.jsonl"
@@ -60,7 +60,7 @@ def recorder(path: Path, model: Scalar, **kwargs) -> GradientRecorder:
 
 def plot_to(out: Path) -> None:
     pytest.importorskip("matplotlib")
-    from gradlog.plot import plot_runs
+    from gradlog.analysis.plot import plot_runs
 
     plot_runs([(str(SAMPLE), run) for run in analyse(read_log(SAMPLE)).runs], out)
 

@@ -1,0 +1,124 @@
+"""gradlog's Python API for analysis: what the command line does, as DataFrames and objects.
+
+``read`` loads logs the way every command does; ``analyse`` is ``gradlog report``; ``batch`` is
+``gradlog batch``. The command line calls exactly these. Polars only, never torch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import polars as pl
+
+from gradlog.analysis import engine
+from gradlog.analysis.batch import BatchOptions, BatchResult, run_batch
+from gradlog.analysis.report import AnalysedReport
+from gradlog.analysis.report import analyse as analyse_log
+from gradlog.errors import GradlogError
+
+PathLike = str | os.PathLike[str]
+
+
+def _paths(paths: PathLike | Sequence[PathLike]) -> list[str]:
+    if isinstance(paths, (str, os.PathLike)):
+        return [os.fspath(paths)]
+    return [os.fspath(p) for p in paths]
+
+
+def _options(
+    window: int, min_samples: int, pair: tuple[str, str] | None, unweighted: bool
+) -> engine.Options:
+    return engine.Options(
+        window=window,
+        min_samples=min_samples,
+        pair=tuple(pair) if pair else None,
+        unweighted=unweighted,
+    )
+
+
+def read(paths: PathLike | Sequence[PathLike], *, strict: bool = False) -> pl.DataFrame:
+    """Every record of every log under ``paths`` (files, directories, globs) as one long frame:
+    the columns of docs/format.md, plus ``source`` (the file each record came from).
+
+    Crashed logs are read up to their last whole record, as the report reads them; a log that
+    cannot be read raises :class:`gradlog.errors.LogFormatError` naming the file and line.
+    """
+    from gradlog.analysis.readers import read_log
+    from gradlog.analysis.sources import DATASET, MISSING, find_sources
+
+    frames = []
+    for source in find_sources(_paths(paths)):
+        if source.how == MISSING:
+            raise GradlogError(f"{source.path}: no such file")
+        if source.how == DATASET:
+            raise GradlogError(f"{source.path}: read datasets with polars.scan_parquet")
+        log = read_log(source.path, strict=strict)
+        frames.append(log.frame.with_columns(source=pl.lit(source.path)))
+    if not frames:
+        raise GradlogError("no logs found in " + ", ".join(_paths(paths)))
+    return pl.concat(frames, how="vertical_relaxed")
+
+
+def analyse(
+    path: PathLike,
+    *,
+    window: int = engine.Options.window,
+    min_samples: int = engine.Options.min_samples,
+    pair: tuple[str, str] | None = None,
+    unweighted: bool = False,
+    run: str | None = None,
+    strict: bool = False,
+) -> AnalysedReport:
+    """``gradlog report PATH``: the report of one log (``-``: stdin).
+
+    ``report.to_dict()`` is ``--format json``; ``report.to_polars()`` one row per run;
+    in a notebook the report shows as Markdown.
+    """
+    from gradlog.analysis.readers import read_log
+
+    log = read_log(os.fspath(path), strict=strict)
+    return analyse_log(log, _options(window, min_samples, pair, unweighted), run=run, strict=strict)
+
+
+def batch_result(
+    paths: PathLike | Sequence[PathLike],
+    *,
+    window: int = engine.Options.window,
+    min_samples: int = engine.Options.min_samples,
+    pair: tuple[str, str] | None = None,
+    unweighted: bool = False,
+    storage_options: dict | None = None,
+    progress=None,
+) -> BatchResult:
+    """``gradlog batch``'s result objects (one :class:`~gradlog.analysis.model.RunSummary` per row)."""
+    return run_batch(
+        _paths(paths),
+        _options(window, min_samples, pair, unweighted),
+        BatchOptions(storage_options=storage_options),
+        progress,
+    )
+
+
+def batch(
+    paths: PathLike | Sequence[PathLike],
+    *,
+    window: int = engine.Options.window,
+    min_samples: int = engine.Options.min_samples,
+    pair: tuple[str, str] | None = None,
+    unweighted: bool = False,
+    storage_options: dict | None = None,
+) -> pl.DataFrame:
+    """``gradlog batch PATHS...``: one row per run (or unreadable file), in the order found,
+    with the columns of ``gradlog batch --format csv``."""
+    from gradlog.analysis.render.batch import rows_frame
+
+    result = batch_result(
+        paths,
+        window=window,
+        min_samples=min_samples,
+        pair=pair,
+        unweighted=unweighted,
+        storage_options=storage_options,
+    )
+    return rows_frame(result.rows)

@@ -1,0 +1,271 @@
+"""``gradlog batch``: one summary row per run, over any number of logs.
+
+The work is the analysis engine (:mod:`gradlog.analysis.engine`, the same as ``gradlog report``'s) over
+scans of many files at once (:mod:`gradlog.analysis.scan`), one chunk of files (about ``chunk_bytes`` of
+input) at a time, so memory is bounded by the chunk, not by the archive, and a progress bar has
+something to count.
+
+A broken file never ends the batch. When a chunk's query fails (a line that is not JSON, a
+Parquet file that is not one), the chunk is split in halves until the culprits stand alone, so a
+few bad files in thousands cost a few extra scans; a file alone that still fails, or whose
+records break the contract, is read by :func:`gradlog.analysis.readers.read_log`, the reader of
+``gradlog report``. It either recovers the file (skipping a crash's partial last line, merging a
+Parquet journal), and its runs are analysed like the others, or names the problem, which becomes
+the file's one row with ``status == "error"``.
+
+A row is a :class:`gradlog.analysis.model.RunSummary`: the very object ``gradlog report`` summarises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from gradlog.analysis import engine
+from gradlog.analysis.model import RunSummary, error_row, summaries
+from gradlog.analysis.render.batch import counts
+from gradlog.analysis.scan import Chunk, from_frame, read_dataset, read_json, read_parquet
+from gradlog.analysis.sources import (
+    CAREFUL,
+    DATASET,
+    JSON,
+    MISSING,
+    PARQUET,
+    REMOTE_JSON,
+    REMOTE_PARQUET,
+    Source,
+    find_sources,
+)
+from gradlog.analysis.status import Status
+from gradlog.classify import FailOn
+from gradlog.errors import GradlogError
+
+DEFAULT_CHUNK_BYTES = 32 << 20
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """How much input to read at once, and how to reach object storage."""
+
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    storage_options: dict | None = None  # for object-store URLs (credentials, region...)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    rows: tuple[RunSummary, ...]
+    n_sources: int
+
+    @property
+    def errors(self) -> tuple[RunSummary, ...]:
+        return tuple(r for r in self.rows if r.error is not None)
+
+    def counts(self) -> dict[Status, int]:
+        """How many rows per status, worst first; statuses with none left out."""
+        return counts(self.rows)
+
+    def failing(self, levels: Sequence[FailOn]) -> list[FailOn]:
+        """The ``--fail-on`` levels some run reaches."""
+        return [lvl for lvl in levels if any(r.reaches(lvl) for r in self.rows)]
+
+
+Progress = Callable[[int, int], None]  # (sources done, sources in all)
+
+
+def _spread(row: RunSummary) -> float:
+    return -1.0 if row.spread is None else row.spread
+
+
+def _descending(value: float | int | None) -> tuple[bool, float]:
+    return (value is None, -(value if value is not None else 0))
+
+
+# --sort: every key lists the worst (or largest) first and keeps the order found among equals
+SORT_KEYS: dict[str, Callable[[RunSummary], object]] = {
+    "status": lambda r: r.status.rank,
+    "file": lambda r: r.source,
+    "run": lambda r: r.name,
+    "ratio": lambda r: (r.status is Status.ERROR, -_spread(r)),
+    "spread": lambda r: (r.status is Status.ERROR, -_spread(r)),
+    "norm": lambda r: _descending(r.mean_norm),
+    "events": lambda r: _descending(r.n_events),
+}
+
+
+def select_rows(
+    rows: Sequence[RunSummary],
+    sort: str = "status",
+    statuses: Sequence[Status] = (),
+    limit: int | None = None,
+) -> list[RunSummary]:
+    """The rows to show: only ``statuses`` (all if empty), sorted by ``sort``, at most ``limit``."""
+    chosen = [r for r in rows if not statuses or r.status in statuses]
+    chosen.sort(key=SORT_KEYS[sort])
+    return chosen if limit is None else chosen[:limit]
+
+
+def run_batch(
+    paths: Sequence[str],
+    judging: engine.Options = engine.Options(),
+    options: BatchOptions = BatchOptions(),
+    progress: Progress | None = None,
+) -> BatchResult:
+    """Summarise every run of every log under ``paths``, in the order found."""
+    sources = find_sources(list(paths))
+    if not sources:
+        raise GradlogError(
+            "no logs found (.jsonl, .jsonl.gz, .ndjson, .parquet) in " + ", ".join(paths)
+        )
+    rows: list[RunSummary] = []
+    done = 0
+    chunks = _chunks(sources, options.chunk_bytes)
+    # The next chunk is read while this one is analysed: Polars releases the GIL in a collect,
+    # and neither phase alone keeps both cores busy (the analysis is a chain of small queries).
+    # One chunk ahead at most, so memory stays bounded by two chunks.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ahead = _read_ahead(pool, chunks, 0, options)
+        for i, chunk in enumerate(chunks):
+            read, ahead = ahead, _read_ahead(pool, chunks, i + 1, options)
+            rows.extend(_chunk_rows(chunk, judging, options, read))
+            done += len(chunk)
+            if progress is not None:
+                progress(done, len(sources))
+    return BatchResult(tuple(rows), len(sources))
+
+
+def _read_ahead(
+    pool: ThreadPoolExecutor, chunks: list[list[Source]], i: int, options: BatchOptions
+) -> Future | None:
+    if i >= len(chunks) or any(s.how in (CAREFUL, MISSING) for s in chunks[i]):
+        return None
+    return pool.submit(_read, chunks[i], options)
+
+
+def _chunks(sources: list[Source], limit: int) -> list[list[Source]]:
+    """Consecutive groups of sources of about ``limit`` bytes; careful reads go one at a time."""
+    chunks: list[list[Source]] = []
+    current: list[Source] = []
+    size = 0
+    for source in sources:
+        if source.how in (CAREFUL, MISSING):
+            if current:
+                chunks.append(current)
+                current, size = [], 0
+            chunks.append([source])
+            continue
+        if current and size + source.size > limit:
+            chunks.append(current)
+            current, size = [], 0
+        current.append(source)
+        size += source.size
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _chunk_rows(
+    chunk: list[Source],
+    judging: engine.Options,
+    options: BatchOptions,
+    read: Future | None = None,
+) -> list[RunSummary]:
+    if len(chunk) == 1 and chunk[0].how == MISSING:
+        return [error_row(chunk[0].path, "no such file")]
+    if len(chunk) == 1 and chunk[0].how == CAREFUL:
+        return _careful_rows(chunk[0], judging)
+    try:
+        base = read.result() if read is not None else _read(chunk, options)
+    except Exception as exc:  # noqa: BLE001 - any broken input: find it, then let read_log say
+        if len(chunk) == 1:
+            return _careful_rows(chunk[0], judging, reason=exc)
+        half = len(chunk) // 2
+        return _chunk_rows(chunk[:half], judging, options) + _chunk_rows(
+            chunk[half:], judging, options
+        )
+    runs = engine.judge(base, judging).runs
+    bad = set(runs.filter("bad").get_column("source").to_list())
+    by_source: dict[str, list[RunSummary]] = {}
+    for row in summaries(runs):
+        by_source.setdefault(row.source, []).append(row)
+    rows: list[RunSummary] = []
+    empty: list[str] = []
+    for source in chunk:
+        found = by_source.pop(source.path, None)
+        if source.how in (JSON, PARQUET) and (found is None or source.path in bad):
+            # no records, or records that break the contract: the careful reader says why
+            rows.extend(_careful_rows(source, judging))
+        elif found is None:
+            empty.append(source.path)
+        else:
+            rows.extend(found)
+    for found in by_source.values():  # the files of a glob URL, named by Polars
+        rows.extend(found)
+    if empty and not by_source:
+        rows.extend(error_row(path, "no records") for path in empty)
+    return rows
+
+
+def _read(chunk: list[Source], options: BatchOptions) -> Chunk:
+    """The records of a chunk in memory: one scan per kind of source."""
+    try:
+        return _scans(chunk, options, tokens=False)
+    except Exception:
+        if not any(s.how in (JSON, REMOTE_JSON) for s in chunk):
+            raise
+    # "NaN"/"Infinity" tokens (or a broken line: then this fails too, and the caller splits)
+    return _scans(chunk, options, tokens=True)
+
+
+def _scans(chunk: list[Source], options: BatchOptions, *, tokens: bool) -> Chunk:
+    groups: dict[str, list[str]] = {}
+    for source in chunk:
+        groups.setdefault(source.how, []).append(source.path)
+    parts: list[Chunk] = []
+    so = options.storage_options
+    for how, paths in groups.items():
+        if how == JSON:
+            parts.append(read_json(paths, len(parts), tokens=tokens))
+        elif how == PARQUET:
+            parts.append(read_parquet(paths, len(parts)))
+        elif how == REMOTE_JSON:
+            for path in paths:
+                parts.append(read_json([path], len(parts), tokens=tokens, storage_options=so))
+        elif how == REMOTE_PARQUET:
+            for path in paths:
+                parts.append(read_parquet([path], len(parts), storage_options=so))
+        elif how == DATASET:
+            for path in paths:
+                parts.append(read_dataset(path, len(parts), storage_options=so))
+        else:  # pragma: no cover - careful and missing sources never reach a scan
+            raise AssertionError(how)
+    return Chunk.concat(parts)
+
+
+def _careful_rows(
+    source: Source, judging: engine.Options, reason: Exception | None = None
+) -> list[RunSummary]:
+    """Read one source with the report's reader: recovered runs, or one error row."""
+    from gradlog.analysis.readers import read_log
+
+    if source.how not in (JSON, PARQUET, CAREFUL):
+        return [error_row(source.path, f"cannot be read ({_first_line(reason)})")]
+    try:
+        log = read_log(source.path)
+    except GradlogError as exc:
+        return [error_row(source.path, str(exc))]
+    except Exception as exc:  # noqa: BLE001 - one unreadable file is one row, never the end
+        return [error_row(source.path, f"cannot be read ({_first_line(exc)})")]
+    try:
+        runs = engine.judge(from_frame(log.frame, source.path, 0), judging).runs
+    except Exception as exc:  # noqa: BLE001
+        return [error_row(source.path, f"cannot be analysed ({_first_line(exc)})")]
+    rows = summaries(runs, where=log.where, notes=tuple(log.notes))
+    return rows or [error_row(source.path, "no records")]
+
+
+def _first_line(exc: Exception | None) -> str:
+    if exc is None:
+        return "unknown error"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,312 @@
+"""The one analysis core: every run of a long frame of records, judged at once.
+
+``gradlog report`` runs it on one file, ``gradlog batch`` on chunks of many, ``gradlog compare``
+on two batches, and :mod:`gradlog.analysis.api` exposes it; nothing else computes a band, a window or a
+statistic. Input: the records and run metadata of :class:`gradlog.analysis.scan.Chunk` (one long frame
+keyed by source and run). Output (:class:`Judged`): one row per event (when asked) and one row
+per run, as Polars frames that :mod:`gradlog.analysis.model` turns into the result objects.
+
+The rules are those of ``shared/spec/report-semantics.md``, second edition:
+
+* a balance sample is *defined* when every task of the run has a finite, positive norm; any
+  other sample is undefined, a collapse-level finding judged once (never also "dominating");
+* each task's *window norm* is the geometric mean of its norms over the last ``window`` defined
+  samples (from ``min_samples`` on); the *spread* is the largest window norm over the smallest,
+  and it alone decides the band, the collapse verdict, the status and the exit code, so the
+  order of the tasks (or of ``--pair``) never changes a finding;
+* the ratio a message prints is the pair's (two tasks, or ``--pair``: exactly the reciprocal
+  when the pair is swapped), else the window's dominant over its starved task.
+
+Geometric means are taken through logarithms, which round: a window value within
+:data:`gradlog.classify.LOG_TOLERANCE` of a band's bound counts as the bound (the milder band).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from gradlog import classify
+from gradlog.analysis import exprs
+from gradlog.analysis.samples import events_frame
+from gradlog.analysis.scan import Chunk
+from gradlog.classify import Collapse, RatioBand
+from gradlog.errors import GradlogError
+from gradlog.format import KIND_EVENT
+from gradlog.frames import IN_MEMORY
+
+RUN = ["source", "run"]
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to judge: the collapse window, the pair a message names, raw or weighted norms."""
+
+    window: int = classify.DEFAULT_WINDOW
+    min_samples: int = classify.DEFAULT_MIN_SAMPLES
+    pair: tuple[str, str] | None = None  # the ratio to print; default: see module docstring
+    unweighted: bool = False  # judge each norm divided by its loss weight
+
+    def __post_init__(self) -> None:
+        if self.window < 1 or self.min_samples < 1:
+            raise GradlogError("--window and --min-samples must be at least 1")
+        if self.pair is not None and (len(self.pair) != 2 or self.pair[0] == self.pair[1]):
+            raise GradlogError(f"--pair: expected two different tasks, got {'/'.join(self.pair)}")
+
+
+@dataclass(frozen=True)
+class Judged:
+    """The engine's answer: ``runs`` (:data:`RUN_COLUMNS`), ``events`` when asked for."""
+
+    runs: pl.DataFrame
+    events: pl.DataFrame | None
+
+
+def judge(chunk: Chunk, options: Options = Options(), *, events: bool = False) -> Judged:
+    """Judge every run of ``chunk``; with ``events``, keep the per-event frame too."""
+    records, runs = _run_table(chunk)
+    runs = _pairs(runs, options)
+    frame = events_frame(records.lazy(), runs.lazy(), options)
+    summary = _summaries(frame, runs.lazy(), options)
+    if "conflicts" in records.columns:
+        summary = summary.join(
+            _conflicts(records.lazy(), runs.lazy(), options), on="rid", how="left"
+        ).sort("first_row")
+    if events:
+        ev, out = pl.collect_all([frame, summary], engine=IN_MEMORY)
+        return Judged(out, ev)
+    return Judged(summary.collect(engine=IN_MEMORY), None)
+
+
+# -- runs ---------------------------------------------------------------------------------------
+
+
+def _run_table(chunk: Chunk) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The records numbered by run (``rid``), and one row per run in order of appearance.
+
+    A run's tasks are its run record's, else the names its events carry, in order of first
+    appearance; its metadata is its first run record's.
+    """
+    records = chunk.records.with_columns(rid=pl.struct(RUN).rank("dense").cast(pl.Int64))
+    runs = records.group_by("rid").agg(
+        pl.col("source").first(),
+        pl.col("run").first(),
+        first_row=pl.col("row").min(),
+        bad=pl.col("bad").any(),
+    )
+    meta = (
+        chunk.meta.sort("row")
+        .group_by(RUN)
+        .agg(pl.all().exclude("row", "bad").first(), bad_meta=pl.col("bad").any())
+    )
+    runs = (
+        runs.join(meta, on=RUN, how="left", nulls_equal=True)
+        .sort("first_row")
+        .with_columns(
+            bad=pl.col("bad") | pl.col("bad_meta").fill_null(False),
+            by_steps=pl.col("by_steps").fill_null(False),
+        )
+        .drop("bad_meta")
+    )
+    seen = (
+        records.lazy()
+        .filter(pl.col("kind") == KIND_EVENT)
+        .select("rid", name=pl.col("tasks"))
+        .explode("name")
+        .select("rid", name=pl.col("name").struct.field("name"))
+        .drop_nulls("name")
+        .group_by("rid")
+        .agg(seen=pl.col("name").unique(maintain_order=True))
+        .collect(engine=IN_MEMORY)
+    )
+    from_meta = pl.col("meta_tasks").list.len().fill_null(0) > 0
+    runs = (
+        runs.join(seen, on="rid", how="left", maintain_order="left")
+        .with_columns(
+            tasks=pl.when(from_meta)
+            .then(pl.col("meta_tasks"))
+            .otherwise(pl.col("seen").fill_null(pl.lit([], dtype=pl.List(pl.String))))
+        )
+        .drop("meta_tasks", "seen")
+    )
+    return records, runs
+
+
+def _pairs(runs: pl.DataFrame, options: Options) -> pl.DataFrame:
+    """Each run's named pair (``pair_a``/``pair_b``), or the task ``--pair`` names and it lacks.
+
+    Two tasks: the documented pair (pointer/type, else the first two) unless ``--pair`` says
+    otherwise; three or more: ``--pair`` if given, else none (messages name the extremes).
+    """
+    a, b, missing = [], [], []
+    for tasks in runs.get_column("tasks").to_list():
+        tasks = tasks or []
+        pair, absent = None, None
+        if options.pair is not None:
+            absent = next((t for t in options.pair if t not in tasks), None)
+            pair = None if absent is not None else options.pair
+        elif len(tasks) == 2:
+            pair = classify.default_pair(tasks)
+        a.append(pair[0] if pair else None)
+        b.append(pair[1] if pair else None)
+        missing.append(absent)
+    return runs.with_columns(
+        pl.Series("pair_a", a, dtype=pl.String),
+        pl.Series("pair_b", b, dtype=pl.String),
+        pl.Series("missing_task", missing, dtype=pl.String),
+        n_tasks=pl.col("tasks").list.len().cast(pl.Int64),
+    )
+
+
+# -- runs' summaries ----------------------------------------------------------------------------
+
+
+def _scaled(values: pl.Expr, statistic) -> pl.Expr:
+    """``statistic(values)`` taken on the values scaled by a power of two near their largest:
+    norms near the ends of the float range (1e300, 1e-200) would overflow or underflow a sum or
+    a square. The exponent stays within +-1021, where the power and its inverse are both normal
+    numbers (Polars divides by multiplying with the inverse), so the scaling changes no digit."""
+    exponent = values.abs().max().log(2).floor().clip(-1021, 1021).fill_null(0)
+    return statistic(values * pl.lit(2.0).pow(-exponent)) * pl.lit(2.0).pow(exponent)
+
+
+def _summaries(events: pl.LazyFrame, runs: pl.LazyFrame, options: Options) -> pl.LazyFrame:
+    """One row per run: the numbers of the report's summary and of a batch row."""
+    mean, maxn = pl.col("mean_norm"), pl.col("max_norm")
+    finite = mean.is_finite() & maxn.is_finite()
+    balance, defined = pl.col("has_balance"), pl.col("defined")
+    undefined = balance & ~defined
+    judged = (
+        pl.when(undefined)
+        .then(pl.lit(RatioBand.UNDEFINED.value))
+        .when(balance & pl.col("window_spread").is_not_null())
+        .then(pl.col("window_band"))
+    )
+    ranked = events.with_columns(
+        _judged=judged,
+        _norm_severity=exprs.norm_severity(pl.col("norm_band")),
+    ).with_columns(_judged_severity=exprs.ratio_severity(pl.col("_judged")))
+    collapsed = pl.col("verdict").is_in(
+        [Collapse.NUMERATOR_DOMINATES.value, Collapse.DENOMINATOR_DOMINATES.value]
+    )
+
+    def first(condition: pl.Expr, column: str) -> pl.Expr:
+        return pl.col(column).filter(condition.fill_null(False)).first()
+
+    def worst(value: pl.Expr, severity: pl.Expr) -> pl.Expr:
+        return value.filter((severity == severity.max()).fill_null(False)).first()
+
+    def final(column: str) -> pl.Expr:
+        return pl.col(column).filter(balance & pl.col("window_spread").is_not_null()).last()
+
+    per_run = ranked.group_by("rid").agg(
+        n_events=pl.len(),
+        last_epoch=pl.col("epoch").max(),
+        n_stats=mean.is_not_null().sum(),
+        n_nonfinite=(mean.is_not_null() & ~finite).sum(),
+        mean_norm=_scaled(mean.filter(finite), lambda x: x.mean()),
+        mean_norm_std=_scaled(mean.filter(finite), lambda x: x.std(ddof=0)),
+        max_norm_mean=_scaled(maxn.filter(finite), lambda x: x.mean()),
+        max_norm_peak=maxn.filter(finite).max(),
+        worst_norm_band=worst(pl.col("norm_band"), pl.col("_norm_severity")),
+        n_balance=balance.sum(),
+        n_undefined=undefined.sum(),
+        n_defined=defined.sum(),
+        last_sample_defined=defined.filter(balance).last(),
+        worst_band=worst(pl.col("_judged"), pl.col("_judged_severity")),
+        worst_spread=worst(pl.col("window_spread"), pl.col("_judged_severity")),
+        first_imbalance=first(pl.col("imbalance"), "label"),
+        first_collapse=first(balance & collapsed, "label"),
+        window_ratio=final("window_ratio"),
+        window_spread=final("window_spread"),
+        window_log_spread=final("window_log_spread"),
+        window_num=final("window_num"),
+        window_den=final("window_den"),
+        dominant=final("window_dominant"),
+        starved=final("window_starved"),
+        final_band=final("window_band"),
+        verdict=final("verdict"),
+        pair_verdict=final("pair_verdict"),
+        window_names=final("window_names"),
+        window_logs=final("window_logs"),
+        window_weights=pl.col("weights").filter(defined).last(),
+        window_weight_names=pl.col("names").filter(defined).last(),
+        **_first_of(_back(), "back"),
+        **_first_of(_repeat(), "repeat"),
+    )
+    return (
+        runs.join(per_run, on="rid", how="left", maintain_order="left")
+        .with_columns(
+            pl.col("n_events", "n_stats", "n_nonfinite", "n_balance", "n_undefined").fill_null(0),
+            worst_band=pl.when(pl.col("worst_band") == RatioBand.UNDEFINED.value)
+            .then(pl.lit(RatioBand.UNDEFINED.value))
+            .otherwise("worst_band"),
+            worst_spread=pl.when(pl.col("worst_band") == RatioBand.UNDEFINED.value)
+            .then(None)
+            .otherwise("worst_spread"),
+        )
+        .sort("first_row")
+    )
+
+
+def _first_of(condition: pl.Expr, name: str) -> dict[str, pl.Expr]:
+    """How many events meet ``condition``, and where the first one is."""
+    return {
+        f"n_{name}": condition.sum(),
+        **{f"{name}_{c}": pl.col(c).filter(condition).first() for c in ("row", "epoch", "step")},
+    }
+
+
+def _back() -> pl.Expr:
+    """An event earlier than the one before it in its run (epoch, then step, going back)."""
+    epoch, step = pl.col("epoch"), pl.col("step")
+    prev_epoch, prev_step = epoch.shift(1).over("rid"), step.shift(1).over("rid")
+    same = epoch.eq_missing(prev_epoch)
+    return ((epoch < prev_epoch) | (same & (step < prev_step))).fill_null(False)
+
+
+def _repeat() -> pl.Expr:
+    """An event repeating an epoch and step already logged in its run."""
+    known = pl.col("epoch").is_not_null() | pl.col("step").is_not_null()
+    return known & ~pl.struct("epoch", "step").is_first_distinct().over("rid")
+
+
+def _conflicts(records: pl.LazyFrame, runs: pl.LazyFrame, options: Options) -> pl.LazyFrame:
+    """Per run, every pair of its tasks with finite cosines, in task order, over its last
+    ``window`` of them: mean, share below zero, count (the mean and share from
+    ``min_samples`` on), and the last cosine; :func:`classify.sustained_conflict` judges."""
+    tasks = (
+        runs.select("rid", name=pl.col("tasks"))
+        .with_columns(t=pl.int_ranges(pl.col("name").list.len()))
+        .explode("name", "t")
+    )
+    cos = pl.col("recent")
+    enough = cos.list.len() >= min(options.min_samples, options.window)
+    return (
+        records.filter(pl.col("kind") == KIND_EVENT)
+        .select("rid", "row", "conflicts")
+        .explode("conflicts")
+        .drop_nulls("conflicts")
+        .unnest("conflicts")
+        .join(tasks.rename({"name": "a", "t": "ta"}), on=["rid", "a"], how="inner")
+        .join(tasks.rename({"name": "b", "t": "tb"}), on=["rid", "b"], how="inner")
+        .filter(pl.col("cosine").is_finite())
+        .sort("row")
+        .group_by("rid", "a", "b", "ta", "tb")
+        .agg(last=pl.col("cosine").last(), recent=pl.col("cosine").tail(options.window))
+        .sort("rid", "ta", "tb")
+        .group_by("rid", maintain_order=True)
+        .agg(
+            conflicts=pl.struct(
+                "a",
+                "b",
+                mean=pl.when(enough).then(cos.list.mean()),
+                negative=pl.when(enough).then(
+                    cos.list.eval((pl.element() < 0).cast(pl.Float64)).list.mean()
+                ),
+                n=cos.list.len(),
+                last="last",
+            )
+        )
+    )

@@ -1,0 +1,224 @@
+"""The one place where gradlog's output leaves the program: standard output, standard error
+and ``--output`` files. Text that came from a log is neutralised here, and only here.
+
+A log is data from anywhere (a fork's pull request, a shared disk, an old archive): its run ids,
+task names, tags and file names may hold control characters and escape sequences (``ESC [``
+moves the cursor or clears the screen, ``ESC ]52`` writes the clipboard, ``U+202E`` reverses
+the text that follows, a newline forges a second message). Renderers build lines, tables and
+documents from raw values; what leaves goes through one of:
+
+* :meth:`Output.blocks` and :meth:`Output.lines` (terminal text): every character that is not
+  printable, newlines included, becomes a visible escape (``\\x1b``), so a line stays one line;
+* :meth:`Output.table` (Rich tables): the same, cell by cell, before Rich lays them out;
+* :meth:`Output.document` (JSON, CSV, Markdown, HTML): the same except the newlines that
+  structure the document; JSON is written with every non-ASCII character as ``\\uXXXX``, so its
+  data is unchanged.
+
+Notes and errors go to standard error as one line each (:func:`note`, :func:`fail`). Scanning is
+native: a regular expression finds the rare line that holds anything outside printable ASCII,
+and only that line is escaped in Python.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import IO
+
+import polars as pl
+
+# Anything outside printable ASCII (and outside the newline, for documents): a superset of what
+# needs escaping, found natively; each match is then judged by str.isprintable.
+_SUSPECT = r"[^\x20-\x7e]"
+_SUSPECT_IN_DOCUMENT = re.compile(r"[^\n\x20-\x7e]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(char: str) -> str:
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def for_terminal(text: str) -> str:
+    """``text`` with every non-printable character written as a ``\\x1b``-style escape.
+
+    Non-printable is Python's :meth:`str.isprintable`: control characters (C0, DEL, C1: ESC,
+    BEL, CSI ``U+009B``, newlines, tabs), format characters (bidirectional overrides, zero-width
+    characters), surrogates, unassigned code points and separators other than the space.
+    Everything else, accents and CJK included, is kept. Idempotent on its output.
+    """
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else _escape(char) for char in text)
+
+
+def _document_char(match: re.Match) -> str:
+    char = match.group()
+    return char if char.isprintable() else _escape(char)
+
+
+def for_document(text: str) -> str:
+    """A document (Markdown, CSV, HTML) with every non-printable character other than the
+    newline escaped; the newlines are the document's own structure."""
+    return _SUSPECT_IN_DOCUMENT.sub(_document_char, text)
+
+
+def lines_for_terminal(lines: pl.Series) -> pl.Series:
+    """:func:`for_terminal` of every line, natively for the printable-ASCII ones."""
+    suspect = lines.str.contains(_SUSPECT).fill_null(False)
+    if not suspect.any():
+        return lines
+    rows = suspect.arg_true()
+    return lines.scatter(rows, [for_terminal(t) for t in lines.gather(rows).to_list()])
+
+
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: object) -> object:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        return value
+    if value.startswith(_FORMULA) and value not in ("-Infinity",):
+        value = "'" + value
+    return for_terminal(value)
+
+
+# -- streams ------------------------------------------------------------------------------------
+
+
+def _stream(stream: IO[str]) -> IO[str]:
+    """A text stream that replaces what its encoding cannot write (an ASCII terminal gets
+    ``?`` for ``±``, never half a report and a crash)."""
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None:
+        try:
+            reconfigure(errors="replace")
+        except (ValueError, OSError):  # a stream already written to in another mode: leave it
+            pass
+    return stream
+
+
+def note(text: str) -> None:
+    """A note on standard error (a skipped line, a recovered journal): one line."""
+    _line_to_stderr(f"Note: {for_terminal(text)}")
+
+
+def say(text: str) -> None:
+    """A status line on standard error ("Wrote out.md"): one line."""
+    _line_to_stderr(for_terminal(text))
+
+
+def fail(text: str) -> None:
+    """The one line of a failed command, on standard error."""
+    _line_to_stderr(f"Error: {for_terminal(text)}")
+
+
+def _line_to_stderr(line: str) -> None:
+    err = _stream(sys.stderr)
+    err.write(line + "\n")
+    err.flush()
+
+
+class Output:
+    """Where one command's result goes: standard output (a terminal, in colour when asked), or
+    a file written whole (``--output``: a temporary file renamed over it)."""
+
+    def __init__(self, path: Path | None = None, *, color: bool = False, width: int | None = None):
+        self.path = path
+        self.color = color and path is None
+        self.width = width
+        self._held: list[str] | None = [] if path is not None else None
+
+    # plain text, from renderers that build lines
+    def blocks(self, blocks: Iterable[pl.DataFrame]) -> None:
+        """Frames of ``line`` and ``style`` (the text report), written as they come."""
+        for block in blocks:
+            lines = lines_for_terminal(block.get_column("line"))
+            if self.color:
+                self._styled(zip(lines.to_list(), block.get_column("style").to_list()))
+            else:
+                self._write("\n".join(lines.to_list()) + "\n" if lines.len() else "")
+
+    def lines(self, lines: Iterable[tuple[str, str]] | Iterable[str]) -> None:
+        """Lines (or ``(line, style)`` pairs) of terminal text."""
+        pairs = [(x, "") if isinstance(x, str) else x for x in lines]
+        safe = [(for_terminal(text), style) for text, style in pairs]
+        if self.color:
+            self._styled(safe)
+        else:
+            self._write("".join(text + "\n" for text, _ in safe))
+
+    def table(self, table) -> None:
+        """A :class:`gradlog.analysis.render.table.TableSpec`: cells neutralised, then laid out by Rich
+        to the terminal's width (columns dropped by priority), or whole into a file or pipe."""
+        from gradlog.analysis.render.table import render
+
+        width = self.width
+        if width is None and self.color:
+            import shutil
+
+            width = shutil.get_terminal_size().columns
+        self._write(render(table.map_text(for_terminal), color=self.color, width=width))
+
+    def document(self, text: str) -> None:
+        """A Markdown or HTML document."""
+        self._write(for_document(text))
+
+    def json(self, data: object) -> None:
+        """Plain data as indented JSON; every non-ASCII character as a ``\\uXXXX`` escape,
+        which decodes to the same text, so the data is unchanged and the bytes inert."""
+        self._write(json.dumps(data, indent=2, ensure_ascii=True, allow_nan=False) + "\n")
+
+    def csv(self, header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+        """CSV with a header. Text cells are neutralised for spreadsheets (a cell starting with
+        ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading ``'``, as OWASP's
+        CSV-injection guidance advises) and for terminals (control characters, line breaks
+        included, as visible escapes: a cell is never split across rows); numbers stay numbers."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows([_csv_cell(v) for v in row] for row in rows)
+        self._write(out.getvalue())
+
+    def close(self) -> None:
+        """Write the file of ``--output`` (nothing to do for standard output)."""
+        if self._held is None:
+            return
+        from gradlog.analysis.publish import write_output
+
+        write_output("".join(self._held), self.path)
+        say(f"Wrote {self.path}")
+
+    def _write(self, text: str) -> None:
+        if self._held is not None:
+            self._held.append(text)
+        else:
+            out = _stream(sys.stdout)
+            out.write(text)
+
+    def _styled(self, lines: Iterable[tuple[str, str]]) -> None:
+        from rich.console import Console
+        from rich.text import Text
+
+        console = Console(file=_stream(sys.stdout), highlight=False, soft_wrap=True)
+        for text, style in lines:
+            console.print(Text(text, style=style or ""))
+
+
+def use_color(no_color: bool) -> bool:
+    """Colour for a terminal, unless ``--no-color`` or ``NO_COLOR`` says otherwise."""
+    return not no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()

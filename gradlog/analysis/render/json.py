@@ -1,0 +1,128 @@
+"""The report as JSON, for machines: every number, non-finite floats as "NaN"/"Infinity".
+
+Each run has its summary (the fields of :class:`gradlog.analysis.model.RunSummary`, as ``gradlog batch
+--format json`` also gives them, plus the report's own), and ``events``: an object of parallel
+arrays, one entry per logged event (``events.ratio[i]`` belongs to ``events.label[i]``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from typing import Any
+
+import polars as pl
+
+from gradlog.analysis.model import Report, RunReport
+from gradlog.format import SCHEMA_VERSION, encode_float
+
+EVENT_COLUMNS = (
+    "epoch",
+    "step",
+    "label",
+    "mean_norm",
+    "max_norm",
+    "total_norm",
+    "n_vanishing",
+    "n_exploding",
+    "norm_band",
+    "has_balance",
+    "defined",
+    "ratio",
+    "num",
+    "den",
+    "spread",
+    "dominant",
+    "starved",
+    "ratio_band",
+    "imbalance",
+    "window_ratio",
+    "window_num",
+    "window_den",
+    "window_spread",
+    "window_band",
+    "verdict",
+)
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def to_data(value: Any) -> Any:
+    """Plain JSON-ready data from result objects (enums by value, floats encoded)."""
+    if value is None or isinstance(value, (str, int)):  # bool is an int
+        return value
+    if isinstance(value, float):
+        return encode_float(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    names = _FIELDS.get(type(value))
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _FIELDS[type(value)] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
+        return {name: to_data(getattr(value, name)) for name in names}
+    if isinstance(value, dict):
+        return {str(k): to_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_data(v) for v in value]
+    return value
+
+
+def _column(series: pl.Series) -> list:
+    values = series.to_list()
+    if series.dtype.is_float() and not series.is_finite().fill_null(True).all():
+        return [encode_float(v) if v is not None and not math.isfinite(v) else v for v in values]
+    return values
+
+
+def _float(value: float | None) -> float | str | None:
+    return value if value is None or math.isfinite(value) else encode_float(value)
+
+
+def run_data(run: RunReport, events: dict[str, list] | None = None) -> dict:
+    """One run's summary and events; ``events``: its columns as lists, when already made."""
+    if events is None:
+        events = _columns(run.events)
+    samples = [dict(zip(n, v)) if n else {} for n, v in zip(events["names"], events["norms"])]
+    shown = {c: events[c] for c in EVENT_COLUMNS if c in events}
+    shown["norms"] = {t: [_float(s.get(t)) for s in samples] for t in run.tasks}
+    return {
+        **to_data(run.summary),
+        "log_every": run.log_every,
+        "log_every_steps": run.log_every_steps,
+        "started_at": run.started_at,
+        "tags": run.tags,
+        "window": run.window,
+        "min_samples": run.min_samples,
+        "events": shown,
+    }
+
+
+def _columns(frame: pl.DataFrame) -> dict[str, list]:
+    wanted = [c for c in (*EVENT_COLUMNS, "names", "norms") if c in frame.columns]
+    return {c: _column(frame.get_column(c)) for c in wanted}
+
+
+def report_data(report: Report) -> dict:
+    """The whole report as plain data. Every event column is turned into Python values once,
+    for all runs together, then cut run by run (ten thousand small conversions cost a minute)."""
+    runs = []
+    if report.runs:
+        position = {run.rid: pos for pos, run in enumerate(report.runs)}
+        events = report.events.with_columns(
+            pos=pl.col("rid").replace_strict(position, default=None, return_dtype=pl.Int64)
+        ).sort("pos", "row")
+        columns = _columns(events)
+        start = 0
+        for run in report.runs:
+            end = start + run.summary.n_events
+            runs.append(run_data(run, {c: v[start:end] for c, v in columns.items()}))
+            start = end
+    return {
+        "gradlog_report": 2,
+        "log_schema": SCHEMA_VERSION,
+        "path": report.path,
+        "notes": list(report.notes),
+        "runs": runs,
+    }

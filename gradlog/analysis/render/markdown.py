@@ -1,0 +1,278 @@
+"""``gradlog report --format markdown``: the report as a pull-request comment.
+
+For each run: a verdict line with a status badge, the summary table, the findings with their
+epochs, the recommended action (the text report's own wording), and two Mermaid charts (the
+task balance ratio with the healthy band, and the per-task gradient norms) that GitHub renders
+without attachments. Everything that comes from the log goes through :mod:`gradlog.analysis.render.md`.
+"""
+
+from __future__ import annotations
+
+from gradlog import messages
+from gradlog.analysis.model import Report, RunReport
+from gradlog.analysis.render import md
+from gradlog.analysis.render.closing import advice_items
+from gradlog.analysis.render.mermaid import COLOUR_NAMES, thin, xychart
+from gradlog.analysis.status import Status, run_status
+from gradlog.classify import HEALTHY_RANGE, NormBand, RatioBand
+
+RATIO_CAP = 10.0  # the ratio chart's ceiling: larger values are drawn at it
+
+
+def format_markdown(report: Report) -> str:
+    """The whole report (every run of the file) as GitHub-flavoured Markdown."""
+    lines: list[str] = []
+    if len(report.runs) > 1:
+        worst = min((r.summary.status for r in report.runs), key=lambda s: s.rank)
+        lines += [
+            f"## {worst.badge} gradlog: {len(report.runs)} runs in {md.code(report.path)}",
+            "",
+        ]
+    for run in report.runs:
+        lines += run_markdown(run, report.path, level=3 if len(report.runs) > 1 else 2)
+        lines.append("")
+    if report.notes:
+        lines.append("<sub>")
+        lines += [f"Note: {md.escape(n)}<br>" for n in report.notes]
+        lines.append("</sub>")
+        lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def run_markdown(run: RunReport, path: str, level: int = 2) -> list[str]:
+    status = run.summary.status
+    h = "#" * level
+    lines = [
+        f"{h} {status.badge} gradlog: {status.label} in run {md.code(run.run_id)} "
+        f"({md.code(path)})",
+        "",
+        verdict_line(run, status),
+        "",
+    ]
+    lines += summary_table(run)
+    lines += ["", f"{h}# Findings", ""]
+    lines += findings(run)
+    lines += ["", f"{h}# Recommended action", ""]
+    lines += recommendation(run)
+    charts = ratio_chart(run) + norms_chart(run)
+    if charts:
+        lines += ["", f"{h}# Charts", ""] + charts
+    return lines
+
+
+def verdict_line(run: RunReport, status: Status) -> str:
+    """``**Verdict: ❌ Task collapse** · task balance: ... · gradient norms: ...``"""
+    s = run.summary
+    r = s.advice
+    if s.final_band is not None:
+        band = s.final_band
+        balance = f"{band.label}, final spread {messages.fmt2(s.spread)}"
+        if s.dominant and band is not RatioBand.HEALTHY:
+            balance += f" ({md.code(s.dominant, in_table=False)} dominating)"
+    elif len(s.tasks) < 2:
+        balance = "not judged (fewer than two tasks)"
+    else:
+        balance = "not judged (too few balance samples)"
+    if s.first_collapse:
+        balance += f", collapse from {s.first_collapse}"
+    parts = [f"task balance: {balance}"]
+    if r.norm_band is not None:
+        mean = (
+            f"in {s.n_nonfinite} of {s.n_stats} events"
+            if r.norm_band is NormBand.NONFINITE
+            else f"mean {messages.fmt4(s.mean_norm)}"
+        )
+        parts.append(f"gradient norms: {r.norm_band.label} ({mean})")
+    return f"**Verdict: {status.badge} {status.label}** · " + " · ".join(parts)
+
+
+def summary_table(run: RunReport) -> list[str]:
+    s = run.summary
+    tasks = ", ".join(md.code(t) for t in run.tasks) or "none"
+    ratio = "not judged"
+    if s.window_ratio is not None and s.window_num:
+        ratio = (
+            f"{messages.fmt2(s.window_ratio)} ({md.code(s.window_num)} / {md.code(s.window_den)})"
+        )
+    rows = [
+        ["Tasks", tasks],
+        [
+            "Events",
+            f"{s.n_events} ({s.n_stats} with statistics, {s.n_balance} balance samples)",
+        ],
+        ["Final window ratio", ratio],
+        ["Final spread", _ratio_cell(s.spread, s.final_band)],
+        ["Worst spread", _ratio_cell(s.worst_spread, s.worst_band)],
+        ["First imbalance", s.first_imbalance or "none"],
+        ["First collapse", s.first_collapse or "none"],
+    ]
+    if s.mean_norm is not None:
+        rows.append(
+            [
+                "Mean gradient norm",
+                f"{messages.fmt4(s.mean_norm)} ± {messages.fmt4(s.mean_norm_std)}",
+            ]
+        )
+        rows.append(
+            [
+                "Max gradient norm",
+                f"{messages.fmt4(s.max_norm_mean)} (peak {messages.fmt4(s.max_norm_peak)})",
+            ]
+        )
+    if s.n_nonfinite:
+        rows.append(["Non-finite norms", f"{s.n_nonfinite} of {s.n_stats} events"])
+    if s.n_undefined:
+        rows.append(["Undefined ratios", f"{s.n_undefined} of {s.n_balance} samples"])
+    if run.started_at:
+        rows.append(["Started", md.code(run.started_at)])
+    if run.tags:
+        rows.append(
+            ["Tags", ", ".join(f"{md.code(k)} = {md.code(v)}" for k, v in run.tags.items())]
+        )
+    return md.table(["", ""], [[md.cell(a), b] for a, b in rows], align="ll")
+
+
+def _ratio_cell(value: float | None, band: RatioBand | None) -> str:
+    if band is RatioBand.UNDEFINED:
+        return f"{_badge_ratio(band)} undefined"
+    if value is None or band is None:
+        return "not judged"
+    return f"{messages.fmt2(value)} ({_badge_ratio(band)} {band.label})"
+
+
+def findings(run: RunReport) -> list[str]:
+    s = run.summary
+    out = []
+    if s.first_imbalance:
+        low, high = HEALTHY_RANGE
+        out.append(
+            f"- {Status.MINOR.badge} First balance sample outside the healthy range "
+            f"{low}–{high} at {s.first_imbalance}."
+        )
+    if s.first_collapse:
+        out.append(
+            f"- {Status.COLLAPSE.badge} Task collapse from {s.first_collapse}: the spread of "
+            "the task norms over the window (largest over smallest) passed 5.0."
+        )
+    if s.worst_band is not None and s.worst_band not in (RatioBand.HEALTHY, RatioBand.UNDEFINED):
+        out.append(
+            f"- {_badge_ratio(s.worst_band)} Worst spread: "
+            f"{messages.fmt2(s.worst_spread)} ({s.worst_band.label})."
+        )
+    if s.n_undefined:
+        out.append(
+            f"- {Status.UNDEFINED.badge} {s.n_undefined} balance sample(s) with an undefined "
+            "ratio (a zero or non-finite task norm): counts as collapse for `--fail-on`."
+        )
+    worst = s.worst_norm_band
+    if worst is not None and worst.warns:
+        out.append(f"- {_badge_norm(worst)} Worst logged mean norm: {worst.label}.")
+    if s.n_nonfinite:
+        out.append(
+            f"- {Status.NONFINITE.badge} Non-finite gradient norms in {s.n_nonfinite} of "
+            f"{s.n_stats} logged events."
+        )
+    return out or [f"- {Status.HEALTHY.badge} No findings."]
+
+
+def recommendation(run: RunReport) -> list[str]:
+    """The text report's "Recommended action" items, as a list (same wording)."""
+    out = []
+    for item in advice_items(run):
+        if item.code:
+            out.append(f"  - {md.code(item.text, in_table=False)}")
+        elif item.head is None:
+            out.append(f"- {md.escape(item.text.strip())}")
+        else:
+            out.append(f"- **{md.escape(item.head)}:** {md.escape(item.text)}")
+    return out
+
+
+def _x_label(label: str) -> str:
+    return label.rsplit(" ", 1)[-1]
+
+
+def _axis_name(run: RunReport) -> str:
+    return "step" if run.by_steps else "epoch"
+
+
+def ratio_chart(run: RunReport) -> list[str]:
+    """The ratio per sample and its window, over the defined samples, with the band."""
+    if run.pair is None:
+        return []
+    import polars as pl
+
+    judged = run.events.filter(
+        pl.col("defined") & pl.col("ratio").is_not_null() & pl.col("window_ratio").is_not_null()
+    )
+    if judged.height < 2:
+        return []
+    judged = judged[thin(judged.height)]
+    labels = judged.get_column("label").to_list()
+    ratios = judged.get_column("ratio").to_list()
+    means = judged.get_column("window_ratio").to_list()
+    top = min(RATIO_CAP, max(2.5, max(ratios + means) * 1.1))
+    low, high = HEALTHY_RANGE
+    chart = xychart(
+        title="Task balance ratio",
+        x_title=_axis_name(run),
+        x=[_x_label(label) for label in labels],
+        y_title="ratio",
+        y_range=(0.0, top),
+        lines=[
+            [min(v, top) for v in ratios],
+            [min(v, top) for v in means],
+            [low] * len(labels),
+            [high] * len(labels),
+        ],
+        colours=("#1f77b4", "#d62728", "#2ca02c", "#2ca02c"),
+    )
+    num, den = run.pair
+    legend = (
+        f"Ratio {md.code(num)} / {md.code(den)}: blue per sample, red the window "
+        f"({run.window} samples); green lines: the healthy band {low}–{high}."
+    )
+    if max(ratios + means) > top:
+        legend += f" Values above {top:g} are drawn at {top:g}."
+    return [legend, "", *chart, ""]
+
+
+def norms_chart(run: RunReport) -> list[str]:
+    """Each task's gradient norm over the balance samples where all of them are finite."""
+    tasks = list(run.tasks)[: len(COLOUR_NAMES)]
+    if not tasks:
+        return []
+    import polars as pl
+
+    norms = pl.DataFrame([run.norms(t).alias(t) for t in tasks]).with_columns(
+        label=run.events.get_column("label"), has_balance=run.events.get_column("has_balance")
+    )
+    points = norms.filter(
+        pl.col("has_balance") & pl.all_horizontal(pl.col(t).is_finite() for t in tasks)
+    )
+    if points.height < 2:
+        return []
+    points = points[thin(points.height)]
+    series = [points.get_column(t).to_list() for t in tasks]
+    labels = points.get_column("label").to_list()
+    top = max(max(s) for s in series) * 1.1 or 1.0
+    chart = xychart(
+        title="Task gradient norms",
+        x_title=_axis_name(run),
+        x=[_x_label(label) for label in labels],
+        y_title="gradient norm",
+        y_range=(0.0, top),
+        lines=series,
+    )
+    legend = "Gradient norm of each task's weighted loss: " + ", ".join(
+        f"{colour} {md.code(t)}" for colour, t in zip(COLOUR_NAMES, tasks)
+    )
+    return [legend + ".", "", *chart, ""]
+
+
+def _badge_ratio(band: RatioBand) -> str:
+    return run_status(band, None).badge
+
+
+def _badge_norm(band: NormBand) -> str:
+    return run_status(None, band).badge

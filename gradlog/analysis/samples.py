@@ -1,0 +1,245 @@
+"""The per-event half of the analysis engine (:mod:`gradlog.analysis.engine`): each balance sample of
+every run, whether it is defined, its extremes, and the rolling geometric window of each task.
+
+Task samples are one row per (event, task of its run), so any number of tasks, different in
+every run of a batch, costs the same code; aggregations stay plain (a filter inside a group's
+aggregation takes a slow path in Polars).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import polars as pl
+
+from gradlog.analysis import exprs
+from gradlog.format import KIND_EVENT
+from gradlog.frames import IN_MEMORY
+
+
+class Options(Protocol):
+    """What this half needs of :class:`gradlog.analysis.engine.Options`."""
+
+    window: int
+    min_samples: int
+    unweighted: bool
+
+
+def _task_samples(records: pl.LazyFrame, runs: pl.LazyFrame, options: Options) -> pl.LazyFrame:
+    """One row per (event, task of its run): the first sample of each name in the event."""
+    run_tasks = (
+        runs.filter(pl.col("n_tasks") >= 2)
+        .select("rid", "pair_a", "pair_b", "meta_weights", name=pl.col("tasks"))
+        .with_columns(t=pl.int_ranges(pl.col("name").list.len()))
+        .explode("name", "t")
+    )
+    long = (
+        records.filter((pl.col("kind") == KIND_EVENT) & (pl.col("tasks").list.len() > 0))
+        .select("rid", "row", "tasks")
+        .explode("tasks")
+        .select(
+            "rid",
+            "row",
+            name=pl.col("tasks").struct.field("name"),
+            norm=pl.col("tasks").struct.field("grad_norm"),
+            weight=pl.col("tasks").struct.field("weight"),
+        )
+        .unique(["row", "name"], keep="first", maintain_order=True)
+        .join(run_tasks, on=["rid", "name"], how="inner")
+        .sort("row", "t")
+    )
+    if options.unweighted:
+        # the weight in force: the sample's own, else the run record's, else 1.0
+        meta = (
+            run_tasks.select("rid", "meta_weights")
+            .unique("rid")
+            .explode("meta_weights")
+            .select(
+                "rid",
+                name=pl.col("meta_weights").struct.field("name"),
+                meta_weight=pl.col("meta_weights").struct.field("weight"),
+            )
+            .drop_nulls("name")
+            .unique(["rid", "name"], keep="first")
+        )
+        long = (
+            long.join(meta, on=["rid", "name"], how="left", maintain_order="left")
+            .with_columns(pl.col("weight").fill_null(pl.col("meta_weight")).fill_null(1.0))
+            .with_columns(norm=pl.col("norm") / pl.col("weight"))
+            .drop("meta_weight")
+        )
+    valid = pl.col("norm").is_finite() & (pl.col("norm") > 0)
+    return long.with_columns(log=pl.when(valid).then(pl.col("norm").log()), valid=valid)
+
+
+def _per_sample(long: pl.LazyFrame) -> pl.LazyFrame:
+    """Per balance sample: defined or not, the extremes, the pair's norms, every norm.
+
+    Only plain aggregations (a filter inside a group's aggregation takes a slow path): the
+    extremes by position of the largest and smallest log norm, the pair's norms as the one
+    non-null value of a column made beforehand.
+    """
+    name, log, norm = pl.col("name"), pl.col("log"), pl.col("norm")
+    return (
+        long.with_columns(
+            _num=pl.when(name == pl.col("pair_a")).then(norm),
+            _den=pl.when(name == pl.col("pair_b")).then(norm),
+        )
+        .group_by("row")
+        .agg(
+            rid=pl.col("rid").first(),
+            n_present=pl.len(),
+            n_valid=pl.col("valid").sum(),
+            names=name,
+            norms=norm,
+            weights=pl.col("weight"),
+            dominant=name.get(log.arg_max()),
+            starved=name.get(log.arg_min()),
+            top=norm.get(log.arg_max()),
+            bottom=norm.get(log.arg_min()),
+            num=pl.col("_num").max(),
+            den=pl.col("_den").max(),
+        )
+    )
+
+
+def _windows(long: pl.LazyFrame, defined: pl.LazyFrame, options: Options) -> pl.LazyFrame:
+    """Per defined sample: the window's log norms, their extremes and the pair's log ratio."""
+    m = min(options.min_samples, options.window)
+    name, wl = pl.col("name"), pl.col("wl")
+    return (
+        long.join(defined, on="row", how="semi", maintain_order="left")
+        .with_columns(
+            wl=pl.col("log").rolling_mean(options.window, min_samples=m).over("rid", "name")
+        )
+        .with_columns(
+            _wa=pl.when(name == pl.col("pair_a")).then(wl),
+            _wb=pl.when(name == pl.col("pair_b")).then(wl),
+        )
+        .group_by("row")
+        .agg(
+            w_top=wl.max(),
+            w_bottom=wl.min(),
+            w_dominant=name.get(wl.arg_max()),
+            w_starved=name.get(wl.arg_min()),
+            w_pair=pl.col("_wa").max() - pl.col("_wb").max(),
+            w_names=name,
+            w_logs=wl,
+        )
+    )
+
+
+def events_frame(records: pl.LazyFrame, runs: pl.LazyFrame, options: Options) -> pl.LazyFrame:
+    """One row per event of every run, with every per-event column the renderers read."""
+    # the task samples feed two branches of the plan: made once
+    long = _task_samples(records, runs, options).collect(engine=IN_MEMORY).lazy()
+    run_cols = runs.select("rid", "n_tasks", "pair_a", "pair_b", "by_steps")
+    samples = (
+        _per_sample(long)
+        .join(run_cols.select("rid", "n_tasks"), on="rid", how="left")
+        .with_columns(
+            defined=(pl.col("n_valid") == pl.col("n_tasks"))
+            & (pl.col("n_present") == pl.col("n_tasks"))
+        )
+        .drop("rid", "n_tasks")
+        .collect(engine=IN_MEMORY)
+    )
+    undefined = samples.filter(~pl.col("defined")).height > 0
+    ev = (
+        records.filter(pl.col("kind") == KIND_EVENT)
+        .join(run_cols, on="rid", how="left", maintain_order="left")
+        .join(samples.lazy(), on="row", how="left", maintain_order="left")
+        .with_columns(
+            has_balance=pl.col("n_present").is_not_null(),
+            defined=pl.col("defined").fill_null(False),
+        )
+    )
+    defined = samples.lazy().filter("defined").select("row")
+    ev = ev.join(_windows(long, defined, options), on="row", how="left", maintain_order="left")
+    paired = pl.col("pair_a").is_not_null()
+    has_window = pl.col("w_top").is_not_null()
+    w_spread_log = pl.col("w_top") - pl.col("w_bottom")
+    # the window carried over an undefined sample is the one judged before it
+    carried = ["w_top", "w_bottom", "w_dominant", "w_starved", "w_pair", "w_names", "w_logs"]
+    if undefined:
+        ev = ev.with_columns(
+            pl.when(pl.col("defined") | ~pl.col("has_balance"))
+            .then(pl.col(c))
+            .otherwise(pl.col(c).forward_fill().over("rid"))
+            .alias(c)
+            for c in carried
+        )
+    sample_spread = pl.when("defined").then(pl.col("top") / pl.col("bottom"))
+    sample_ratio = pl.when(paired).then(pl.col("num") / pl.col("den")).otherwise(sample_spread)
+    window_ratio = pl.when(paired).then(pl.col("w_pair").exp()).otherwise(w_spread_log.exp())
+    label = (
+        pl.when((pl.col("by_steps") | pl.col("epoch").is_null()) & pl.col("step").is_not_null())
+        .then(pl.format("Step {}", "step"))
+        .when(pl.col("epoch").is_not_null())
+        .then(pl.format("Epoch {}", "epoch"))
+        .otherwise(pl.lit("Event"))
+    )
+    mean = pl.col("mean_norm")
+    optional = [c for c in ("total_norm", "n_vanishing", "n_exploding") if c in _names(records)]
+    return ev.select(
+        "rid",
+        "row",
+        "epoch",
+        "step",
+        label.alias("label"),
+        mean,
+        pl.when(mean.is_not_null())
+        .then(pl.col("max_norm").fill_null(float("nan")))
+        .alias("max_norm"),
+        *optional,
+        exprs.norm_band(mean).alias("norm_band"),
+        "has_balance",
+        "defined",
+        pl.when("has_balance").then("names").alias("names"),
+        pl.when("has_balance").then("norms").alias("norms"),
+        pl.when("has_balance").then("weights").alias("weights"),
+        sample_spread.alias("spread"),
+        sample_ratio.alias("ratio"),
+        pl.when(paired).then("pair_a").otherwise(pl.when("defined").then("dominant")).alias("num"),
+        pl.when(paired).then("pair_b").otherwise(pl.when("defined").then("starved")).alias("den"),
+        pl.when("defined").then("dominant").alias("dominant"),
+        pl.when("defined").then("starved").alias("starved"),
+        pl.when("defined").then(exprs.ratio_band(sample_spread)).alias("ratio_band"),
+        (pl.col("defined") & exprs.outside_healthy_range(sample_spread))
+        .fill_null(False)
+        .alias("imbalance"),
+        pl.when(pl.col("has_balance") & has_window).then(w_spread_log).alias("window_log_spread"),
+        pl.when(pl.col("has_balance") & has_window).then(w_spread_log.exp()).alias("window_spread"),
+        pl.when(pl.col("has_balance") & has_window).then(window_ratio).alias("window_ratio"),
+        pl.when(pl.col("has_balance") & has_window)
+        .then(pl.when(paired).then("pair_a").otherwise("w_dominant"))
+        .alias("window_num"),
+        pl.when(pl.col("has_balance") & has_window)
+        .then(pl.when(paired).then("pair_b").otherwise("w_starved"))
+        .alias("window_den"),
+        pl.when(pl.col("has_balance") & has_window).then("w_dominant").alias("window_dominant"),
+        pl.when(pl.col("has_balance") & has_window).then("w_starved").alias("window_starved"),
+        pl.when(pl.col("has_balance") & has_window)
+        .then(exprs.spread_band(w_spread_log))
+        .alias("window_band"),
+        # the verdict judges the spread, oriented dominant over starved; the pair's own check
+        # words the documented sentence of a named pair
+        pl.when("has_balance").then(exprs.collapse_check_log(w_spread_log)).alias("verdict"),
+        pl.when(pl.col("has_balance") & paired)
+        .then(exprs.collapse_check_log(pl.col("w_pair")))
+        .alias("pair_verdict"),
+        pl.when("has_balance")
+        .then(
+            exprs.collapse_check_log(pl.when(paired).then(pl.col("w_pair")).otherwise(w_spread_log))
+        )
+        .alias("shown_verdict"),
+        "n_tasks",
+        "pair_a",
+        "pair_b",
+        pl.when(pl.col("has_balance") & has_window).then("w_names").alias("window_names"),
+        pl.when(pl.col("has_balance") & has_window).then("w_logs").alias("window_logs"),
+    )
+
+
+def _names(frame: pl.LazyFrame) -> list[str]:
+    return frame.collect_schema().names()

@@ -1,0 +1,273 @@
+"""Scans of many logs at once, into the two frames ``gradlog batch`` analyses.
+
+Every source, however it is stored, becomes the same columns:
+
+``records`` (:data:`RECORDS_SCHEMA`)
+    one row per record: ``source, run, row, kind, epoch, step, mean_norm, max_norm, tasks,
+    bad``; ``row`` orders the records (file order) and is unique across the whole batch;
+    ``tasks`` is the list of ``{name, grad_norm, loss, weight}``;
+``meta`` (:data:`META_SCHEMA`)
+    one row per run record: ``source, run, row, meta_tasks, by_steps, meta_weights, bad``.
+
+Only what the analysis needs is read (``layers``, for one, never is). ``bad`` marks a record
+the careful reader (:func:`gradlog.analysis.readers.read_log`) would refuse: a missing required field, an
+unknown version or kind, or a float whose text is no number. A source with a bad record is read
+again, alone, by that reader, which names the line and the field.
+
+JSON Lines are scanned with the nested ``tasks`` and ``meta`` read as text: Polars reads text
+fast and decodes nested JSON afterwards several times faster than it parses nested structs inside
+a scan. Floats are read as numbers (``tokens=False``); a log holding the ``"NaN"``/``"Infinity"``
+tokens of docs/format.md makes that fail, and is then read with every float as text and cast
+(``tokens=True``), which maps the tokens to floats exactly. Each function makes one scan and one
+collect (the decoding runs inside it); what follows works on the frame in memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from gradlog.analysis.validity import breaks_a_rule
+from gradlog.format import (
+    FLOAT_FIELDS,
+    INT_FIELDS,
+    KIND_RUN,
+    REQUIRED_FIELDS,
+    STRING_FIELDS,
+)
+from gradlog.frames import json_schema, storage_schema
+
+F64 = pl.Float64
+ROW_BLOCK = 1 << 40  # row numbers of part k start at k * ROW_BLOCK: unique across parts
+
+TASKS = pl.List(pl.Struct({"name": pl.String, "grad_norm": F64, "loss": F64, "weight": F64}))
+WEIGHTS = pl.List(pl.Struct({"name": pl.String, "weight": F64}))
+RECORDS_SCHEMA = pl.Schema(
+    {
+        "source": pl.String,
+        "run": pl.String,
+        "row": pl.Int64,
+        "kind": pl.String,
+        "epoch": pl.Int64,
+        "step": pl.Int64,
+        "mean_norm": F64,
+        "max_norm": F64,
+        "total_norm": F64,
+        "n_vanishing": pl.Int64,
+        "n_exploding": pl.Int64,
+        "tasks": TASKS,
+        "bad": pl.Boolean,
+    }
+)
+META_SCHEMA = pl.Schema(
+    {
+        "source": pl.String,
+        "run": pl.String,
+        "row": pl.Int64,
+        "meta_tasks": pl.List(pl.String),
+        "by_steps": pl.Boolean,
+        "meta_weights": WEIGHTS,
+        "log_every": pl.Int64,
+        "log_every_steps": pl.Int64,
+        "started_at": pl.String,
+        "tags": pl.List(pl.Struct({"key": pl.String, "value": pl.String})),
+        "bad": pl.Boolean,
+    }
+)
+
+_FLOATS = FLOAT_FIELDS  # read and checked as the reader does; mean_norm and max_norm are used
+_INTS = INT_FIELDS
+_TASKS_TEXT = json_schema()["tasks"]  # {name, grad_norm, loss, weight}, floats as text
+_META_TEXT = json_schema()["meta"]
+
+
+def _json_schema(tokens: bool) -> pl.Schema:
+    """JSON Lines as the batch reads them: nested values as text, floats as numbers or text."""
+    fields: dict[str, pl.DataType] = {c: pl.String() for c in STRING_FIELDS}
+    fields.update({c: pl.Int64() for c in _INTS})
+    fields.update({c: pl.String() if tokens else F64() for c in _FLOATS})
+    fields.update({"tasks": pl.String, "meta": pl.String})
+    return pl.Schema(fields)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """The records and run metadata of some sources, in memory."""
+
+    records: pl.DataFrame
+    meta: pl.DataFrame
+
+    @staticmethod
+    def concat(chunks: list[Chunk]) -> Chunk:
+        if len(chunks) == 1:
+            return chunks[0]
+        return Chunk(pl.concat([c.records for c in chunks]), pl.concat([c.meta for c in chunks]))
+
+
+def read_json(
+    sources: list[str], part: int, *, tokens: bool = False, storage_options: dict | None = None
+) -> Chunk:
+    """JSON Lines files (plain or gzipped, local or object-store URLs), scanned together."""
+    bad = _invalid()
+    if tokens:
+        floats = {c: pl.col(c).cast(F64, strict=False) for c in _FLOATS}
+        text = pl.col("tasks").str.json_decode(_TASKS_TEXT)
+        tasks = text.cast(TASKS, strict=False)
+        bad = (
+            bad
+            | pl.any_horizontal(_lost(pl.col(c), v) for c, v in floats.items())
+            | _lost_in_list(text, tasks, ("grad_norm", "loss", "weight"))
+        )
+    else:
+        floats = {c: pl.col(c) for c in _FLOATS}
+        tasks = pl.col("tasks").str.json_decode(TASKS)
+    # the decoding runs inside the scan's query, in parallel over the streamed batches
+    frame = (
+        pl.scan_ndjson(
+            sources,
+            schema=_json_schema(tokens),
+            include_file_paths="source",
+            storage_options=storage_options,
+        )
+        .with_columns(_row(part))
+        .select(
+            "source",
+            "run",
+            "row",
+            "kind",
+            "epoch",
+            "step",
+            floats["mean_norm"].alias("mean_norm"),
+            floats["max_norm"].alias("max_norm"),
+            floats["total_norm"].alias("total_norm"),
+            "n_vanishing",
+            "n_exploding",
+            tasks.alias("tasks"),
+            bad=bad,
+            meta="meta",
+        )
+        .collect(engine="streaming")
+    )
+    # only run records carry metadata: decode it there, on a handful of rows
+    meta_text = pl.col("meta").str.json_decode(_META_TEXT)
+    weights_text = meta_text.struct.field("weights")
+    weights = weights_text.cast(WEIGHTS, strict=False)
+    meta = frame.filter(pl.col("kind") == KIND_RUN).select(
+        "source",
+        "run",
+        "row",
+        meta_tasks=meta_text.struct.field("tasks"),
+        by_steps=_by_steps(meta_text),
+        meta_weights=weights,
+        **_meta_extras(meta_text),
+        bad=_lost_in_list(weights_text, weights, ("weight",)),
+    )
+    return Chunk(frame.drop("meta"), meta)
+
+
+def read_parquet(sources: list[str], part: int, *, storage_options: dict | None = None) -> Chunk:
+    """Parquet files scanned together; columns a file lacks read as null."""
+    lf = pl.scan_parquet(
+        sources,
+        schema=storage_schema(),
+        missing_columns="insert",
+        extra_columns="ignore",
+        include_file_paths="source",
+        storage_options=storage_options,
+    )
+    return _from_storage(lf, part)
+
+
+def read_dataset(root: str, part: int, *, storage_options: dict | None = None) -> Chunk:
+    """A (hive-partitioned) Parquet dataset: one source, whichever files its runs span."""
+    lf = pl.scan_parquet(
+        root,
+        hive_partitioning=True,
+        schema=storage_schema(),
+        missing_columns="insert",
+        extra_columns="ignore",
+        storage_options=storage_options,
+    ).with_columns(source=pl.lit(root))
+    return _from_storage(lf, part)
+
+
+def from_frame(frame: pl.DataFrame, source: str, part: int) -> Chunk:
+    """A log already read (by the careful reader), in the storage schema, with its cosines."""
+    return _from_storage(frame.lazy().with_columns(source=pl.lit(source)), part, conflicts=True)
+
+
+def _row(part: int) -> pl.Expr:
+    return (pl.int_range(pl.len(), dtype=pl.Int64) + part * ROW_BLOCK).alias("row")
+
+
+def _invalid() -> pl.Expr:
+    """A record that breaks the contract: :mod:`gradlog.analysis.validity`'s rules, as every reader."""
+    return breaks_a_rule()
+
+
+def _lost(text: pl.Expr, value: pl.Expr) -> pl.Expr:
+    """Text that was there but is no number (the cast made it null)."""
+    return text.is_not_null() & value.is_null()
+
+
+def _lost_in_list(text: pl.Expr, value: pl.Expr, fields: tuple[str, ...]) -> pl.Expr:
+    """Some field of a list of structs had text that is no number."""
+
+    def count(expr: pl.Expr, name: str) -> pl.Expr:
+        return expr.list.eval(pl.element().struct.field(name).is_not_null()).list.sum()
+
+    return pl.any_horizontal(count(text, f) != count(value, f) for f in fields).fill_null(False)
+
+
+def _by_steps(meta: pl.Expr) -> pl.Expr:
+    """A run logged by steps labels its events "Step N", as the report does."""
+    field = meta.struct.field
+    return (field("log_every_steps").fill_null(0) != 0) | (
+        field("balance_every_steps").fill_null(0) != 0
+    )
+
+
+def _meta_extras(meta: pl.Expr) -> dict[str, pl.Expr]:
+    """What the report prints of a run record: cadences, start time, tags."""
+    field = meta.struct.field
+    return {
+        "log_every": field("log_every"),
+        "log_every_steps": field("log_every_steps"),
+        "started_at": field("started_at"),
+        "tags": field("tags"),
+    }
+
+
+_FLAT = ("epoch", "step", "mean_norm", "max_norm", "total_norm", "n_vanishing", "n_exploding")
+
+
+def _from_storage(lf: pl.LazyFrame, part: int, *, conflicts: bool = False) -> Chunk:
+    extra = ["conflicts"] if conflicts else []
+    raw = (
+        lf.select("source", *REQUIRED_FIELDS, *_FLAT, "tasks", "meta", *extra)
+        .with_columns(_row(part))
+        .collect()
+    )
+    records = raw.select(
+        "source",
+        "run",
+        "row",
+        "kind",
+        *_FLAT,
+        "tasks",
+        *extra,
+        bad=_invalid(),
+    )
+    meta = pl.col("meta")
+    runs = raw.filter(pl.col("kind") == KIND_RUN).select(
+        "source",
+        "run",
+        "row",
+        meta_tasks=meta.struct.field("tasks"),
+        by_steps=_by_steps(meta),
+        meta_weights=meta.struct.field("weights"),
+        **_meta_extras(meta),
+        bad=pl.lit(False),
+    )
+    return Chunk(records, runs)

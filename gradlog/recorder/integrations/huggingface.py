@@ -1,0 +1,103 @@
+"""gradlog for the Hugging Face ``Trainer``: ``GradlogCallback`` records a multi-task model.
+
+``pip install '.[huggingface]'``. The model's ``forward`` returns a dict (or a
+``ModelOutput``) with the total ``loss`` (what the Trainer backpropagates) and the per-task
+``losses``, unweighted::
+
+    def forward(self, input_ids, attention_mask, tag_labels, label):
+        hidden = self.encoder(input_ids, attention_mask=attention_mask).last_hidden_state
+        tag_loss, label_loss = ...
+        return {"loss": tag_loss + label_loss,
+                "losses": {"tags": tag_loss, "label": label_loss}, "logits": ...}
+
+    trainer = Trainer(model, args, train_dataset=..., callbacks=[GradlogCallback(
+        ["tags", "label"], "runs/run.jsonl", mode="representation", shared="encoder",
+        log_every_steps=1, balance_every_steps=1)])
+
+(Give the config ``keys_to_ignore_at_inference = ["losses"]``, or the Trainer's ``evaluate``
+collects the dict as logits.) A forward hook on the model reads the losses of the first
+micro-batch of each optimizer step and measures the task gradients around its backward; the
+global statistics are taken in ``on_pre_optimizer_step``. The Trainer clips gradients
+(``max_grad_norm``, 1.0 by default) *before* any callback can see them, so with clipping on
+the logged mean/max/total norms are after clipping (a warning says so); the task norms and
+cosines are measured before it and are not affected. Steps are optimizer steps
+(``state.global_step + 1``), epochs ``floor(state.epoch) + 1``. Under DDP rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+from gradlog.recorder.core import GradientRecorder
+from gradlog.recorder.integrations._common import StepRecorder
+
+__all__ = ["GradlogCallback"]
+
+
+class GradlogCallback(TrainerCallback):
+    """Records per-task gradient norms, gradient conflict and gradient statistics.
+
+    Args:
+        tasks: task names, as the keys of the ``losses`` the model's forward returns.
+        path: the log file (``.jsonl`` or ``.parquet``).
+        weights: the loss weight of each task, as the model's ``loss`` applies them
+            (checked once).
+        **recorder_args: any other :class:`~gradlog.GradientRecorder` argument (``mode``,
+            ``shared`` as a module name, cadences, ``tags``, ``buffer``, ``per_rank``...).
+    """
+
+    def __init__(
+        self,
+        tasks: list[str],
+        path: str,
+        *,
+        weights: Mapping[str, float] | None = None,
+        **recorder_args: Any,
+    ) -> None:
+        self._steps = StepRecorder(tasks, path, weights, recorder_args)
+        self._handle = None
+        self._when: dict[str, int] | None = None  # set for the first micro-batch of a step
+
+    @property
+    def recorder(self) -> GradientRecorder | None:
+        return self._steps.recorder
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if self.recorder is not None:
+            return
+        if model is None:
+            raise ValueError("gradlog: the Trainer passed no model to the callback")
+        if args.max_grad_norm and args.max_grad_norm > 0:
+            warnings.warn(
+                f"gradlog: the Trainer clips gradients (max_grad_norm={args.max_grad_norm}) "
+                "before callbacks see them: the logged mean/max/total gradient norms are after "
+                "clipping (task norms and cosines are not). Set max_grad_norm=0 to log them "
+                "unclipped.",
+                stacklevel=2,
+            )
+        self._steps.start(model)
+        self._handle = model.register_forward_hook(self._on_forward)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._when = {"epoch": math.floor(state.epoch or 0) + 1, "step": state.global_step + 1}
+
+    def _on_forward(self, module: torch.nn.Module, inputs: Any, output: Any) -> None:
+        if self._when is None or not (module.training and torch.is_grad_enabled()):
+            return
+        when, self._when = self._when, None
+        self._steps.before_backward(output, "the model's forward", when)
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self._steps.after_backward()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+        self._steps.close()

@@ -1,0 +1,98 @@
+"""gradlog for Lightning: ``GradlogCallback`` records a ``LightningModule``'s training.
+
+``pip install '.[lightning]'``. The module's ``training_step`` returns a dict with the
+total ``loss`` (what Lightning backpropagates) and the per-task ``losses``, unweighted::
+
+    def training_step(self, batch, batch_idx):
+        pointer_loss, type_loss = ...
+        loss = beta * pointer_loss + alpha * type_loss
+        return {"loss": loss, "losses": {"pointer": pointer_loss, "type": type_loss}}
+
+    trainer = lightning.Trainer(callbacks=[GradlogCallback(
+        ["pointer", "type"], "runs/run.jsonl", weights={"pointer": beta, "type": alpha},
+        mode="representation", shared="encoder", log_every_steps=1, balance_every_steps=1)])
+
+Lightning's hooks give the order gradlog needs: the callback reads the step's losses after
+``training_step``, measures the task gradients around the backward (``on_before_backward``),
+and takes the global statistics in ``on_before_optimizer_step``, after AMP's unscaling and
+before gradient clipping. Steps are optimizer steps (``trainer.global_step + 1``), epochs
+``trainer.current_epoch + 1``; with gradient accumulation, task gradients are those of the
+first micro-batch of each step. Under DDP (``strategy="ddp"``) rank 0 writes, as for the
+recorder. Automatic optimization with one optimizer only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import lightning.pytorch as pl
+
+from gradlog.recorder.core import GradientRecorder
+from gradlog.recorder.integrations._common import StepRecorder
+
+__all__ = ["GradlogCallback"]
+
+
+class GradlogCallback(pl.Callback):
+    """Records per-task gradient norms, gradient conflict and gradient statistics.
+
+    Args:
+        tasks: task names, as the keys of the ``losses`` dict ``training_step`` returns.
+        path: the log file (``.jsonl`` or ``.parquet``).
+        weights: the loss weight of each task, as your ``loss`` applies them (checked once).
+        **recorder_args: any other :class:`~gradlog.GradientRecorder` argument (``mode``,
+            ``shared`` as a module name, cadences, ``tags``, ``buffer``, ``per_rank``...).
+    """
+
+    def __init__(
+        self,
+        tasks: list[str],
+        path: str,
+        *,
+        weights: Mapping[str, float] | None = None,
+        **recorder_args: Any,
+    ) -> None:
+        self._steps = StepRecorder(tasks, path, weights, recorder_args)
+        self._output: Any = None
+        self._micro_batch = 0
+        self._module = None
+
+    @property
+    def recorder(self) -> GradientRecorder | None:
+        return self._steps.recorder
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit" or self.recorder is not None:
+            return
+        self._steps.start(pl_module)
+        original = pl_module.training_step
+
+        def training_step(*args: Any, **kwargs: Any) -> Any:
+            self._output = output = original(*args, **kwargs)
+            return output
+
+        pl_module.training_step = training_step  # read the step's output; Lightning's as is
+        self._module = pl_module
+
+    def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss) -> None:
+        if self.recorder is None:
+            return
+        output, self._output = self._output, None
+        self._micro_batch += 1
+        if self._micro_batch > 1:
+            return  # gradient accumulation: the first micro-batch of the step is measured
+        when = {"epoch": trainer.current_epoch + 1, "step": trainer.global_step + 1}
+        self._steps.before_backward(output, "training_step", when)
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module, optimizer) -> None:
+        self._micro_batch = 0
+        self._steps.after_backward()
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        if self._module is not None:
+            self._module.__dict__.pop("training_step", None)  # the class's method again
+            self._module = None
+        self._steps.close()

@@ -1,2 +1,0 @@
-"""Renderers: result objects (:mod:`gradlog.model`) in, data out (lines, tables, documents);
-:mod:`gradlog.output` writes them."""
