@@ -362,10 +362,12 @@ def shares(norms: Mapping[str, float | None]) -> dict[str, float] | None:
     values = list(norms.values())
     if any(v is None or not math.isfinite(v) or v < 0 for v in values):
         return None
-    total = math.fsum(values)
-    if total <= 0:
+    # scaled by the largest first: three finite norms near the float maximum overflow a sum
+    top = max(values, default=0.0)
+    if top <= 0:
         return None
-    return {t: v / total for t, v in norms.items()}
+    total = math.fsum(v / top for v in values)
+    return {t: (v / top) / total for t, v in norms.items()}
 
 
 # Gradient conflict: the cosine of two tasks' gradients (negative: they pull the shared weights

@@ -64,9 +64,12 @@ def for_terminal(text: str) -> str:
     return "".join(char if char.isprintable() else _escape(char) for char in text)
 
 
+_WORD_JOINER = "\u2060"  # invisible, inert: what Markdown escaping puts after @ and #
+
+
 def _document_char(match: re.Match) -> str:
     char = match.group()
-    return char if char.isprintable() else _escape(char)
+    return char if char.isprintable() or char == _WORD_JOINER else _escape(char)
 
 
 def for_document(text: str) -> str:
@@ -208,7 +211,10 @@ class Output:
             self._held.append(text)
         else:
             out = _stream(sys.stdout)
-            out.write(text)
+            # in pieces: one large write that a closed pipe cuts short raises nothing in Python
+            for start in range(0, len(text), 1 << 16):
+                out.write(text[start : start + (1 << 16)])
+                out.flush()
 
     def _styled(self, lines: Iterable[tuple[str, str]]) -> None:
         from rich.console import Console

@@ -93,4 +93,4 @@ def analyse(
         )
         for s, m in zip(found, meta)
     )
-    return Report(log.path, runs, tuple(notes), judged.events)
+    return AnalysedReport(log.path, runs, tuple(notes), judged.events)
