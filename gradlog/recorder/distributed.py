@@ -13,6 +13,9 @@ model's parameter names. See docs/recorder.md.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 
 from gradlog.errors import RecorderConfigError
@@ -51,6 +54,12 @@ def refuse_sharded(model: torch.nn.Module) -> None:
         kind = type(param).__name__
         if kind in ("DTensor", "FlatParameter") or getattr(param, "_is_flat_param", False):
             raise RecorderConfigError(FSDP_MESSAGE.format(what=f"parameter {name!r} is a {kind}"))
+
+
+def rank_path(path: str | os.PathLike[str], rank: int) -> Path:
+    """``runs/train.jsonl`` -> ``runs/train.rank1.jsonl`` (the per-rank file of rank 1)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
 
 
 def broadcast_text(text: str) -> str:
