@@ -129,6 +129,14 @@ REQUIRED_FIELDS = ("v", "run", "kind")
 # square of their number (a thousand tasks: half a million pairs).
 MAX_LINE_BYTES = 16 * 1024 * 1024  # one JSON Lines record
 MAX_TASKS = 1_000  # tasks of one record (``tasks``, ``meta.tasks``, ``meta.weights``) or run
+# What a reader holds in memory of input whose size it cannot know before reading it: standard
+# input, a pipe or FIFO (``<(cmd)``), a device, a gzipped log once decompressed. The environment
+# variable overrides it: a number of bytes, or with K, M, G or T (binary units: ``8G``).
+MAX_STREAM_BYTES = 4 * 1024 * 1024 * 1024
+MAX_STREAM_BYTES_ENV = "GRADLOG_MAX_STREAM_BYTES"
+# Such input whose first whole lines, this many bytes of them, hold no JSON object is refused as
+# binary data (``/dev/urandom``) before it is read any further.
+SNIFF_BYTES = 1024 * 1024
 
 
 def encode_float(value: float | None) -> float | str | None:

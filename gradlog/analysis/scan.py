@@ -20,17 +20,28 @@ a scan. Floats are read as numbers (``tokens=False``); a log holding the ``"NaN"
 tokens of docs/format.md makes that fail, and is then read with every float as text and cast
 (``tokens=True``), which maps the tokens to floats exactly. Each function makes one scan and one
 collect (the decoding runs inside it); what follows works on the frame in memory.
+
+A gzipped local log is first decompressed once without being kept, to hold it to the bounds of
+``gradlog report`` (:mod:`gradlog.analysis.readers.streams`: no line over
+:data:`~gradlog.format.MAX_LINE_BYTES`, no more than :data:`~gradlog.format.MAX_STREAM_BYTES`
+in all), which the scan would not: one that breaks them fails the scan, and ``gradlog batch``
+then reads it alone with the careful reader, which names the line or the limit. (A plain file's
+lines are checked where it is found, :mod:`gradlog.analysis.sources`.)
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import polars as pl
 
+from gradlog.analysis.readers.loaded import polars_path
+from gradlog.analysis.sources import URL_PATTERN
 from gradlog.analysis.validity import breaks_a_rule
 from gradlog.format import (
     FLOAT_FIELDS,
+    GZIP_MAGIC,
     INT_FIELDS,
     KIND_RUN,
     REQUIRED_FIELDS,
@@ -109,23 +120,23 @@ def read_json(
     sources: list[str], part: int, *, tokens: bool = False, storage_options: dict | None = None
 ) -> Chunk:
     """JSON Lines files (plain or gzipped, local or object-store URLs), scanned together."""
-    bad = _invalid()
+    _check_gzipped(sources)
+    lost = pl.lit(False)  # a number written as text that is no number (tokens=True only)
     if tokens:
         floats = {c: pl.col(c).cast(F64, strict=False) for c in _FLOATS}
         text = pl.col("tasks").str.json_decode(_TASKS_TEXT)
         tasks = text.cast(TASKS, strict=False)
-        bad = (
-            bad
-            | pl.any_horizontal(_lost(pl.col(c), v) for c, v in floats.items())
-            | _lost_in_list(text, tasks, ("grad_norm", "loss", "weight"))
+        lost = pl.any_horizontal(_lost(pl.col(c), v) for c, v in floats.items()) | _lost_in_list(
+            text, tasks, ("grad_norm", "loss", "weight")
         )
     else:
         floats = {c: pl.col(c) for c in _FLOATS}
         tasks = pl.col("tasks").str.json_decode(TASKS)
-    # the decoding runs inside the scan's query, in parallel over the streamed batches
+    # the decoding runs inside the scan's query, in parallel over the streamed batches; the
+    # rules are judged on the decoded columns (in the select, "tasks" would still be its text)
     frame = (
         pl.scan_ndjson(
-            sources,
+            _as_given(sources),
             schema=_json_schema(tokens),
             include_file_paths="source",
             storage_options=storage_options,
@@ -136,6 +147,7 @@ def read_json(
             "run",
             "row",
             "kind",
+            "v",
             "epoch",
             "step",
             floats["mean_norm"].alias("mean_norm"),
@@ -144,9 +156,11 @@ def read_json(
             "n_vanishing",
             "n_exploding",
             tasks.alias("tasks"),
-            bad=bad,
+            lost=lost,
             meta="meta",
         )
+        .with_columns(bad=_invalid() | pl.col("lost"))
+        .select(*RECORDS_SCHEMA.names(), "meta")
         .collect(engine="streaming")
     )
     # only run records carry metadata: decode it there, on a handful of rows
@@ -166,10 +180,31 @@ def read_json(
     return Chunk(frame.drop("meta"), meta)
 
 
+def _as_given(sources: list[str]) -> list[str]:
+    """Local paths as Polars must see them to read each file as itself (``run[1].jsonl`` is a
+    file, not a pattern); object-store URLs as given, where a glob is meant as one."""
+    return [s if URL_PATTERN.match(s) else polars_path(s) for s in sources]
+
+
+def _check_gzipped(sources: list[str]) -> None:
+    """Raise :class:`~gradlog.errors.LogFormatError` for a local gzipped log that decompresses
+    to a line or a total over the readers' bounds."""
+    from gradlog.analysis.readers.streams import check_gzip
+
+    for path in sources:
+        if URL_PATTERN.match(path):
+            continue
+        with open(path, "rb") as fh:
+            if fh.read(len(GZIP_MAGIC)) != GZIP_MAGIC:
+                continue
+            size = os.fstat(fh.fileno()).st_size
+        check_gzip(path, size)
+
+
 def read_parquet(sources: list[str], part: int, *, storage_options: dict | None = None) -> Chunk:
     """Parquet files scanned together; columns a file lacks read as null."""
     lf = pl.scan_parquet(
-        sources,
+        _as_given(sources),
         schema=storage_schema(),
         missing_columns="insert",
         extra_columns="ignore",
@@ -182,7 +217,7 @@ def read_parquet(sources: list[str], part: int, *, storage_options: dict | None 
 def read_dataset(root: str, part: int, *, storage_options: dict | None = None) -> Chunk:
     """A (hive-partitioned) Parquet dataset: one source, whichever files its runs span."""
     lf = pl.scan_parquet(
-        root,
+        _as_given([root])[0],
         hive_partitioning=True,
         schema=storage_schema(),
         missing_columns="insert",

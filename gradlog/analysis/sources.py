@@ -3,9 +3,17 @@
 Files, directories (searched recursively), globs and object-store URLs, of JSON Lines
 (``.jsonl``, ``.jsonl.gz``, ``.ndjson``) and Parquet. A directory laid out as a hive-partitioned
 Parquet dataset (``key=value`` folders) is one source, scanned as a whole. Nothing is read here
-but the first bytes of local files (to tell Parquet from JSON, as the report does) and their
-last byte (a JSON Lines file that does not end its last line was cut by a crash, and goes
-straight to the careful reader).
+but the first bytes of local files (to tell Parquet from JSON, as the report does), their last
+byte (a JSON Lines file that does not end its last line was cut by a crash, and goes straight
+to the careful reader), and, in a file larger than the line bound, where its newlines are (a
+line longer than :data:`~gradlog.format.MAX_LINE_BYTES` sends the file to the careful reader,
+which refuses it in the words of ``gradlog report``).
+
+A path that exists is taken as it is, even when it holds glob characters (``run[1].jsonl``).
+Inside a directory or a glob, a file that is not a regular file (a FIFO, a device, a socket) is
+skipped with a note, since reading it could wait forever; named on its own, it is read as a
+stream, as ``gradlog report`` reads it. A folder that cannot be read is noted, never skipped
+silently.
 """
 
 from __future__ import annotations
@@ -13,10 +21,13 @@ from __future__ import annotations
 import glob
 import os
 import re
+import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gradlog.format import JOURNAL_SUFFIX, PARQUET_MAGIC, log_kind
+from gradlog.errors import LogFormatError
+from gradlog.format import JOURNAL_SUFFIX, MAX_LINE_BYTES, PARQUET_MAGIC, log_kind
 
 URL_PATTERN = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 HIVE_PART = re.compile(r"^[^=]+=[^=]*$")
@@ -41,24 +52,33 @@ class Source:
     size: int = 0  # bytes on disk, to split the work into chunks of similar size
 
 
-def find_sources(paths: list[str]) -> list[Source]:
-    """The sources named by ``paths``, in the order given, each once."""
+Note = Callable[[str], None]  # one note for standard error: "FILE: skipped, ..."
+
+
+def find_sources(paths: list[str], note: Note | None = None) -> list[Source]:
+    """The sources named by ``paths``, in the order given, each once.
+
+    ``note`` receives what is left out and why (a FIFO in a folder, a folder that cannot be
+    read); by default it goes to standard error as a ``Note:`` line.
+    """
+    if note is None:
+        from gradlog.analysis.output import note
     found: dict[str, Source] = {}
     for given in paths:
-        for source in _expand(given):
+        for source in _expand(given, note):
             found.setdefault(source.path, source)
     return list(found.values())
 
 
-def _expand(given: str) -> list[Source]:
+def _expand(given: str, note: Note) -> list[Source]:
     if URL_PATTERN.match(given):
         return [_remote(given)]
-    if GLOB_CHARS.search(given):
+    if GLOB_CHARS.search(given) and not os.path.lexists(given):
         matches = sorted(glob.glob(given, recursive=True))
         if not matches:
             return [Source(given, MISSING)]
-        return [s for m in matches for s in _local(m, explicit=False)]
-    return _local(given, explicit=True)
+        return [s for m in matches for s in _local(m, note, explicit=False)]
+    return _local(given, note, explicit=True)
 
 
 def _remote(url: str) -> Source:
@@ -70,21 +90,27 @@ def _remote(url: str) -> Source:
     return Source(url, DATASET)  # a prefix: scanned as a (possibly hive-partitioned) dataset
 
 
-def _local(path: str, *, explicit: bool) -> list[Source]:
+def _local(path: str, note: Note, *, explicit: bool) -> list[Source]:
     p = Path(path)
     if p.is_dir():
-        return _walk(p)
+        return _walk(p, note)
     if p.is_file():
         if not explicit and not _is_log_name(p.name):
             return []
         return [_file(p)]
+    if os.path.exists(p):  # a FIFO, a device, a socket
+        if explicit:
+            return [Source(str(p), CAREFUL)]  # read as a stream, as gradlog report reads it
+        if _is_log_name(p.name) or p.name.endswith(JOURNAL_SUFFIX):
+            note(_not_regular(p))
+        return []
     if explicit and p.name.endswith(JOURNAL_SUFFIX):
         return []
     if explicit:
         # A Parquet log whose recorder crashed before its first snapshot exists only as its
         # journal; the careful reader knows how to read it.
         journal = p.with_name(p.name + JOURNAL_SUFFIX)
-        if journal.exists():
+        if _regular(journal):
             return [Source(str(p), CAREFUL, journal.stat().st_size)]
         return [Source(str(p), MISSING)]
     return []
@@ -94,9 +120,12 @@ def _is_log_name(name: str) -> bool:
     return log_kind(name) is not None
 
 
-def _walk(root: Path) -> list[Source]:
+def _walk(root: Path, note: Note) -> list[Source]:
+    def unreadable(exc: OSError) -> None:
+        note(f"{exc.filename}: cannot read this folder ({exc.strerror}); its logs are left out")
+
     sources: list[Source] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         dirnames.sort()
         here = Path(dirpath)
         hive = [d for d in dirnames if HIVE_PART.match(d)]
@@ -107,20 +136,57 @@ def _walk(root: Path) -> list[Source]:
             continue
         for name in sorted(filenames):
             p = here / name
-            if name.endswith(JOURNAL_SUFFIX):
+            is_journal = name.endswith(JOURNAL_SUFFIX)
+            if not (is_journal or _is_log_name(name)):
+                continue
+            if _special(p):  # a FIFO could keep the batch waiting forever
+                note(_not_regular(p))
+                continue
+            if is_journal:
                 log = p.with_name(name[: -len(JOURNAL_SUFFIX)])
                 if _is_log_name(log.name) and not log.exists():
                     sources.append(Source(str(log), CAREFUL, _size(p)))
                 continue
-            if _is_log_name(name):
-                sources.append(_file(p))
+            sources.append(_file(p))
     return sources
+
+
+def _special(p: Path) -> bool:
+    """Whether ``p`` is there but is no regular file (a FIFO, a device, a socket)."""
+    try:
+        return not stat.S_ISREG(p.stat().st_mode)
+    except OSError:
+        return False  # gone, or a broken link: the reader names the problem
+
+
+def _regular(p: Path) -> bool:
+    try:
+        return stat.S_ISREG(p.stat().st_mode)
+    except OSError:
+        return False
+
+
+_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _not_regular(p: Path) -> str:
+    try:
+        mode = p.stat().st_mode
+        kind = next((what for test, what in _KINDS if test(mode)), "not a regular file")
+    except OSError:
+        kind = "not a regular file"
+    return f"{p}: skipped, {kind} (name it alone to read it as a stream)"
 
 
 def _file(p: Path) -> Source:
     size = _size(p)
     journal = p.with_name(p.name + JOURNAL_SUFFIX)
-    if journal.exists():
+    if _regular(journal):
         return Source(str(p), CAREFUL, size)  # a crashed Parquet writer: merge its journal
     try:
         with open(p, "rb") as fh:
@@ -131,11 +197,24 @@ def _file(p: Path) -> Source:
                 return Source(str(p), JSON, size * 8)  # compressed: weigh what it expands to
             if size and not _ends_with_newline(fh, size):
                 return Source(str(p), CAREFUL, size)
+            if size > MAX_LINE_BYTES and log_kind(p.name) != "parquet" and _long_line(fh, size):
+                return Source(str(p), CAREFUL, size)  # the reader refuses it, naming the line
     except OSError:
         return Source(str(p), CAREFUL, size)  # let the reader name the problem
     if log_kind(p.name) == "parquet":
         return Source(str(p), CAREFUL, size)  # named Parquet but is not: the reader says so
     return Source(str(p), JSON, size)
+
+
+def _long_line(fh, size: int) -> bool:
+    """Whether a line is longer than MAX_LINE_BYTES (found without reading the file)."""
+    from gradlog.analysis.readers.streams import check_file_lines
+
+    try:
+        check_file_lines(fh, size, fh.name)
+    except LogFormatError:
+        return True
+    return False
 
 
 def _ends_with_newline(fh, size: int) -> bool:

@@ -1,0 +1,96 @@
+"""Reading logs into one Polars frame of the storage schema, leniently where nothing is lost.
+
+What is read, skipped or refused is the table of docs/format.md ("Reading leniently, refusing
+clearly"). In short: blank lines, a byte-order mark and unknown fields are ignored; a line that is
+not JSON at all (cut short, corrupted, not UTF-8) is skipped with a counted note; a JSON record
+that breaks the schema stops the read with its file, line and field; ``strict=True`` turns every
+skip and note into that error. A log is data, never code: it is parsed as JSON or Parquet and
+nothing else, and its size is bounded before it is parsed (:data:`~gradlog.format.MAX_LINE_BYTES`
+per line, :data:`~gradlog.format.MAX_TASKS` tasks per record).
+
+The package, one job a module:
+
+* :mod:`.loaded`: :class:`LoadedLog` (what a read gives back) and the notes of one read;
+* :mod:`.streams`: bytes in, with bounded lines (standard input, pipes, gzip, regular files);
+* :mod:`.fast`: JSON Lines, the fast columnar read;
+* :mod:`.jsonl`: JSON Lines, the fast read checked, or the careful read line by line;
+* :mod:`.checks`: the schema's rules on whole columns, and the messages naming a record;
+* :mod:`.parquet`: Parquet, and a Parquet snapshot's journal.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from gradlog.analysis.readers.jsonl import read_json_data, read_json_file
+from gradlog.analysis.readers.loaded import LoadedLog, Notes
+from gradlog.analysis.readers.parquet import read_parquet, read_parquet_data
+from gradlog.analysis.readers.streams import (
+    Read,
+    StreamFile,
+    gunzip,
+    is_regular,
+    peek,
+    read_stream,
+)
+from gradlog.errors import LogFormatError
+from gradlog.files import has_whole_line
+from gradlog.format import GZIP_MAGIC, PARQUET_MAGIC, journal_path
+
+__all__ = ["LoadedLog", "read_log"]
+
+
+def read_log(path: str | os.PathLike[str], *, strict: bool = False) -> LoadedLog:
+    """Read a ``.jsonl``, ``.jsonl.gz`` or ``.parquet`` log, or ``-`` for standard input.
+
+    A pipe, FIFO or device (``<(cat log.jsonl)``, ``/dev/stdin``) is read as a stream, as
+    standard input is, within the bounds of :mod:`.streams`. Raises
+    :class:`~gradlog.errors.LogFormatError` naming the file (line, field) when the log cannot be
+    read. With ``strict=True``, whatever would be skipped with a note is refused.
+    """
+    notes = Notes(strict)
+    name = str(path)
+    if name == "-":
+        if sys.stdin is None:
+            raise LogFormatError("no standard input to read", "<stdin>")
+        return _read_stream_log(sys.stdin.buffer.read, "<stdin>", notes)
+    p = Path(path)
+    if p.is_dir():
+        raise LogFormatError("is a directory, expected a log file", name)
+    if not p.exists():
+        journal = journal_path(p)
+        if is_regular(journal):
+            if not has_whole_line(journal):
+                raise LogFormatError(
+                    f"no records yet: the recorder has written none to its journal {journal}",
+                    name,
+                )
+            notes.note(
+                name,
+                f"not written yet (the recorder did not close); read its journal {journal}",
+            )
+            return read_json_file(journal, str(journal), notes)
+        raise LogFormatError("no such file", name)
+    if not is_regular(p):  # a pipe, a FIFO, a device: opening it must not wait for a writer
+        with StreamFile(p, name) as stream:
+            return _read_stream_log(stream.read, name, notes)
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise LogFormatError(f"cannot read: {exc.strerror}", name) from exc
+    if head == PARQUET_MAGIC or name.endswith(".parquet"):
+        return read_parquet(p, name, notes)
+    return read_json_file(p, name, notes)
+
+
+def _read_stream_log(read: Read, name: str, notes: Notes) -> LoadedLog:
+    """A log read as a stream, whatever it holds: gzip, Parquet or JSON Lines."""
+    first, read = peek(read, len(PARQUET_MAGIC))
+    if first.startswith(GZIP_MAGIC):
+        return read_json_data(gunzip(read, name, notes), name, notes)
+    if first == PARQUET_MAGIC or name.endswith(".parquet"):
+        return read_parquet_data(read_stream(read, name, text=False), name, notes)
+    return read_json_data(read_stream(read, name), name, notes)
