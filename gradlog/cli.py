@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from gradlog import __version__
-from gradlog.errors import GradlogError
+from gradlog.errors import ClosedOutput, GradlogError
 from gradlog.options import (
     BatchFormat,
     CompareFormat,
@@ -373,10 +373,11 @@ def main() -> None:
         _fail("aborted", code=130)
     except KeyboardInterrupt:
         sys.exit(130)
-    except BrokenPipeError:
+    except (ClosedOutput, BrokenPipeError):
         _closed_pipe()
-    except Exception as exc:  # noqa: BLE001 - promise: one line, never a traceback
-        if os.environ.get("GRADLOG_DEBUG"):
+    except BaseException as exc:  # noqa: BLE001 - promise: one line, never a traceback
+        # (a Polars panic is a BaseException; importing Polars to name it would slow --help)
+        if isinstance(exc, SystemExit) or os.environ.get("GRADLOG_DEBUG"):
             raise
         _fail(f"internal error: {type(exc).__name__}: {exc} (set GRADLOG_DEBUG=1 for details)")
     sys.exit(code if isinstance(code, int) else 0)

@@ -39,3 +39,11 @@ class LogFormatError(GradlogError):
 
 class RecorderConfigError(GradlogError, ValueError):
     """Bad recorder arguments, raised at construction rather than mid-training."""
+
+
+class ClosedOutput(Exception):
+    """The reader of standard output went away (``gradlog report log | head``).
+
+    Not an ``OSError``: Click turns a broken pipe into exit code 1, which reads as a finding of
+    ``--fail-on``; the CLI ends with its own code for a closed pipe instead.
+    """

@@ -22,6 +22,10 @@ from gradlog.format import (
 # engine, the default since Polars 2 (benchmarks/report_speed.py).
 IN_MEMORY = "in-memory"
 
+# What reading a damaged file can raise: Polars panics on some (a PanicException derives from
+# BaseException, not Exception), and a panic in a reader is a broken file, not a broken program.
+READ_ERRORS: tuple[type[BaseException], ...] = (Exception, pl.exceptions.PanicException)
+
 COLUMNS = (
     "v",
     "run",

@@ -823,9 +823,6 @@ def test_field_damage_never_crashes(records: list[dict], data: st.DataObject) ->
     check_field_damage(records, data)
 
 
-@pytest.mark.xfail(
-    strict=False, reason="open bug: a Polars panic on some damaged Parquet files (issue 10)"
-)
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(logs(), st.data())
 def test_parquet_damage_never_crashes(records: list[dict], data: st.DataObject) -> None:

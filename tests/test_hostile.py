@@ -354,9 +354,6 @@ def test_pictures_hold_no_raw_text(hostile) -> None:
         assert "<script" not in text.lower(), picture
 
 
-@pytest.mark.xfail(
-    strict=False, reason="open bug: Polars expands glob characters in a real file name (issue 10)"
-)
 def test_a_file_name_with_glob_characters_is_read_as_named(tmp_path: Path) -> None:
     """``[``, ``*`` and ``?`` in a file name (an escape sequence holds ``[``) are the name,
     never a pattern: report and batch read the file given, or found in a folder."""
@@ -403,9 +400,6 @@ def _first_line_then_close(log: Path) -> tuple[bytes, int, bytes]:
     return line, proc.wait(timeout=120), err
 
 
-@pytest.mark.xfail(
-    strict=False, reason="open bug: a report cut short by a closed pipe can still exit 0 (issue 10)"
-)
 def test_a_closed_pipe_ends_quietly_with_141(tmp_path: Path) -> None:
     # healthy.jsonl's whole report (under 1 kB) fits in the pipe: it may be written before the
     # reader goes away (exit 0), else the next write finds the pipe closed (exit 141)
@@ -678,9 +672,6 @@ def test_a_million_tasks_is_refused(tmp_path: Path) -> None:
         read_log(small)
 
 
-@pytest.mark.xfail(
-    strict=False, reason="open bug: the 1,000-task limit per run is not enforced by the engine yet"
-)
 def test_too_many_distinct_tasks_in_one_run_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "tasks.jsonl"
     with open(path, "w") as fh:

@@ -40,6 +40,7 @@ from gradlog.analysis.sources import (
 from gradlog.analysis.status import Status
 from gradlog.classify import FailOn
 from gradlog.errors import GradlogError
+from gradlog.frames import READ_ERRORS
 
 DEFAULT_CHUNK_BYTES = 32 << 20
 
@@ -176,7 +177,7 @@ def _chunk_rows(
         return _careful_rows(chunk[0], judging)
     try:
         base = read.result() if read is not None else _read(chunk, options)
-    except Exception as exc:  # noqa: BLE001 - any broken input: find it, then let read_log say
+    except READ_ERRORS as exc:  # any broken input: find it, then let read_log say
         if len(chunk) == 1:
             return _careful_rows(chunk[0], judging, reason=exc)
         half = len(chunk) // 2
@@ -210,7 +211,7 @@ def _read(chunk: list[Source], options: BatchOptions) -> Chunk:
     """The records of a chunk in memory: one scan per kind of source."""
     try:
         return _scans(chunk, options, tokens=False)
-    except Exception:
+    except READ_ERRORS:
         if not any(s.how in (JSON, REMOTE_JSON) for s in chunk):
             raise
     # "NaN"/"Infinity" tokens (or a broken line: then this fails too, and the caller splits)
@@ -243,7 +244,7 @@ def _scans(chunk: list[Source], options: BatchOptions, *, tokens: bool) -> Chunk
 
 
 def _careful_rows(
-    source: Source, judging: engine.Options, reason: Exception | None = None
+    source: Source, judging: engine.Options, reason: BaseException | None = None
 ) -> list[RunSummary]:
     """Read one source with the report's reader: recovered runs, or one error row."""
     from gradlog.analysis.readers import read_log
@@ -254,17 +255,17 @@ def _careful_rows(
         log = read_log(source.path)
     except GradlogError as exc:
         return [error_row(source.path, str(exc))]
-    except Exception as exc:  # noqa: BLE001 - one unreadable file is one row, never the end
+    except READ_ERRORS as exc:  # one unreadable file is one row, never the end
         return [error_row(source.path, f"cannot be read ({_first_line(exc)})")]
     try:
         runs = engine.judge(from_frame(log.frame, source.path, 0), judging).runs
-    except Exception as exc:  # noqa: BLE001
+    except READ_ERRORS as exc:
         return [error_row(source.path, f"cannot be analysed ({_first_line(exc)})")]
     rows = summaries(runs, where=log.where, notes=tuple(log.notes))
     return rows or [error_row(source.path, "no records")]
 
 
-def _first_line(exc: Exception | None) -> str:
+def _first_line(exc: BaseException | None) -> str:
     if exc is None:
         return "unknown error"
     text = str(exc).strip()

@@ -18,6 +18,7 @@ import polars as pl
 from gradlog import classify
 from gradlog.analysis.status import Status, run_status
 from gradlog.classify import Collapse, FailOn, NormBand, RatioBand
+from gradlog.format import MAX_TASKS
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,13 @@ def _band(value: str | None, kind: type) -> object:
 
 def _summary(r: dict, where, notes: tuple[str, ...]) -> RunSummary:
     tasks = tuple(r["tasks"] or ())
+    if len(tasks) > MAX_TASKS:  # each record keeps the limit, but a run's records may not together
+        return error_row(
+            r["source"],
+            f"run {r['run']} of {r['source']}: more than {MAX_TASKS:,} distinct task names "
+            f"({len(tasks):,})",
+            r["run"],
+        )
     if r.get("missing_task") is not None:
         return error_row(
             r["source"],

@@ -33,6 +33,8 @@ from typing import IO
 
 import polars as pl
 
+from gradlog.errors import ClosedOutput
+
 # Anything outside printable ASCII (and outside the newline, for documents): a superset of what
 # needs escaping, found natively; each match is then judged by str.isprintable.
 _SUSPECT = r"[^\x20-\x7e]"
@@ -211,18 +213,24 @@ class Output:
             self._held.append(text)
         else:
             out = _stream(sys.stdout)
-            # in pieces: one large write that a closed pipe cuts short raises nothing in Python
-            for start in range(0, len(text), 1 << 16):
-                out.write(text[start : start + (1 << 16)])
-                out.flush()
+            try:
+                # in pieces: one large write that a closed pipe cuts short raises nothing in Python
+                for start in range(0, len(text), 1 << 16):
+                    out.write(text[start : start + (1 << 16)])
+                    out.flush()
+            except BrokenPipeError:
+                raise ClosedOutput from None
 
     def _styled(self, lines: Iterable[tuple[str, str]]) -> None:
         from rich.console import Console
         from rich.text import Text
 
         console = Console(file=_stream(sys.stdout), highlight=False, soft_wrap=True)
-        for text, style in lines:
-            console.print(Text(text, style=style or ""))
+        try:
+            for text, style in lines:
+                console.print(Text(text, style=style or ""))
+        except BrokenPipeError:
+            raise ClosedOutput from None
 
 
 def use_color(no_color: bool) -> bool:

@@ -16,7 +16,11 @@ Rule = tuple[pl.Expr, str | None, str]  # (the record breaks it, field, what is 
 
 
 def record_rules() -> list[Rule]:
-    """The rules on the columns of the storage schema (numbers already numbers)."""
+    """The rules on the columns of the storage schema (numbers already numbers).
+
+    Each rule is true or false, never null: a field that is absent breaks only the rule that
+    requires it (a run record has no ``tasks``, and breaks no rule on tasks).
+    """
     rules: list[Rule] = [
         (pl.col(c).is_null(), c, "missing (required in every record)") for c in REQUIRED_FIELDS
     ]
@@ -46,10 +50,9 @@ def record_rules() -> list[Rule]:
             "a task appears twice in one balance sample",
         ),
     ]
-    return rules
+    return [(rule.fill_null(False), field, message) for rule, field, message in rules]
 
 
 def breaks_a_rule() -> pl.Expr:
-    """Whether a record breaks any of :func:`record_rules` (a rule it cannot be judged by,
-    a null comparison, counts as broken)."""
-    return pl.any_horizontal(rule.fill_null(True) for rule, _, _ in record_rules())
+    """Whether a record breaks any of :func:`record_rules`."""
+    return pl.any_horizontal(rule for rule, _, _ in record_rules())
