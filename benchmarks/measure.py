@@ -27,16 +27,11 @@ _LAUNCHER = (
 )
 
 
-def measure(
-    args: list[str],
-    stdout: Path | int | None = None,
-    ok: tuple[int, ...] = (0,),
-) -> tuple[float, float, str]:
-    """Run ``args``; its wall seconds, peak resident MiB, and standard output.
-
-    ``stdout``: a file to write the output to (the returned output is then empty), or
-    ``subprocess.DEVNULL``; by default it is captured. An exit code outside ``ok`` raises.
-    """
+def run_measured(
+    args: list[str], stdout: Path | int | None = None
+) -> tuple[float, float, int, bytes, bytes]:
+    """Run ``args``: its wall seconds, peak resident MiB, exit code, standard output (unless
+    ``stdout`` is a file to write it to, or ``subprocess.DEVNULL``) and standard error."""
     with tempfile.NamedTemporaryFile("r", suffix=".maxrss") as peak_file:
         sink = open(stdout, "wb") if isinstance(stdout, Path) else stdout  # noqa: SIM115
         try:
@@ -50,13 +45,26 @@ def measure(
         finally:
             if isinstance(stdout, Path):
                 sink.close()
-        if proc.returncode not in ok:
-            raise RuntimeError(
-                f"{' '.join(map(str, args[:5]))} exited {proc.returncode}: "
-                f"{proc.stderr.decode(errors='replace')[-2000:]}"
-            )
         peak_kib = int(Path(peak_file.name).read_text() or 0)
-    return wall, peak_kib / 1024, (proc.stdout or b"").decode()
+    return wall, peak_kib / 1024, proc.returncode, proc.stdout or b"", proc.stderr
+
+
+def measure(
+    args: list[str],
+    stdout: Path | int | None = None,
+    ok: tuple[int, ...] = (0,),
+) -> tuple[float, float, str]:
+    """Run ``args``; its wall seconds, peak resident MiB, and standard output.
+
+    ``stdout``: a file to write the output to (the returned output is then empty), or
+    ``subprocess.DEVNULL``; by default it is captured. An exit code outside ``ok`` raises.
+    """
+    wall, peak, code, out, err = run_measured(args, stdout)
+    if code not in ok:
+        raise RuntimeError(
+            f"{' '.join(map(str, args[:5]))} exited {code}: {err.decode(errors='replace')[-2000:]}"
+        )
+    return wall, peak, out.decode()
 
 
 if __name__ == "__main__":  # a check of the method: a large parent does not inflate the child
