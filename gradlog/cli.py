@@ -17,6 +17,12 @@ import typer
 
 from gradlog import __version__
 from gradlog.errors import ClosedOutput, GradlogError
+from gradlog.format import (
+    MAX_STREAM_BYTES_ENV,
+    MAX_STREAM_BYTES_FLAG,
+    SIZE_EXAMPLE,
+    parse_size,
+)
 from gradlog.options import (
     BatchFormat,
     CompareFormat,
@@ -63,8 +69,21 @@ def _main(
             "--version", callback=_version, is_eager=True, help="Show the version and exit."
         ),
     ] = False,
+    max_stream_bytes: Annotated[
+        str | None,
+        typer.Option(
+            MAX_STREAM_BYTES_FLAG,
+            metavar="SIZE",
+            help="Read at most SIZE (4G, 512M, or bytes) from standard input, a pipe or a "
+            f"decompressed log; default 4G, or {MAX_STREAM_BYTES_ENV}.",
+        ),
+    ] = None,
 ) -> None:
     """Analyse gradient logs of multi-task training."""
+    if max_stream_bytes is not None:
+        if parse_size(max_stream_bytes) is None:
+            raise typer.BadParameter(SIZE_EXAMPLE, param_hint=f"'{MAX_STREAM_BYTES_FLAG}'")
+        os.environ[MAX_STREAM_BYTES_ENV] = max_stream_bytes  # every reader's one setting
 
 
 @app.command()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -134,6 +135,8 @@ MAX_TASKS = 1_000  # tasks of one record (``tasks``, ``meta.tasks``, ``meta.weig
 # variable overrides it: a number of bytes, or with K, M, G or T (binary units: ``8G``).
 MAX_STREAM_BYTES = 4 * 1024 * 1024 * 1024
 MAX_STREAM_BYTES_ENV = "GRADLOG_MAX_STREAM_BYTES"
+MAX_STREAM_BYTES_FLAG = "--max-stream-bytes"  # the command line's way to set the variable
+SIZE_EXAMPLE = "expected a size in bytes above 0, such as 4294967296 or 4G"
 # Such input whose first whole lines, this many bytes of them, hold no JSON object is refused as
 # binary data (``/dev/urandom``) before it is read any further.
 SNIFF_BYTES = 1024 * 1024
@@ -374,3 +377,14 @@ def dumps(record: Record) -> bytes:
             _encode(record), allow_nan=False, ensure_ascii=False, separators=(",", ":")
         )
     return (text + "\n").encode("utf-8")
+
+
+_SIZE = re.compile(r"\s*(\d+)\s*([kmgt]?)(i?b)?\s*", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int | None:
+    """``4G``, ``512M``, ``4294967296``: a size in bytes (binary units), or None if it is none."""
+    match = _SIZE.fullmatch(text)
+    if match is None or int(match.group(1)) == 0:
+        return None
+    return int(match.group(1)) << (10 * "_kmgt".index(match.group(2).lower() or "_"))

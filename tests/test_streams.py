@@ -26,8 +26,8 @@ from runlogs import to_parquet, write_run
 from gradlog.format import MAX_STREAM_BYTES, MAX_STREAM_BYTES_ENV, SNIFF_BYTES
 
 LIMIT_NOTE = (
-    "the limit for standard input, a pipe or a decompressed log (set GRADLOG_MAX_STREAM_BYTES "
-    "to change it); refusing to read more"
+    "the limit for standard input, a pipe or a decompressed log (--max-stream-bytes or "
+    "GRADLOG_MAX_STREAM_BYTES changes it); refusing to read more"
 )
 NO_WRITER = (
     "is a named pipe (FIFO) that no program is writing to; start its writer first "
@@ -184,6 +184,12 @@ def test_the_total_is_bounded_on_every_stream(log: Path, tmp_path: Path) -> None
     # within the limit, the same input reads
     result = run_gradlog("report", "-", stdin=data, env={MAX_STREAM_BYTES_ENV: str(len(data))})
     assert result.returncode == 0, result.stderr.decode()
+    # the command line's flag is the same setting, and wins over the environment
+    flag = ("--max-stream-bytes", "64K")
+    result = run_gradlog(*flag, "report", "-", stdin=data)
+    assert result.stderr.decode() == f"Error: <stdin>: more than 64 KiB to read, {LIMIT_NOTE}\n"
+    result = run_gradlog("--max-stream-bytes", str(len(data)), "report", "-", stdin=data, env=small)
+    assert result.returncode == 0, result.stderr.decode()
 
 
 def test_a_gzipped_file_is_bounded_as_it_decompresses(log: Path, tmp_path: Path) -> None:
@@ -206,6 +212,12 @@ def test_a_limit_that_is_no_size_is_refused(log: Path) -> None:
     assert result.stderr.decode() == (
         "Error: GRADLOG_MAX_STREAM_BYTES='lots': expected a size in bytes above 0, such as "
         "4294967296 or 4G\n"
+    )
+    result = run_gradlog("--max-stream-bytes", "lots", "report", "-", stdin=log.read_bytes())
+    assert result.returncode == 2
+    assert result.stderr.decode().startswith(
+        "Error: Invalid value for '--max-stream-bytes': expected a size in bytes above 0, such "
+        "as 4294967296 or 4G (see '"
     )
 
 

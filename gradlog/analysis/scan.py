@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from gradlog.analysis.readers.loaded import polars_path
-from gradlog.analysis.sources import URL_PATTERN
+from gradlog.analysis.sources import ALONE_BYTES, URL_PATTERN
 from gradlog.analysis.validity import breaks_a_rule
 from gradlog.format import (
     FLOAT_FIELDS,
@@ -188,7 +188,8 @@ def _as_given(sources: list[str]) -> list[str]:
 
 def _check_gzipped(sources: list[str]) -> None:
     """Raise :class:`~gradlog.errors.LogFormatError` for a local gzipped log that decompresses
-    to a line or a total over the readers' bounds."""
+    to a line or a total over the readers' bounds, or to more than a scan should hold at once
+    (:data:`~gradlog.analysis.sources.ALONE_BYTES`: the careful reader reads it in pieces)."""
     from gradlog.analysis.readers.streams import check_gzip
 
     for path in sources:
@@ -198,7 +199,7 @@ def _check_gzipped(sources: list[str]) -> None:
             if fh.read(len(GZIP_MAGIC)) != GZIP_MAGIC:
                 continue
             size = os.fstat(fh.fileno()).st_size
-        check_gzip(path, size)
+        check_gzip(path, size, most=ALONE_BYTES)
 
 
 def read_parquet(sources: list[str], part: int, *, storage_options: dict | None = None) -> Chunk:

@@ -37,6 +37,9 @@ GLOB_CHARS = re.compile(r"[*?\[]")
 JSON = "json"  # JSON Lines, local: one fast scan with many others
 PARQUET = "parquet"  # a Parquet file, local: likewise
 DATASET = "dataset"  # a hive-partitioned Parquet directory or an object-store prefix
+# A JSON Lines log larger than this is read alone, by the careful reader, a piece at a time:
+# a scan holds several times its text at once, and a batch's memory must not grow with a file.
+ALONE_BYTES = 64 << 20
 CAREFUL = "careful"  # through gradlog.analysis.readers.read_log: crashed files, Parquet journals
 REMOTE_JSON = "remote-json"  # an object-store URL (or glob) of JSON Lines
 REMOTE_PARQUET = "remote-parquet"  # an object-store URL (or glob) of Parquet
@@ -193,8 +196,10 @@ def _file(p: Path) -> Source:
             head = fh.read(4)
             if head == PARQUET_MAGIC:
                 return Source(str(p), PARQUET, size * 4)  # columnar and compressed
-            if head[:2] == b"\x1f\x8b":
-                return Source(str(p), JSON, size * 8)  # compressed: weigh what it expands to
+            if head[:2] == b"\x1f\x8b":  # compressed: weigh what it expands to
+                return Source(str(p), CAREFUL if size * 8 > ALONE_BYTES else JSON, size * 8)
+            if size > ALONE_BYTES:
+                return Source(str(p), CAREFUL, size)
             if size and not _ends_with_newline(fh, size):
                 return Source(str(p), CAREFUL, size)
             if size > MAX_LINE_BYTES and log_kind(p.name) != "parquet" and _long_line(fh, size):

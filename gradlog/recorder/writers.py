@@ -62,12 +62,7 @@ class JsonlWriter:
         buffer_records: int = 0,
         flush_seconds: float = 5.0,
     ) -> None:
-        self.path = Path(path)
-        if self.path.is_dir():
-            raise RecorderConfigError(f"{self.path}: is a directory, expected a log file path")
-        _check_buffer(buffer_records, flush_seconds)
-        if not self.path.parent.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = _log_path(path, buffer_records, flush_seconds)
         self._fsync = fsync
         self._buffer_records = buffer_records
         self._flush_seconds = flush_seconds
@@ -162,6 +157,16 @@ class JsonlWriter:
                 _BUFFERED.discard(self)
 
 
+def _log_path(path: str | os.PathLike[str], buffer_records: int, flush_seconds: float) -> Path:
+    """The log's path, its folder made; a folder, or a bad buffer, refused at construction."""
+    path = Path(path)
+    if path.is_dir():
+        raise RecorderConfigError(f"{path}: is a directory, expected a log file path")
+    _check_buffer(buffer_records, flush_seconds)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def _check_buffer(buffer_records: int, flush_seconds: float) -> None:
     if (
         isinstance(buffer_records, bool)
@@ -223,11 +228,7 @@ class ParquetWriter:
         # Imported here so that importing the recorder stays free of Polars until Parquet is used.
         from gradlog.frames import records_to_frame
 
-        self.path = Path(path)
-        if self.path.is_dir():
-            raise RecorderConfigError(f"{self.path}: is a directory, expected a log file path")
-        _check_buffer(buffer_records, flush_seconds)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = _log_path(path, buffer_records, flush_seconds)
         self._to_frame = records_to_frame
         self._fsync = fsync
         self._snapshot_seconds = snapshot_seconds

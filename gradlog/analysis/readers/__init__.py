@@ -24,17 +24,10 @@ import os
 import sys
 from pathlib import Path
 
-from gradlog.analysis.readers.jsonl import read_json_data, read_json_file
+from gradlog.analysis.readers.jsonl import read_json_file, read_json_stream
 from gradlog.analysis.readers.loaded import LoadedLog, Notes
 from gradlog.analysis.readers.parquet import read_parquet, read_parquet_data
-from gradlog.analysis.readers.streams import (
-    Read,
-    StreamFile,
-    gunzip,
-    is_regular,
-    peek,
-    read_stream,
-)
+from gradlog.analysis.readers.streams import Read, StreamFile, is_regular, peek, read_stream
 from gradlog.errors import LogFormatError
 from gradlog.files import has_whole_line
 from gradlog.format import GZIP_MAGIC, PARQUET_MAGIC, journal_path
@@ -89,8 +82,6 @@ def read_log(path: str | os.PathLike[str], *, strict: bool = False) -> LoadedLog
 def _read_stream_log(read: Read, name: str, notes: Notes) -> LoadedLog:
     """A log read as a stream, whatever it holds: gzip, Parquet or JSON Lines."""
     first, read = peek(read, len(PARQUET_MAGIC))
-    if first.startswith(GZIP_MAGIC):
-        return read_json_data(gunzip(read, name, notes), name, notes)
-    if first == PARQUET_MAGIC or name.endswith(".parquet"):
+    if first == PARQUET_MAGIC or (name.endswith(".parquet") and not first.startswith(GZIP_MAGIC)):
         return read_parquet_data(read_stream(read, name, text=False), name, notes)
-    return read_json_data(read_stream(read, name), name, notes)
+    return read_json_stream(read, name, notes, gzipped=first.startswith(GZIP_MAGIC))

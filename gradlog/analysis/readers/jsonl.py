@@ -8,10 +8,13 @@ what breaks the schema.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import stat
 from pathlib import Path
+
+import polars as pl
 
 from gradlog.analysis.readers.checks import (
     JsonPlace,
@@ -29,13 +32,25 @@ from gradlog.analysis.readers.loaded import (
     Notes,
     first_line,
 )
-from gradlog.analysis.readers.streams import check_file_lines, ends_whole, gunzip, read_stream
+from gradlog.analysis.readers.streams import (
+    Read,
+    check_file_lines,
+    ends_whole,
+    gunzip,
+    read_stream,
+)
 from gradlog.errors import LogFormatError
 from gradlog.format import GZIP_MAGIC, validate_record
 from gradlog.frames import COLUMNS
 
+# The JSON text parsed at once. The columnar parse holds about ten times its text while it
+# works, so a large log is parsed a piece at a time and only its typed columns are kept: the
+# peak is the typed log plus one piece's parse, not ten times the log (benchmarks/bounds.py).
+PIECE_BYTES = 16 << 20
+
 
 def read_json_file(p: Path, name: str, notes: Notes) -> LoadedLog:
+    pieces = _Pieces(name, notes)
     try:
         fh = open(p, "rb")  # noqa: SIM115 - closed below, whichever way the read goes
     except OSError as exc:
@@ -46,26 +61,152 @@ def read_json_file(p: Path, name: str, notes: Notes) -> LoadedLog:
             head = fh.read(3)
             fh.seek(0)
             if head[:2] == GZIP_MAGIC:
-                return read_json_data(gunzip(fh.read, name, notes), name, notes)
+                gunzip(fh.read, name, notes, sink=pieces.feed)
+                return pieces.finish()
             if not stat.S_ISREG(info.st_mode):  # a pipe or a device: read it as a stream
-                return read_json_data(read_stream(fh.read, name), name, notes)
+                read_stream(fh.read, name, sink=pieces.feed)
+                return pieces.finish()
             check_file_lines(fh, info.st_size, name)
-            if head == UTF8_BOM or not ends_whole(fh, info.st_size):
-                return read_json_data(fh.read(), name, notes)
+            if head == UTF8_BOM or info.st_size > PIECE_BYTES or not ends_whole(fh, info.st_size):
+                while chunk := fh.read(PIECE_BYTES):
+                    pieces.feed(chunk)
+                return pieces.finish()
         except OSError as exc:
             raise LogFormatError(f"cannot read: {exc.strerror}", name) from exc
-    # A whole file: Polars maps it from the path, which saves a copy of it in memory.
-    return _read_json(str(p), name, notes)
+    # A whole file of one piece: Polars maps it from the path, which saves a copy in memory.
+    pieces.parse(str(p))
+    return pieces.finish()
 
 
 def read_json_data(data: bytes, name: str, notes: Notes) -> LoadedLog:
-    if data.startswith(UTF8_BOM):  # editors on Windows add one; it is not part of the JSON
-        data = data[len(UTF8_BOM) :]
-    data = _drop_partial_last_line(data, name, notes)
-    return _read_json(data, name, notes)
+    pieces = _Pieces(name, notes)
+    pieces.feed(data)
+    return pieces.finish()
 
 
-def _drop_partial_last_line(data: bytes, name: str, notes: Notes) -> bytes:
+def read_json_stream(read: Read, name: str, notes: Notes, *, gzipped: bool) -> LoadedLog:
+    """JSON Lines (gzipped or not) from a stream, parsed piece by piece as it arrives."""
+    pieces = _Pieces(name, notes)
+    if gzipped:
+        gunzip(read, name, notes, sink=pieces.feed)
+    else:
+        read_stream(read, name, sink=pieces.feed)
+    return pieces.finish()
+
+
+class _Pieces:
+    """A log's text, fed in any sizes, parsed in pieces of whole lines of about
+    :data:`PIECE_BYTES`; the typed columns of each piece kept, and where its lines were."""
+
+    def __init__(self, name: str, notes: Notes) -> None:
+        self.name, self.notes = name, notes
+        self.pending: list[bytes] = []
+        self.size = 0
+        self.line = 1  # the number of the first line not yet parsed
+        self.frames: list[pl.DataFrame] = []
+        self.places: list[tuple[int, int, list[int] | None]] = []  # (row, first line, numbers)
+        self.rows = 0
+        self.skipped: list[tuple[int, str]] = []
+        self.started = False
+
+    def feed(self, data: bytes) -> None:
+        if not self.started and (self.size + len(data) < len(UTF8_BOM)):
+            self.pending.append(data)  # too little yet to tell a byte-order mark
+            self.size += len(data)
+            return
+        if not self.started:
+            self.started = True
+            data = b"".join([*self.pending, data])
+            self.pending, self.size = [], 0
+            if data.startswith(UTF8_BOM):  # editors on Windows add one; it is not JSON
+                data = data[len(UTF8_BOM) :]
+        self.pending.append(data)
+        self.size += len(data)
+        if self.size >= PIECE_BYTES:
+            text = b"".join(self.pending)
+            cut = text.rfind(b"\n") + 1
+            self.pending = [text[cut:]] if cut < len(text) else []
+            self.size = len(text) - cut
+            if cut:
+                self.parse(text[:cut])
+
+    def parse(self, source: str | bytes) -> None:
+        """Parse whole lines (bytes, or the path of a file of whole lines)."""
+        first = self.line
+        kept_lines: list[int] | None = None
+        try:
+            text = fast_text(source)
+        except FastReadFailed:
+            data = source if isinstance(source, bytes) else Path(source).read_bytes()
+            kept, kept_lines, skipped = _scan_lines(data, self.name, first)
+            self.skipped += skipped
+            source = data
+            text = None
+            if kept:
+                try:  # the kept records, rewritten as a gradlog writer lays them out
+                    text = fast_text(kept)
+                except FastReadFailed as exc:
+                    raise LogFormatError(
+                        f"cannot be read as JSON Lines ({exc})", self.name
+                    ) from None
+        data_lines = _count_lines(source)
+        self.line += data_lines
+        if text is None or text.height == 0:
+            return
+        lines = _LineIndex(source, kept_lines, first)
+        frame = cast_storage(text)
+        check(text, frame, JsonPlace(self.name, lines, text.get_column("_meta_json")))
+        self.frames.append(frame.select(COLUMNS))
+        identity = kept_lines is None and text.height == data_lines  # no blank line among them
+        self.places.append((self.rows, first, None if identity else lines.numbers()))
+        self.rows += text.height
+
+    def finish(self) -> LoadedLog:
+        data = b"".join(self.pending)
+        self.pending = []
+        if not self.started and data.startswith(UTF8_BOM):
+            data = data[len(UTF8_BOM) :]
+        data = _drop_partial_last_line(data, self.name, self.notes, self.line, self.rows > 0)
+        if data:
+            self.parse(data)
+        if not self.rows:
+            line, reason = self.skipped[0] if self.skipped else (None, "empty log (no records)")
+            raise LogFormatError(reason, self.name, line)
+        for line, reason in self.skipped[:MAX_NOTED_LINES]:
+            self.notes.skip(self.name, line, f"a line that is {reason}")
+        if len(self.skipped) > MAX_NOTED_LINES:
+            self.notes.skip(
+                self.name,
+                None,
+                f"{len(self.skipped) - MAX_NOTED_LINES} more broken lines "
+                f"({len(self.skipped)} in all)",
+            )
+        frame = self.frames[0] if len(self.frames) == 1 else pl.concat(self.frames, rechunk=False)
+        log = LoadedLog(self.name, frame, self.notes.items)
+        places = self.places
+        starts = [p[0] for p in places]
+
+        def where(row: int) -> str | None:
+            start, first, numbers = places[bisect.bisect_right(starts, row) - 1]
+            return f"line {first + row - start if numbers is None else numbers[row - start]}"
+
+        log._where = where
+        return log
+
+
+def _count_lines(source: str | bytes) -> int:
+    """The lines of a piece (its last one whether or not it ends with a newline)."""
+    if isinstance(source, str):
+        with open(source, "rb") as fh:
+            data = fh.read()
+    else:
+        data = source
+    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+
+
+def _drop_partial_last_line(
+    data: bytes, name: str, notes: Notes, first: int, any_before: bool
+) -> bytes:
     """A crash mid-write leaves a last line without its newline: skip it, with a note."""
     if not data or data.endswith(b"\n"):
         return data
@@ -78,78 +219,59 @@ def _drop_partial_last_line(data: bytes, name: str, notes: Notes) -> bytes:
             return data  # a whole record that only lacks its newline
     except (ValueError, RecursionError):
         pass
-    line = data.count(b"\n") + 1
-    if not data[:cut].strip(JSON_BLANK):
+    line = first + data.count(b"\n")
+    if not any_before and not data[:cut].strip(JSON_BLANK):
         raise LogFormatError("no whole record (the only line is partly written)", name, line)
     notes.skip(name, line, f"a partly written last line ({len(tail)} bytes)")
     return data[:cut]
 
 
-def _read_json(source: str | bytes, name: str, notes: Notes) -> LoadedLog:
-    """Read JSON Lines from a path or bytes; line by line only where the fast read fails."""
-    kept_lines: list[int] | None = None
-    try:
-        text = fast_text(source)
-    except FastReadFailed:
-        data = source if isinstance(source, bytes) else Path(source).read_bytes()
-        kept, kept_lines = _scan_lines(data, name, notes)
-        try:
-            text = fast_text(kept)  # the kept records, rewritten as a gradlog writer lays them out
-        except FastReadFailed as exc:
-            raise LogFormatError(f"cannot be read as JSON Lines ({exc})", name) from None
-        source = data
-    if text.height == 0:
-        raise LogFormatError("empty log (no records)", name)
-    lines = _LineIndex(source, kept_lines)
-    frame = cast_storage(text)
-    check(text, frame, JsonPlace(name, lines, text.get_column("_meta_json")))
-    log = LoadedLog(name, frame.select(COLUMNS), notes.items)
-    log._where = lambda row: f"line {lines.number(row)}"
-    return log
-
-
 class _LineIndex:
-    """Maps a frame row back to its line in the file, for messages (computed only when asked)."""
+    """Maps a piece's row back to its line in the file, for messages (computed only when asked)."""
 
-    def __init__(self, source: str | bytes, kept: list[int] | None) -> None:
+    def __init__(self, source: str | bytes, kept: list[int] | None, first: int) -> None:
         self.source = source
         self.kept = kept
+        self.first = first
 
     def _data(self) -> bytes:
         return self.source if isinstance(self.source, bytes) else Path(self.source).read_bytes()
 
-    def _numbers(self) -> list[int]:
+    def numbers(self) -> list[int]:
         if self.kept is None:
             # the lines Polars reads: all but the blank ones
             self.kept = [
                 n
-                for n, line in enumerate(self._data().split(b"\n"), start=1)
+                for n, line in enumerate(self._data().split(b"\n"), start=self.first)
                 if line.strip(JSON_BLANK)
             ]
         return self.kept
 
     def number(self, row: int) -> int | None:
-        numbers = self._numbers()
+        numbers = self.numbers()
         return numbers[row] if 0 <= row < len(numbers) else None
 
     def text(self, row: int) -> bytes | None:
         number = self.number(row)
-        return None if number is None else self._data().split(b"\n")[number - 1]
+        return None if number is None else self._data().split(b"\n")[number - self.first]
 
 
-def _scan_lines(data: bytes, name: str, notes: Notes) -> tuple[bytes, list[int]]:
+def _scan_lines(
+    data: bytes, name: str, first: int
+) -> tuple[bytes, list[int], list[tuple[int, str]]]:
     """Check every line in Python; the slow path, taken only when the fast read failed.
 
     A line that is not JSON at all (cut short or corrupted, e.g. by a crash before a later run
-    appended to the file; not UTF-8; nested beyond reason) is skipped with a note. A JSON record
-    that breaks the schema (a wrong type, an unknown version, a bare NaN) stops the read with
-    its line and field: that is a writer's bug, not an accident, and guessing would hide it.
-    Returns the kept lines and their line numbers.
+    appended to the file; not UTF-8; nested beyond reason) is skipped, and counted in a note at
+    the end of the read. A JSON record that breaks the schema (a wrong type, an unknown
+    version, a bare NaN) stops the read with its line and field: that is a writer's bug, not an
+    accident, and guessing would hide it. Returns the kept lines, their numbers (counting from
+    ``first``) and the skipped lines' numbers and reasons.
     """
     kept: list[bytes] = []
     numbers: list[int] = []
     skipped: list[tuple[int, str]] = []
-    for number, line in enumerate(data.split(b"\n"), start=1):
+    for number, line in enumerate(data.split(b"\n"), start=first):
         if not line.strip(JSON_BLANK):
             continue
         try:
@@ -174,18 +296,7 @@ def _scan_lines(data: bytes, name: str, notes: Notes) -> tuple[bytes, list[int]]
             continue
         kept.append(text.encode())
         numbers.append(number)
-    if not kept:
-        number, reason = skipped[0] if skipped else (None, "empty log (no records)")
-        raise LogFormatError(reason, name, number)
-    for number, reason in skipped[:MAX_NOTED_LINES]:
-        notes.skip(name, number, f"a line that is {reason}")
-    if len(skipped) > MAX_NOTED_LINES:
-        notes.skip(
-            name,
-            None,
-            f"{len(skipped) - MAX_NOTED_LINES} more broken lines ({len(skipped)} in all)",
-        )
-    return b"\n".join(kept) + b"\n", numbers
+    return (b"\n".join(kept) + b"\n" if kept else b""), numbers, skipped
 
 
 def _lone_surrogate(obj: object) -> bool:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import mmap
 import os
-import re
 import stat
 import zlib
 from collections.abc import Callable
@@ -33,10 +32,14 @@ from gradlog.format import (
     MAX_LINE_BYTES,
     MAX_STREAM_BYTES,
     MAX_STREAM_BYTES_ENV,
+    MAX_STREAM_BYTES_FLAG,
+    SIZE_EXAMPLE,
     SNIFF_BYTES,
+    parse_size,
 )
 
 Read = Callable[[int], bytes]  # read(n): at most n bytes, b"" at the end
+Sink = Callable[[bytes], None]  # takes the bytes read, piece by piece
 
 NO_WRITER = (
     "is a named pipe (FIFO) that no program is writing to; start its writer first "
@@ -52,21 +55,16 @@ def size_text(n: int) -> str:
     return f"{n:,} bytes"
 
 
-_SIZE = re.compile(r"\s*(\d+)\s*([kmgt]?)(i?b)?\s*", re.IGNORECASE)
-
-
 def stream_limit() -> int:
-    """The bound on a stream or decompressed log: MAX_STREAM_BYTES, or the environment's."""
+    """The bound on a stream or decompressed log: MAX_STREAM_BYTES, or the environment's
+    (which ``gradlog --max-stream-bytes`` sets)."""
     value = os.environ.get(MAX_STREAM_BYTES_ENV, "")
     if not value.strip():
         return MAX_STREAM_BYTES
-    match = _SIZE.fullmatch(value)
-    if match is None or int(match.group(1)) == 0:
-        raise GradlogError(
-            f"{MAX_STREAM_BYTES_ENV}={value!r}: expected a size in bytes above 0, "
-            "such as 4294967296 or 4G"
-        )
-    return int(match.group(1)) << (10 * "_kmgt".index(match.group(2).lower() or "_"))
+    limit = parse_size(value)
+    if limit is None:
+        raise GradlogError(f"{MAX_STREAM_BYTES_ENV}={value!r}: {SIZE_EXAMPLE}")
+    return limit
 
 
 def _line_too_long(path: str, line: int) -> LogFormatError:
@@ -81,7 +79,8 @@ def _line_too_long(path: str, line: int) -> LogFormatError:
 def _too_much(path: str, limit: int) -> LogFormatError:
     return LogFormatError(
         f"more than {size_text(limit)} to read, the limit for standard input, a pipe or a "
-        f"decompressed log (set {MAX_STREAM_BYTES_ENV} to change it); refusing to read more",
+        f"decompressed log ({MAX_STREAM_BYTES_FLAG} or {MAX_STREAM_BYTES_ENV} changes it); "
+        "refusing to read more",
         path,
     )
 
@@ -159,11 +158,14 @@ def _is_record(line: bytes) -> bool:
 class _Bounded:
     """The bytes of a stream, collected within the bounds: total, and (for text) per line."""
 
-    def __init__(self, path: str, *, text: bool = True, keep: bool = True) -> None:
+    def __init__(
+        self, path: str, *, text: bool = True, keep: bool = True, sink: Sink | None = None
+    ) -> None:
         self.path = path
         self.limit = stream_limit()
         self.checks = [_LineBound(path).feed, _Sniff(path).feed] if text else []
-        self.parts: list[bytes] | None = [] if keep else None
+        self.parts: list[bytes] | None = [] if keep and sink is None else None
+        self.sink = sink
         self.size = 0
         self.chunks = 0
 
@@ -174,16 +176,21 @@ class _Bounded:
             raise _too_much(self.path, self.limit)
         for check in self.checks:
             check(chunk)
-        if self.parts is not None:
+        if self.sink is not None:
+            self.sink(chunk)
+        elif self.parts is not None:
             self.parts.append(chunk)
 
     def data(self) -> bytes:
         return b"".join(self.parts or ())
 
 
-def read_stream(read: Read, path: str, *, text: bool = True) -> bytes:
-    """All of a stream (standard input, a pipe), within the bounds; ``text=False`` for Parquet."""
-    out = _Bounded(path, text=text)
+def read_stream(read: Read, path: str, *, text: bool = True, sink: Sink | None = None) -> bytes:
+    """All of a stream (standard input, a pipe), within the bounds; ``text=False`` for Parquet.
+
+    With ``sink``, each piece goes to it as it arrives, and nothing is kept (``b""`` returned).
+    """
+    out = _Bounded(path, text=text, sink=sink)
     while chunk := read(CHUNK):
         out.add(chunk)
     return out.data()
@@ -202,12 +209,15 @@ def peek(read: Read, n: int) -> tuple[bytes, Read]:
     return first[:n], again
 
 
-def gunzip(read: Read, path: str, notes: Notes, *, keep: bool = True) -> bytes:
+def gunzip(
+    read: Read, path: str, notes: Notes, *, keep: bool = True, sink: Sink | None = None
+) -> bytes:
     """A gzipped log, decompressed as a stream within the bounds (no decompression bomb).
 
-    ``keep=False`` checks the bounds only (for ``gradlog batch``, which lets Polars read it).
+    ``keep=False`` checks the bounds only; with ``sink``, each decompressed piece goes to it
+    and nothing is kept (``b""`` returned).
     """
-    out = _Bounded(path, keep=keep)
+    out = _Bounded(path, keep=keep, sink=sink)
     decomp = zlib.decompressobj(wbits=31)
     pending = b""
     try:
@@ -327,16 +337,28 @@ def check_file_lines(fh: BinaryIO, size: int, path: str) -> None:
 _GZIP_MAX_RATIO = 1032
 
 
-def check_gzip(path: str | os.PathLike[str], size: int) -> None:
+def check_gzip(path: str | os.PathLike[str], size: int, most: int | None = None) -> None:
     """A gzipped log's bounds (line, total), checked by decompressing it without keeping it.
 
     For ``gradlog batch``, whose scan would decompress it whole: a file this refuses goes to
-    the careful reader, which says why in the words of ``gradlog report``.
+    the careful reader, which says why in the words of ``gradlog report``, or (over ``most``
+    bytes decompressed) reads it a piece at a time.
     """
-    if size * _GZIP_MAX_RATIO <= min(MAX_LINE_BYTES, stream_limit()):
+    bound = min(MAX_LINE_BYTES, stream_limit(), most if most is not None else stream_limit())
+    if size * _GZIP_MAX_RATIO <= bound:
         return  # too small to hold a line, or a total, over the bounds
+    total = 0
+
+    def count(chunk: bytes) -> None:
+        nonlocal total
+        total += len(chunk)
+        if most is not None and total > most:
+            raise LogFormatError(
+                f"decompresses to more than {size_text(most)}, read alone", str(path)
+            )
+
     with open(path, "rb") as fh:
-        gunzip(fh.read, str(path), Notes(strict=False), keep=False)
+        gunzip(fh.read, str(path), Notes(strict=False), sink=count)
 
 
 def count_lines(fh: BinaryIO, end: int) -> int:
