@@ -18,6 +18,9 @@ import typer
 from gradlog import __version__
 from gradlog.errors import ClosedOutput, GradlogError
 from gradlog.format import (
+    MAX_EVENTS,
+    MAX_EVENTS_ENV,
+    MAX_EVENTS_FLAG,
     MAX_STREAM_BYTES_ENV,
     MAX_STREAM_BYTES_FLAG,
     SIZE_EXAMPLE,
@@ -78,8 +81,20 @@ def _main(
             f"decompressed log; default 4G, or {MAX_STREAM_BYTES_ENV}.",
         ),
     ] = None,
+    max_events: Annotated[
+        int | None,
+        typer.Option(
+            MAX_EVENTS_FLAG,
+            metavar="N",
+            min=1,
+            help=f"Analyse logs of at most N events each (default {MAX_EVENTS:,}, or "
+            f"{MAX_EVENTS_ENV}): about 1 KiB of memory per event.",
+        ),
+    ] = None,
 ) -> None:
     """Analyse gradient logs of multi-task training."""
+    if max_events is not None:
+        os.environ[MAX_EVENTS_ENV] = str(max_events)
     if max_stream_bytes is not None:
         if parse_size(max_stream_bytes) is None:
             raise typer.BadParameter(SIZE_EXAMPLE, param_hint=f"'{MAX_STREAM_BYTES_FLAG}'")

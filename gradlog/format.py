@@ -136,6 +136,12 @@ MAX_TASKS = 1_000  # tasks of one record (``tasks``, ``meta.tasks``, ``meta.weig
 MAX_STREAM_BYTES = 4 * 1024 * 1024 * 1024
 MAX_STREAM_BYTES_ENV = "GRADLOG_MAX_STREAM_BYTES"
 MAX_STREAM_BYTES_FLAG = "--max-stream-bytes"  # the command line's way to set the variable
+# Events of one log that the analysis holds in memory (report, batch, compare, plot): each costs
+# about a kilobyte while judged (benchmarks/bounds.py), so a log's size, not the machine's memory,
+# must not decide whether gradlog finishes. Reading stops as soon as a log passes it.
+MAX_EVENTS = 1_000_000
+MAX_EVENTS_ENV = "GRADLOG_MAX_EVENTS"
+MAX_EVENTS_FLAG = "--max-events"
 SIZE_EXAMPLE = "expected a size in bytes above 0, such as 4294967296 or 4G"
 # Such input whose first whole lines, this many bytes of them, hold no JSON object is refused as
 # binary data (``/dev/urandom``) before it is read any further.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -105,3 +106,47 @@ def test_a_stream_is_read_in_pieces_like_its_file(tmp_path: Path) -> None:
     assert [r.pop("source") for r in streamed["runs"]] == ["<stdin>"] * 3
     assert [r.pop("source") for r in named["runs"]] == [str(path)] * 3
     assert streamed["runs"] == named["runs"]
+
+
+def test_reading_stops_once_a_log_passes_the_event_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The limit is met in an early piece: the broken record far beyond it is never read."""
+    lines = [json.dumps(event(e)) for e in range(1, 200)] + ['{"v": 1, "run": 5, "kind": "x"}']
+    path = tmp_path / "run.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(jsonl, "PIECE_BYTES", 1024)
+    with pytest.raises(LogFormatError, match=r"run\.jsonl: more than 20 events, the most one log"):
+        read_log(path, max_events=20)
+    with pytest.raises(LogFormatError, match=r"run\.jsonl:200: field 'kind'"):
+        read_log(path, max_events=1000)
+
+
+def test_the_event_limit_is_one_setting_for_every_analysing_command(tmp_path: Path) -> None:
+    lines = [json.dumps(event(e)) for e in range(1, 31)]
+    jsonl_path = tmp_path / "run.jsonl"
+    jsonl_path.write_text("\n".join(lines) + "\n")
+    gradlog = [sys.executable, "-m", "gradlog"]
+    limit = "more than 29 events, the most one log's analysis holds in memory (--max-events or "
+    limit += "GRADLOG_MAX_EVENTS raises it; gradlog convert reads any number)"
+
+    def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+        environ = {k: v for k, v in os.environ.items() if k != "GRADLOG_MAX_EVENTS"}
+        return subprocess.run([*gradlog, *args], capture_output=True, env=environ | (env or {}))
+
+    parquet_path = tmp_path / "run.parquet"
+    assert run("convert", str(jsonl_path), "-o", str(parquet_path), "--max-events", "1").returncode
+    converted = run("--max-events", "1", "convert", str(jsonl_path), "-o", str(parquet_path))
+    assert converted.returncode == 0, converted.stderr  # convert holds no analysis: any number
+    for path in (jsonl_path, parquet_path):
+        refused = run("--max-events", "29", "report", str(path))
+        assert (refused.returncode, refused.stderr.decode()) == (2, f"Error: {path}: {limit}\n")
+        by_env = run("report", str(path), env={"GRADLOG_MAX_EVENTS": "29"})
+        assert by_env.stderr == refused.stderr
+        assert run("--max-events", "30", "report", str(path)).returncode == 0
+        batch = run("--max-events", "29", "batch", str(path), "--format", "csv")
+        assert batch.returncode == 2 and limit in batch.stdout.decode()
+    bad = run("report", str(jsonl_path), env={"GRADLOG_MAX_EVENTS": "many"})
+    assert bad.stderr.decode() == (
+        "Error: GRADLOG_MAX_EVENTS='many': expected a number of events above 0\n"
+    )

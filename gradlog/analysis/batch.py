@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+import polars as pl
+
 from gradlog.analysis import engine
 from gradlog.analysis.model import RunSummary, error_row, summaries
 from gradlog.analysis.render.batch import counts
@@ -40,6 +42,7 @@ from gradlog.analysis.sources import (
 from gradlog.analysis.status import Status
 from gradlog.classify import FailOn
 from gradlog.errors import GradlogError
+from gradlog.format import KIND_EVENT
 from gradlog.frames import READ_ERRORS
 
 DEFAULT_CHUNK_BYTES = 32 << 20
@@ -184,6 +187,7 @@ def _chunk_rows(
         return _chunk_rows(chunk[:half], judging, options) + _chunk_rows(
             chunk[half:], judging, options
         )
+    base, over = _within_event_limit(base)
     runs = engine.judge(base, judging).runs
     bad = set(runs.filter("bad").get_column("source").to_list())
     by_source: dict[str, list[RunSummary]] = {}
@@ -193,7 +197,9 @@ def _chunk_rows(
     empty: list[str] = []
     for source in chunk:
         found = by_source.pop(source.path, None)
-        if source.how in (JSON, PARQUET) and (found is None or source.path in bad):
+        if source.path in over:
+            rows.append(over[source.path])
+        elif source.how in (JSON, PARQUET) and (found is None or source.path in bad):
             # no records, or records that break the contract: the careful reader says why
             rows.extend(_careful_rows(source, judging))
         elif found is None:
@@ -205,6 +211,21 @@ def _chunk_rows(
     if empty and not by_source:
         rows.extend(error_row(path, "no records") for path in empty)
     return rows
+
+
+def _within_event_limit(base: Chunk) -> tuple[Chunk, dict[str, RunSummary]]:
+    """The chunk without its logs of more events than the analysis may hold (as the careful
+    reader refuses them), and an error row for each of those."""
+    from gradlog.analysis.readers.streams import event_limit, too_many_events
+
+    limit = event_limit()
+    counts = base.records.filter(pl.col("kind") == KIND_EVENT).group_by("source").len()
+    over = counts.filter(pl.col("len") > limit).get_column("source").to_list()
+    if not over:
+        return base, {}
+    keep = ~pl.col("source").is_in(over)
+    rows = {path: error_row(path, str(too_many_events(path, limit))) for path in over}
+    return Chunk(base.records.filter(keep), base.meta.filter(keep)), rows
 
 
 def _read(chunk: list[Source], options: BatchOptions) -> Chunk:
@@ -248,11 +269,12 @@ def _careful_rows(
 ) -> list[RunSummary]:
     """Read one source with the report's reader: recovered runs, or one error row."""
     from gradlog.analysis.readers import read_log
+    from gradlog.analysis.readers.streams import event_limit
 
     if source.how not in (JSON, PARQUET, CAREFUL):
         return [error_row(source.path, f"cannot be read ({_first_line(reason)})")]
     try:
-        log = read_log(source.path)
+        log = read_log(source.path, max_events=event_limit())
     except GradlogError as exc:
         return [error_row(source.path, str(exc))]
     except READ_ERRORS as exc:  # one unreadable file is one row, never the end

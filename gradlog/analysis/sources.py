@@ -37,8 +37,10 @@ GLOB_CHARS = re.compile(r"[*?\[]")
 JSON = "json"  # JSON Lines, local: one fast scan with many others
 PARQUET = "parquet"  # a Parquet file, local: likewise
 DATASET = "dataset"  # a hive-partitioned Parquet directory or an object-store prefix
-# A JSON Lines log larger than this is read alone, by the careful reader, a piece at a time:
-# a scan holds several times its text at once, and a batch's memory must not grow with a file.
+# A log larger than this (JSON Lines, or what gzip or Parquet expand to) is read alone, by the
+# careful reader: JSON Lines a piece at a time, and no more events than the analysis may hold
+# (MAX_EVENTS). A scan holds several times its text at once, and a batch's memory must not grow
+# with one file.
 ALONE_BYTES = 64 << 20
 CAREFUL = "careful"  # through gradlog.analysis.readers.read_log: crashed files, Parquet journals
 REMOTE_JSON = "remote-json"  # an object-store URL (or glob) of JSON Lines
@@ -194,8 +196,8 @@ def _file(p: Path) -> Source:
     try:
         with open(p, "rb") as fh:
             head = fh.read(4)
-            if head == PARQUET_MAGIC:
-                return Source(str(p), PARQUET, size * 4)  # columnar and compressed
+            if head == PARQUET_MAGIC:  # columnar and compressed: weigh what it expands to
+                return Source(str(p), CAREFUL if size * 4 > ALONE_BYTES else PARQUET, size * 4)
             if head[:2] == b"\x1f\x8b":  # compressed: weigh what it expands to
                 return Source(str(p), CAREFUL if size * 8 > ALONE_BYTES else JSON, size * 8)
             if size > ALONE_BYTES:

@@ -24,31 +24,43 @@ import os
 import sys
 from pathlib import Path
 
+import polars as pl
+
 from gradlog.analysis.readers.jsonl import read_json_file, read_json_stream
 from gradlog.analysis.readers.loaded import LoadedLog, Notes
 from gradlog.analysis.readers.parquet import read_parquet, read_parquet_data
-from gradlog.analysis.readers.streams import Read, StreamFile, is_regular, peek, read_stream
+from gradlog.analysis.readers.streams import (
+    Read,
+    StreamFile,
+    is_regular,
+    peek,
+    read_stream,
+    too_many_events,
+)
 from gradlog.errors import LogFormatError
 from gradlog.files import has_whole_line
-from gradlog.format import GZIP_MAGIC, PARQUET_MAGIC, journal_path
+from gradlog.format import GZIP_MAGIC, KIND_EVENT, PARQUET_MAGIC, journal_path
 
 __all__ = ["LoadedLog", "read_log"]
 
 
-def read_log(path: str | os.PathLike[str], *, strict: bool = False) -> LoadedLog:
+def read_log(
+    path: str | os.PathLike[str], *, strict: bool = False, max_events: int | None = None
+) -> LoadedLog:
     """Read a ``.jsonl``, ``.jsonl.gz`` or ``.parquet`` log, or ``-`` for standard input.
 
     A pipe, FIFO or device (``<(cat log.jsonl)``, ``/dev/stdin``) is read as a stream, as
     standard input is, within the bounds of :mod:`.streams`. Raises
     :class:`~gradlog.errors.LogFormatError` naming the file (line, field) when the log cannot be
-    read. With ``strict=True``, whatever would be skipped with a note is refused.
+    read. With ``strict=True``, whatever would be skipped with a note is refused. A log of
+    more than ``max_events`` events is refused, its JSON Lines read no further than that.
     """
     notes = Notes(strict)
     name = str(path)
     if name == "-":
         if sys.stdin is None:
             raise LogFormatError("no standard input to read", "<stdin>")
-        return _read_stream_log(sys.stdin.buffer.read, "<stdin>", notes)
+        return _read_stream_log(sys.stdin.buffer.read, "<stdin>", notes, max_events)
     p = Path(path)
     if p.is_dir():
         raise LogFormatError("is a directory, expected a log file", name)
@@ -64,24 +76,36 @@ def read_log(path: str | os.PathLike[str], *, strict: bool = False) -> LoadedLog
                 name,
                 f"not written yet (the recorder did not close); read its journal {journal}",
             )
-            return read_json_file(journal, str(journal), notes)
+            return read_json_file(journal, str(journal), notes, max_events)
         raise LogFormatError("no such file", name)
     if not is_regular(p):  # a pipe, a FIFO, a device: opening it must not wait for a writer
         with StreamFile(p, name) as stream:
-            return _read_stream_log(stream.read, name, notes)
+            return _read_stream_log(stream.read, name, notes, max_events)
     try:
         with open(p, "rb") as fh:
             head = fh.read(4)
     except OSError as exc:
         raise LogFormatError(f"cannot read: {exc.strerror}", name) from exc
     if head == PARQUET_MAGIC or name.endswith(".parquet"):
-        return read_parquet(p, name, notes)
-    return read_json_file(p, name, notes)
+        return _bounded(read_parquet(p, name, notes), max_events)
+    return read_json_file(p, name, notes, max_events)
 
 
-def _read_stream_log(read: Read, name: str, notes: Notes) -> LoadedLog:
+def _bounded(log: LoadedLog, max_events: int | None) -> LoadedLog:
+    """A Parquet log (typed and compact once read) within ``max_events``."""
+    if max_events is not None:
+        events = log.frame.select((pl.col("kind") == KIND_EVENT).sum()).item()
+        if events > max_events:
+            raise too_many_events(log.path, max_events)
+    return log
+
+
+def _read_stream_log(read: Read, name: str, notes: Notes, max_events: int | None) -> LoadedLog:
     """A log read as a stream, whatever it holds: gzip, Parquet or JSON Lines."""
     first, read = peek(read, len(PARQUET_MAGIC))
     if first == PARQUET_MAGIC or (name.endswith(".parquet") and not first.startswith(GZIP_MAGIC)):
-        return read_parquet_data(read_stream(read, name, text=False), name, notes)
-    return read_json_stream(read, name, notes, gzipped=first.startswith(GZIP_MAGIC))
+        return _bounded(
+            read_parquet_data(read_stream(read, name, text=False), name, notes), max_events
+        )
+    gzipped = first.startswith(GZIP_MAGIC)
+    return read_json_stream(read, name, notes, gzipped=gzipped, max_events=max_events)

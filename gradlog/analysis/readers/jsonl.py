@@ -38,9 +38,10 @@ from gradlog.analysis.readers.streams import (
     ends_whole,
     gunzip,
     read_stream,
+    too_many_events,
 )
 from gradlog.errors import LogFormatError
-from gradlog.format import GZIP_MAGIC, validate_record
+from gradlog.format import GZIP_MAGIC, KIND_EVENT, validate_record
 from gradlog.frames import COLUMNS
 
 # The JSON text parsed at once. The columnar parse holds about ten times its text while it
@@ -49,8 +50,8 @@ from gradlog.frames import COLUMNS
 PIECE_BYTES = 16 << 20
 
 
-def read_json_file(p: Path, name: str, notes: Notes) -> LoadedLog:
-    pieces = _Pieces(name, notes)
+def read_json_file(p: Path, name: str, notes: Notes, max_events: int | None = None) -> LoadedLog:
+    pieces = _Pieces(name, notes, max_events)
     try:
         fh = open(p, "rb")  # noqa: SIM115 - closed below, whichever way the read goes
     except OSError as exc:
@@ -84,9 +85,11 @@ def read_json_data(data: bytes, name: str, notes: Notes) -> LoadedLog:
     return pieces.finish()
 
 
-def read_json_stream(read: Read, name: str, notes: Notes, *, gzipped: bool) -> LoadedLog:
+def read_json_stream(
+    read: Read, name: str, notes: Notes, *, gzipped: bool, max_events: int | None = None
+) -> LoadedLog:
     """JSON Lines (gzipped or not) from a stream, parsed piece by piece as it arrives."""
-    pieces = _Pieces(name, notes)
+    pieces = _Pieces(name, notes, max_events)
     if gzipped:
         gunzip(read, name, notes, sink=pieces.feed)
     else:
@@ -96,10 +99,12 @@ def read_json_stream(read: Read, name: str, notes: Notes, *, gzipped: bool) -> L
 
 class _Pieces:
     """A log's text, fed in any sizes, parsed in pieces of whole lines of about
-    :data:`PIECE_BYTES`; the typed columns of each piece kept, and where its lines were."""
+    :data:`PIECE_BYTES`; the typed columns of each piece kept, and where its lines were.
+    More than ``max_events`` events stop the read there."""
 
-    def __init__(self, name: str, notes: Notes) -> None:
-        self.name, self.notes = name, notes
+    def __init__(self, name: str, notes: Notes, max_events: int | None = None) -> None:
+        self.name, self.notes, self.max_events = name, notes, max_events
+        self.events = 0
         self.pending: list[bytes] = []
         self.size = 0
         self.line = 1  # the number of the first line not yet parsed
@@ -156,6 +161,10 @@ class _Pieces:
         lines = _LineIndex(source, kept_lines, first)
         frame = cast_storage(text)
         check(text, frame, JsonPlace(self.name, lines, text.get_column("_meta_json")))
+        if self.max_events is not None:
+            self.events += frame.select((pl.col("kind") == KIND_EVENT).sum()).item()
+            if self.events > self.max_events:
+                raise too_many_events(self.name, self.max_events)
         self.frames.append(frame.select(COLUMNS))
         identity = kept_lines is None and text.height == data_lines  # no blank line among them
         self.places.append((self.rows, first, None if identity else lines.numbers()))

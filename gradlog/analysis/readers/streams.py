@@ -29,6 +29,9 @@ from gradlog.analysis.readers.loaded import CHUNK, JSON_BLANK, Notes
 from gradlog.errors import GradlogError, LogFormatError
 from gradlog.format import (
     GZIP_MAGIC,
+    MAX_EVENTS,
+    MAX_EVENTS_ENV,
+    MAX_EVENTS_FLAG,
     MAX_LINE_BYTES,
     MAX_STREAM_BYTES,
     MAX_STREAM_BYTES_ENV,
@@ -65,6 +68,25 @@ def stream_limit() -> int:
     if limit is None:
         raise GradlogError(f"{MAX_STREAM_BYTES_ENV}={value!r}: {SIZE_EXAMPLE}")
     return limit
+
+
+def event_limit() -> int:
+    """The events of one log the analysis holds: MAX_EVENTS, or the environment's (which
+    ``gradlog --max-events`` sets)."""
+    value = os.environ.get(MAX_EVENTS_ENV, "").strip()
+    if not value:
+        return MAX_EVENTS
+    if not value.isdigit() or int(value) == 0:
+        raise GradlogError(f"{MAX_EVENTS_ENV}={value!r}: expected a number of events above 0")
+    return int(value)
+
+
+def too_many_events(path: str, limit: int) -> LogFormatError:
+    return LogFormatError(
+        f"more than {limit:,} events, the most one log's analysis holds in memory "
+        f"({MAX_EVENTS_FLAG} or {MAX_EVENTS_ENV} raises it; gradlog convert reads any number)",
+        path,
+    )
 
 
 def _line_too_long(path: str, line: int) -> LogFormatError:
