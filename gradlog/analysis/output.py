@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import re
 import sys
@@ -34,6 +35,7 @@ from typing import IO
 import polars as pl
 
 from gradlog.errors import ClosedOutput
+from gradlog.format import encode_float
 
 # Anything outside printable ASCII (and outside the newline, for documents): a superset of what
 # needs escaping, found natively; each match is then judged by str.isprintable.
@@ -95,9 +97,11 @@ _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 def _csv_cell(value: object) -> object:
     if value is None:
         return ""
+    if isinstance(value, float) and not math.isfinite(value):
+        return encode_float(value)  # the log format's tokens: a number, never text from a log
     if not isinstance(value, str):
         return value
-    if value.startswith(_FORMULA) and value not in ("-Infinity",):
+    if value.startswith(_FORMULA):
         value = "'" + value
     return for_terminal(value)
 

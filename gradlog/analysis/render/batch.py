@@ -125,12 +125,24 @@ def json_data(all_rows: Sequence[RunSummary], rows: Sequence[RunSummary], n_sour
     }
 
 
+_FLOAT_COLUMNS = (
+    "window_ratio",
+    "spread",
+    "worst_spread",
+    "mean_norm",
+    "mean_norm_std",
+    "max_norm_peak",
+)
+
+
 def csv_rows(rows: Sequence[RunSummary]) -> list[list]:
     """The CSV's rows (the header is :data:`COLUMNS`): tasks joined by ``;``, weights as
     ``task=weight`` pairs, notes joined by `` | ``; floats in full precision."""
     out = []
     for row in rows:
         data = row_data(row)
+        for column in _FLOAT_COLUMNS:  # numbers stay numbers: the output encodes NaN/Infinity
+            data[column] = getattr(row, column)
         data["tasks"] = ";".join(row.tasks)
         weights = row.advice.weights
         data["weights"] = " ".join(f"{k}={v!r}" for k, v in weights.items()) if weights else None
