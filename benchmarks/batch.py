@@ -157,13 +157,14 @@ def stdlib_summary(paths: list[str], window: int = 10, min_samples: int = 3) -> 
                     norms = {t["name"]: t.get("grad_norm") for t in reversed(rec["tasks"])}
                     run["samples"].append((rec.get("epoch"), norms))
         for run_id, run in runs.items():
-            pair = classify.default_pair(run["tasks"] or [])
+            # the second edition (docs/report.md): the geometric window of every task's norm
+            tasks = run["tasks"] or []
+            a, b = classify.default_pair(tasks)
             recent: deque = deque(maxlen=window)
             worst = first_imbalance = first_collapse = final = None
             for epoch, norms in run["samples"]:
-                num, den = (_float(norms.get(t)) for t in pair)
-                r = classify.ratio(num, den) if num >= 0 and den > 0 else None
-                if r is None:
+                values = {t: _float(norms.get(t)) for t in tasks}
+                if not classify.defined_sample(values):
                     band = classify.RatioBand.UNDEFINED
                     if (
                         worst is None
@@ -171,19 +172,18 @@ def stdlib_summary(paths: list[str], window: int = 10, min_samples: int = 3) -> 
                     ):
                         worst = band
                     continue
-                if first_imbalance is None and classify.outside_healthy_range(r):
+                spread = max(values.values()) / min(values.values())
+                if first_imbalance is None and classify.outside_healthy_range(spread):
                     first_imbalance = epoch
-                recent.append(r)
-                final = classify.window_mean(list(recent), window, min_samples)
-                if final is None:
+                recent.append(values)
+                logs = classify.window_logs(list(recent), window, min_samples)
+                if logs is None:
                     continue
-                band = classify.ratio_band(final)
+                final = math.exp(logs[a] - logs[b])
+                band = classify.spread_band(max(logs.values()) - min(logs.values()))
                 if worst is None or classify.RATIO_SEVERITY[band] > classify.RATIO_SEVERITY[worst]:
                     worst = band
-                if first_collapse is None and classify.collapse_check(final) in (
-                    classify.Collapse.NUMERATOR_DOMINATES,
-                    classify.Collapse.DENOMINATOR_DOMINATES,
-                ):
+                if first_collapse is None and band is classify.RatioBand.COLLAPSE:
                     first_collapse = epoch
             finite = [m for m in run["means"] if math.isfinite(m)]
             mean = math.fsum(finite) / len(finite) if finite else None
@@ -194,7 +194,7 @@ def stdlib_summary(paths: list[str], window: int = 10, min_samples: int = 3) -> 
             )
             out[(path, run_id)] = {
                 "events": run["events"],
-                "window_mean": final,
+                "window_ratio": final,
                 "worst_band": worst.value if worst else None,
                 "first_imbalance": first_imbalance,
                 "first_collapse": first_collapse,
@@ -276,7 +276,7 @@ def compare_findings(stdlib_json: str, csv_path: Path) -> tuple[int, int]:
                 mine["worst_band"] == (row["worst_band"] or None)
                 and str(mine["first_collapse"]) == str(epoch(row["first_collapse"]))
                 and str(mine["first_imbalance"]) == str(epoch(row["first_imbalance"]))
-                and close(mine["window_mean"], row["window_mean"])
+                and close(mine["window_ratio"], row["window_ratio"])
                 and close(mine["mean_norm"], row["mean_norm"])
                 and close(mine["max_norm_peak"], row["max_norm_peak"])
             )
