@@ -3,8 +3,11 @@
 Each case runs ``gradlog report`` and ``gradlog batch`` on one input in a fresh process and
 prints its exit code, first line of standard error, wall time and peak resident memory:
 
-* a 1 GB JSON Lines log (one run, as the recorder lays it out): ``batch`` must stay under
-  1 GiB; ``report`` either stays within its documented bound or refuses up front;
+* a 1 GB JSON Lines log (one run of 2.9 million events, as the recorder lays it out): ``batch``
+  must stay under 1 GiB; ``report`` either stays within its documented bound or refuses up front
+  (both refuse it: more events than ``MAX_EVENTS``);
+* a log of exactly ``MAX_EVENTS`` (1,000,000) events, the most the analysis takes: what a log
+  at the limit costs, ``report`` as text and as JSON, and ``batch``;
 * gzip bombs: 4 GB of newlines, 3 GB of valid records, and one 4 GB line, each a few MB on disk;
 * a 100 MB line in a plain file.
 
@@ -31,6 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from batch import run_text  # noqa: E402 - the recorder's layout, shared
 from measure import run_measured  # noqa: E402
 from scale import gradlog, load  # noqa: E402
+
+from gradlog.format import MAX_EVENTS  # noqa: E402
 
 GiB = 1024**3
 MiB = 1024**2
@@ -60,6 +65,10 @@ def make_inputs(tmp: Path, gigabytes: float) -> dict[str, Path]:
             fh.write(one)
             written += len(one)
     inputs[f"{big.stat().st_size / 1e9:.2f} GB JSON Lines"] = big
+
+    limit = tmp / "limit.jsonl"
+    limit.write_text(run_text("limit", MAX_EVENTS, seed=4), encoding="utf-8")
+    inputs[f"{MAX_EVENTS:,} events"] = limit
 
     newlines = tmp / "newlines.jsonl.gz"
     gzip_of_repeats(newlines, b"\n", 4 * 10**9)
@@ -92,16 +101,19 @@ def main() -> None:
         inputs = make_inputs(tmp, args.gb)
         print(f"{load()}")
         print(
-            f"{'input':26s} {'on disk':>9s}  {'command':7s} {'exit':>4s} {'wall':>7s} {'peak':>9s}"
+            f"{'input':26s} {'on disk':>9s}  {'command':12s} {'exit':>4s} {'wall':>7s} {'peak':>9s}"
         )
         for label, path in inputs.items():
-            for command in ("report", "batch"):
+            commands = [("report", "json"), ("batch", "json")]
+            if path.name == "limit.jsonl":
+                commands.insert(0, ("report", "text"))
+            for command, form in commands:
                 wall, peak, code, _, err = run_measured(
-                    gradlog(command, str(path), "--format", "json"), stdout=subprocess.DEVNULL
+                    gradlog(command, str(path), "--format", form), stdout=subprocess.DEVNULL
                 )
                 first = (err.decode(errors="replace").splitlines() or [""])[0]
                 print(
-                    f"{label:26s} {path.stat().st_size / MiB:7.1f}MiB  {command:7s} {code:4d} "
+                    f"{label:26s} {path.stat().st_size / MiB:7.1f}MiB  {command + ' ' + form:12s} {code:4d} "
                     f"{wall:6.1f}s {peak:7.0f}MiB  {first[:110]}"
                 )
         print(f"{load()}")
