@@ -17,20 +17,13 @@ import typer
 
 from gradlog import __version__
 from gradlog.errors import ClosedOutput, GradlogError
-from gradlog.format import (
-    MAX_EVENTS,
-    MAX_EVENTS_ENV,
-    MAX_EVENTS_FLAG,
-    MAX_STREAM_BYTES_ENV,
-    MAX_STREAM_BYTES_FLAG,
-    SIZE_EXAMPLE,
-    parse_size,
-)
 from gradlog.options import (
     BatchFormat,
     CompareFormat,
     FailOnOption,
     Github,
+    MaxEvents,
+    MaxStreamBytes,
     MinSamples,
     NoColor,
     Output,
@@ -45,6 +38,7 @@ from gradlog.options import (
     Window,
     fail_on_levels,
     parse_pair,
+    set_limits,
 )
 
 app = typer.Typer(
@@ -72,33 +66,11 @@ def _main(
             "--version", callback=_version, is_eager=True, help="Show the version and exit."
         ),
     ] = False,
-    max_stream_bytes: Annotated[
-        str | None,
-        typer.Option(
-            MAX_STREAM_BYTES_FLAG,
-            metavar="SIZE",
-            help="Read at most SIZE (4G, 512M, or bytes) from standard input, a pipe or a "
-            f"decompressed log; default 4G, or {MAX_STREAM_BYTES_ENV}.",
-        ),
-    ] = None,
-    max_events: Annotated[
-        int | None,
-        typer.Option(
-            MAX_EVENTS_FLAG,
-            metavar="N",
-            min=1,
-            help=f"Analyse logs of at most N events each (default {MAX_EVENTS:,}, or "
-            f"{MAX_EVENTS_ENV}): about 1 KiB of memory per event.",
-        ),
-    ] = None,
+    max_stream_bytes: MaxStreamBytes = None,
+    max_events: MaxEvents = None,
 ) -> None:
     """Analyse gradient logs of multi-task training."""
-    if max_events is not None:
-        os.environ[MAX_EVENTS_ENV] = str(max_events)
-    if max_stream_bytes is not None:
-        if parse_size(max_stream_bytes) is None:
-            raise typer.BadParameter(SIZE_EXAMPLE, param_hint=f"'{MAX_STREAM_BYTES_FLAG}'")
-        os.environ[MAX_STREAM_BYTES_ENV] = max_stream_bytes  # every reader's one setting
+    set_limits(max_stream_bytes, max_events)
 
 
 @app.command()
@@ -227,6 +199,7 @@ def batch(
     from gradlog.analysis.batch import select_rows
     from gradlog.analysis.progress import Progress
     from gradlog.analysis.render import batch as render
+    from gradlog.analysis.render.batch_markdown import format_markdown
     from gradlog.analysis.status import Status
 
     with Progress() as progress:
@@ -249,14 +222,14 @@ def batch(
     elif output_format is BatchFormat.csv:
         out.csv(render.COLUMNS, render.csv_rows(rows))
     elif output_format is BatchFormat.markdown:
-        out.document(render.format_markdown(result.rows, rows, result.n_sources))
+        out.document(format_markdown(result.rows, rows, result.n_sources))
     else:
         out.table(render.batch_table(rows, footer=("", line)))
     out.close()
     if output_format is not BatchFormat.table or out_path is not None:
         output.say(line)
     if github:
-        _to_github(render.format_markdown(result.rows, rows, result.n_sources))
+        _to_github(format_markdown(result.rows, rows, result.n_sources))
     _exit(len(result.errors), result.rows, fail_on)
 
 

@@ -137,7 +137,7 @@ MAX_STREAM_BYTES = 4 * 1024 * 1024 * 1024
 MAX_STREAM_BYTES_ENV = "GRADLOG_MAX_STREAM_BYTES"
 MAX_STREAM_BYTES_FLAG = "--max-stream-bytes"  # the command line's way to set the variable
 # Events of one log that the analysis holds in memory (report, batch, compare, plot): each costs
-# about a kilobyte while judged (benchmarks/bounds.py), so a log's size, not the machine's memory,
+# about two kilobytes while judged (benchmarks/bounds.py), so a log's size, not the machine's memory,
 # must not decide whether gradlog finishes. Reading stops as soon as a log passes it.
 MAX_EVENTS = 1_000_000
 MAX_EVENTS_ENV = "GRADLOG_MAX_EVENTS"

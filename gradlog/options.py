@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import enum
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from gradlog.format import (
+    MAX_EVENTS,
+    MAX_EVENTS_ENV,
+    MAX_EVENTS_FLAG,
+    MAX_STREAM_BYTES_ENV,
+    MAX_STREAM_BYTES_FLAG,
+    SIZE_EXAMPLE,
+    parse_size,
+)
 
 Window = Annotated[int, typer.Option(min=1, help="Balance samples in the collapse window.")]
 MinSamples = Annotated[
@@ -128,3 +139,36 @@ def fail_on_levels(values) -> list:
                 f"{v!r} is not one of {choices}", param_hint="--fail-on"
             ) from None
     return out
+
+
+# -- the reading limits: options of the program, before any command -------------------------------
+
+MaxStreamBytes = Annotated[
+    str | None,
+    typer.Option(
+        MAX_STREAM_BYTES_FLAG,
+        metavar="SIZE",
+        help="Read at most SIZE (4G, 512M, or bytes) from standard input, a pipe or a "
+        f"decompressed log; default 4G, or {MAX_STREAM_BYTES_ENV}.",
+    ),
+]
+MaxEvents = Annotated[
+    int | None,
+    typer.Option(
+        MAX_EVENTS_FLAG,
+        metavar="N",
+        min=1,
+        help=f"Analyse logs of at most N events each (default {MAX_EVENTS:,}, or "
+        f"{MAX_EVENTS_ENV}): about 2 KiB of memory per event.",
+    ),
+]
+
+
+def set_limits(max_stream_bytes: str | None, max_events: int | None) -> None:
+    """The options set the environment's variables: every reader's one place to look."""
+    if max_events is not None:
+        os.environ[MAX_EVENTS_ENV] = str(max_events)
+    if max_stream_bytes is not None:
+        if parse_size(max_stream_bytes) is None:
+            raise typer.BadParameter(SIZE_EXAMPLE, param_hint=f"'{MAX_STREAM_BYTES_FLAG}'")
+        os.environ[MAX_STREAM_BYTES_ENV] = max_stream_bytes

@@ -13,11 +13,8 @@ from collections.abc import Sequence
 import polars as pl
 
 from gradlog.analysis.model import RunSummary
-from gradlog.analysis.render import md
-from gradlog.analysis.render.mermaid import thin, xychart
 from gradlog.analysis.render.table import Column, TableSpec
 from gradlog.analysis.status import Status
-from gradlog.classify import HEALTHY_RANGE
 from gradlog.format import SCHEMA_VERSION, decode_float, encode_float
 
 COLUMNS = (
@@ -47,8 +44,6 @@ COLUMNS = (
     "error",
     "notes",
 )
-RATIO_CAP = 10.0
-MARKDOWN_ROWS = 100  # a PR comment stays readable (and under GitHub's size limit)
 
 
 def _value(value):
@@ -230,161 +225,6 @@ def batch_table(rows: Sequence[RunSummary], footer: Sequence[str] = ()) -> Table
     return TableSpec(TABLE_COLUMNS, tuple(out), tuple(footer))
 
 
-# -- Markdown -----------------------------------------------------------------------------------
-
-MARKDOWN_HEADER = [
-    "#",
-    "Status",
-    "Run",
-    "File",
-    "Tasks",
-    "Events",
-    "Epochs",
-    "Window ratio",
-    "Spread",
-    "Worst spread",
-    "First imbalance",
-    "First collapse",
-    "Mean norm ± std",
-    "Peak max norm",
-    "Weights",
-]
-
-
-def _markdown_row(i: int, row: RunSummary) -> list[str]:
-    status = f"{row.status.badge} {row.status.value}"
-    if row.error is not None:
-        blank = [""] * (len(MARKDOWN_HEADER) - 5)
-        return [str(i), status, "", md.code(row.source), "see below", *blank]
-    ratio = fmt_ratio(row.window_ratio)
-    if row.window_num and row.window_ratio is not None:
-        ratio += f" ({md.code(row.window_num)} / {md.code(row.window_den)})"
-    return [
-        str(i),
-        status,
-        md.code(row.name),
-        md.code(row.source),
-        ", ".join(md.code(t) for t in row.tasks) or "–",
-        str(row.n_events),
-        "–" if row.last_epoch is None else str(row.last_epoch),
-        ratio,
-        fmt_ratio(row.spread),
-        fmt_ratio(row.worst_spread),
-        row.first_imbalance or "–",
-        row.first_collapse or "–",
-        fmt_mean_std(row),
-        fmt_norm(row.max_norm_peak),
-        md.code(row.advice.flags) if row.advice.flags else "–",
-    ]
-
-
-def verdict(rows: Sequence[RunSummary]) -> tuple[Status, str]:
-    """The worst status of the batch, and the headline that says it."""
-    found = counts(rows)
-    worst = next(iter(found), Status.NO_DATA)
-    quiet = (Status.HEALTHY, Status.NO_DATA, Status.ERROR)
-    attention = sum(n for s, n in found.items() if s not in quiet)
-    total = sum(n for s, n in found.items() if s is not Status.ERROR)
-    errors = found.get(Status.ERROR, 0)
-    text = (
-        f"{attention} of {total} runs need attention"
-        if attention
-        else f"no findings in {total} run{'s' * (total != 1)}"
-    )
-    if errors:
-        text += f"; {errors} file{'s' * (errors != 1)} unreadable"
-    return worst, text
-
-
-def format_markdown(
-    all_rows: Sequence[RunSummary], rows: Sequence[RunSummary], n_sources: int
-) -> str:
-    """The batch as a PR comment: verdict, counts, table, findings and a chart of the spreads."""
-    worst, headline = verdict(all_rows)
-    badges = " · ".join(f"{s.badge} {n} {md.escape(s.value)}" for s, n in counts(all_rows).items())
-    lines = [
-        f"## {worst.badge} gradlog batch: {headline}",
-        "",
-        f"**{md.escape(summary_line(all_rows, n_sources))}**",
-        "",
-    ]
-    if badges:
-        lines += [badges, ""]
-    shown = list(rows)[:MARKDOWN_ROWS]
-    lines += md.table(
-        MARKDOWN_HEADER,
-        [_markdown_row(i, r) for i, r in enumerate(shown, start=1)],
-        align="rllllrrrrrllrrl",
-    )
-    if len(rows) > len(shown):
-        lines += ["", f"… and {len(rows) - len(shown)} more runs (use `--limit` or `--status`)."]
-    found = findings(shown)
-    if found:
-        lines += ["", "### Findings", "", *found]
-    lines += chart(shown)
-    return "\n".join(lines).rstrip("\n") + "\n"
-
-
-def findings(rows: Sequence[RunSummary]) -> list[str]:
-    """One bullet per run that needs attention, with its epochs and the weights to try."""
-    out = []
-    for i, row in enumerate(rows, start=1):
-        if row.status in (Status.HEALTHY, Status.NO_DATA):
-            continue
-        if row.error is not None:
-            source = md.code(row.source, in_table=False)
-            out.append(f"- {row.status.badge} #{i} {source}: {md.escape(row.error)}")
-            continue
-        parts = [f"{row.status.label}"]
-        if row.first_collapse:
-            parts.append(f"collapse from {row.first_collapse}")
-        if row.first_imbalance:
-            parts.append(f"first imbalance at {row.first_imbalance}")
-        if row.spread is not None:
-            part = f"final spread {fmt_ratio(row.spread)}"
-            if row.dominant and row.status is not Status.HEALTHY:
-                part += f" ({md.code(row.dominant, in_table=False)} over "
-                part += f"{md.code(row.starved, in_table=False)})"
-            parts.append(part)
-        if row.worst_norm_band is not None and row.worst_norm_band.warns:
-            parts.append(f"worst mean norm {row.worst_norm_band.label.lower()}")
-        name, source = md.code(row.name, in_table=False), md.code(row.source, in_table=False)
-        text = f"- {row.status.badge} #{i} {name} ({source}): "
-        text += "; ".join(parts) + "."
-        if row.advice.flags:
-            text += f" Try {md.code(row.advice.flags, in_table=False)}."
-        out.append(text)
-    return out
-
-
-def chart(rows: Sequence[RunSummary]) -> list[str]:
-    """Bars: each run's final spread (table order), with the healthy bound as a line."""
-    judged = [(i, r) for i, r in enumerate(rows, start=1) if r.spread is not None]
-    if len(judged) < 2:
-        return []
-    judged = [judged[k] for k in thin(len(judged), 40)]
-    values = [r.spread for _, r in judged]
-    top = min(RATIO_CAP, max(2.5, max(values) * 1.1))
-    high = HEALTHY_RANGE[1]
-    block = xychart(
-        title="Final spread per run",
-        x_title="run, numbered as in the table",
-        x=[i for i, _ in judged],
-        y_title="spread",
-        y_range=(1.0, top),
-        bars=[min(v, top) if math.isfinite(v) else top for v in values],
-        lines=[[high] * len(judged)],
-        colours=("#1f77b4", "#2ca02c"),
-    )
-    legend = (
-        "Bars: each run's final spread (largest task norm over the smallest); "
-        f"green line: the healthy bound {high}."
-    )
-    if max(values) > top:
-        legend += f" Values above {top:g} are drawn at {top:g}."
-    return ["", "### Chart", "", legend, "", *block]
-
-
 # -- a DataFrame ----------------------------------------------------------------------------------
 
 
@@ -394,16 +234,8 @@ def rows_frame(summaries: Sequence[RunSummary]) -> pl.DataFrame:
     rows = [row_data(r) for r in summaries]
     columns = COLUMNS
 
-    floats = (
-        "window_ratio",
-        "spread",
-        "worst_spread",
-        "mean_norm",
-        "mean_norm_std",
-        "max_norm_peak",
-    )
     for row in rows:
-        for c in floats:
+        for c in _FLOAT_COLUMNS:
             row[c] = decode_float(row[c])
         if row["weights"] is not None:
             row["weights"] = [
