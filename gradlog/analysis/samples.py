@@ -26,7 +26,7 @@ class Options(Protocol):
 
 
 def _task_samples(records: pl.LazyFrame, runs: pl.LazyFrame, options: Options) -> pl.LazyFrame:
-    """One row per (event, task of its run): the first sample of each name in the event."""
+    """One row per (event, task of its run) that the event sampled."""
     run_tasks = (
         runs.filter(pl.col("n_tasks") >= 2)
         .select("rid", "pair_a", "pair_b", "meta_weights", name=pl.col("tasks"))
@@ -44,7 +44,7 @@ def _task_samples(records: pl.LazyFrame, runs: pl.LazyFrame, options: Options) -
             norm=pl.col("tasks").struct.field("grad_norm"),
             weight=pl.col("tasks").struct.field("weight"),
         )
-        .unique(["row", "name"], keep="first", maintain_order=True)
+        # no name twice in one sample: the readers refuse such a record (gradlog.analysis.validity)
         .join(run_tasks, on=["rid", "name"], how="inner")
         .sort("row", "t")
     )
