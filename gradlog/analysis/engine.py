@@ -67,8 +67,8 @@ def judge(chunk: Chunk, options: Options = Options(), *, events: bool = False) -
     """Judge every run of ``chunk``; with ``events``, keep the per-event frame too."""
     records, runs = _run_table(chunk)
     runs = _pairs(runs, options)
-    frame = events_frame(records.lazy(), runs.lazy(), options)
-    summary = _summaries(frame, runs.lazy(), options)
+    frame, finals = events_frame(records.lazy(), runs.lazy(), options, detail=events)
+    summary = _summaries(frame, finals, runs.lazy())
     if "conflicts" in records.columns:
         summary = summary.join(
             _conflicts(records.lazy(), runs.lazy(), options), on="rid", how="left"
@@ -171,7 +171,7 @@ def _scaled(values: pl.Expr, statistic) -> pl.Expr:
     return statistic(values * pl.lit(2.0).pow(-exponent)) * pl.lit(2.0).pow(exponent)
 
 
-def _summaries(events: pl.LazyFrame, runs: pl.LazyFrame, options: Options) -> pl.LazyFrame:
+def _summaries(events: pl.LazyFrame, finals: pl.LazyFrame, runs: pl.LazyFrame) -> pl.LazyFrame:
     """One row per run: the numbers of the report's summary and of a batch row."""
     mean, maxn = pl.col("mean_norm"), pl.col("max_norm")
     finite = mean.is_finite() & maxn.is_finite()
@@ -221,22 +221,32 @@ def _summaries(events: pl.LazyFrame, runs: pl.LazyFrame, options: Options) -> pl
         window_ratio=final("window_ratio"),
         window_spread=final("window_spread"),
         window_log_spread=final("window_log_spread"),
-        window_num=final("window_num"),
-        window_den=final("window_den"),
-        dominant=final("window_dominant"),
-        starved=final("window_starved"),
         final_band=final("window_band"),
         verdict=final("verdict"),
         pair_verdict=final("pair_verdict"),
-        window_names=final("window_names"),
-        window_logs=final("window_logs"),
-        window_weights=pl.col("weights").filter(defined).last(),
-        window_weight_names=pl.col("names").filter(defined).last(),
         **_first_of(_back(), "back"),
         **_first_of(_repeat(), "repeat"),
     )
+    judged = pl.col("window_spread").is_not_null()
+    paired = pl.col("pair_a").is_not_null()
     return (
         runs.join(per_run, on="rid", how="left", maintain_order="left")
+        .join(finals, on="rid", how="left", maintain_order="left")
+        .with_columns(
+            window_num=pl.when(judged).then(
+                pl.when(paired).then("pair_a").otherwise("final_dominant")
+            ),
+            window_den=pl.when(judged).then(
+                pl.when(paired).then("pair_b").otherwise("final_starved")
+            ),
+            dominant=pl.when(judged).then("final_dominant"),
+            starved=pl.when(judged).then("final_starved"),
+            window_names=pl.when(judged).then("final_names"),
+            window_logs=pl.when(judged).then("final_logs"),
+            window_weights=pl.col("final_weights"),
+            window_weight_names=pl.col("final_names"),
+        )
+        .drop("final_dominant", "final_starved", "final_names", "final_logs", "final_weights")
         .with_columns(
             pl.col("n_events", "n_stats", "n_nonfinite", "n_balance", "n_undefined").fill_null(0),
             worst_band=pl.when(pl.col("worst_band") == RatioBand.UNDEFINED.value)

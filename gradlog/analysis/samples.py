@@ -72,71 +72,107 @@ def _task_samples(records: pl.LazyFrame, runs: pl.LazyFrame, options: Options) -
     return long.with_columns(log=pl.when(valid).then(pl.col("norm").log()), valid=valid)
 
 
-def _per_sample(long: pl.LazyFrame) -> pl.LazyFrame:
-    """Per balance sample: defined or not, the extremes, the pair's norms, every norm.
+def _per_sample(long: pl.LazyFrame, *, detail: bool) -> pl.LazyFrame:
+    """Per balance sample: how many of its run's tasks it has (valid ones too), the largest and
+    smallest norm, the pair's norms; with ``detail``, its names, norms, weights and extremes.
 
-    Only plain aggregations (a filter inside a group's aggregation takes a slow path): the
-    extremes by position of the largest and smallest log norm, the pair's norms as the one
-    non-null value of a column made beforehand.
+    ``long`` is sorted by row, so a group is a slice; only plain aggregations run on every
+    sample (anything else is evaluated group by group, the engine's costliest step once).
     """
-    name, log, norm = pl.col("name"), pl.col("log"), pl.col("norm")
-    return (
-        long.with_columns(
-            _num=pl.when(name == pl.col("pair_a")).then(norm),
-            _den=pl.when(name == pl.col("pair_b")).then(norm),
-        )
-        .group_by("row")
-        .agg(
-            rid=pl.col("rid").first(),
-            n_present=pl.len(),
-            n_valid=pl.col("valid").sum(),
-            names=name,
-            norms=norm,
-            weights=pl.col("weight"),
-            dominant=name.get(log.arg_max()),
-            starved=name.get(log.arg_min()),
-            top=norm.get(log.arg_max()),
-            bottom=norm.get(log.arg_min()),
-            num=pl.col("_num").max(),
-            den=pl.col("_den").max(),
-        )
+    name, norm = pl.col("name"), pl.col("norm")
+    plain = long.with_columns(
+        _num=pl.when(name == pl.col("pair_a")).then(norm),
+        _den=pl.when(name == pl.col("pair_b")).then(norm),
+    ).group_by("row", maintain_order=True)
+    more = (
+        {"names": name, "norms": norm, "weights": pl.col("weight")} | _extremes(pl.col("log"), "")
+        if detail
+        else {}
+    )
+    return plain.agg(
+        rid=pl.col("rid").first(),
+        n_present=pl.len(),
+        n_valid=pl.col("valid").sum(),
+        # used where the sample is defined: every norm finite and positive
+        top=norm.max(),
+        bottom=norm.min(),
+        num=pl.col("_num").max(),
+        den=pl.col("_den").max(),
+        **more,
     )
 
 
-def _windows(long: pl.LazyFrame, defined: pl.LazyFrame, options: Options) -> pl.LazyFrame:
-    """Per defined sample: the window's log norms, their extremes and the pair's log ratio."""
+def _extremes(log: pl.Expr, prefix: str) -> dict[str, pl.Expr]:
+    """Which task has the largest and the smallest ``log``; a tie goes to the task the run
+    lists first."""
+    name = pl.col("name")
+    return {
+        f"{prefix}dominant": name.get(log.arg_max()),
+        f"{prefix}starved": name.get(log.arg_min()),
+    }
+
+
+def _windowed(long: pl.LazyFrame, defined: pl.LazyFrame, options: Options) -> pl.DataFrame:
+    """The task samples of defined samples, each with its task's window (``wl``): the mean log
+    norm over the last ``window`` defined samples of its run, from ``min_samples`` on."""
     m = min(options.min_samples, options.window)
-    name, wl = pl.col("name"), pl.col("wl")
     return (
         long.join(defined, on="row", how="semi", maintain_order="left")
-        .with_columns(
-            wl=pl.col("log").rolling_mean(options.window, min_samples=m).over("rid", "name")
-        )
-        .with_columns(
+        .with_columns(wl=pl.col("log").rolling_mean(options.window, min_samples=m).over("rid", "t"))
+        .collect(engine=IN_MEMORY)
+    )
+
+
+def _windows(windowed: pl.LazyFrame, *, detail: bool) -> pl.LazyFrame:
+    """Per defined sample: the window's extremes and the pair's log ratio; with ``detail``,
+    its names, logs and extreme tasks."""
+    name, wl = pl.col("name"), pl.col("wl")
+    more = {"w_names": name, "w_logs": wl} | _extremes(wl, "w_") if detail else {}
+    return (
+        windowed.with_columns(
             _wa=pl.when(name == pl.col("pair_a")).then(wl),
             _wb=pl.when(name == pl.col("pair_b")).then(wl),
         )
-        .group_by("row")
+        .group_by("row", maintain_order=True)
         .agg(
             w_top=wl.max(),
             w_bottom=wl.min(),
-            w_dominant=name.get(wl.arg_max()),
-            w_starved=name.get(wl.arg_min()),
             w_pair=pl.col("_wa").max() - pl.col("_wb").max(),
-            w_names=name,
-            w_logs=wl,
+            **more,
         )
     )
 
 
-def events_frame(records: pl.LazyFrame, runs: pl.LazyFrame, options: Options) -> pl.LazyFrame:
-    """One row per event of every run, with every per-event column the renderers read."""
+def finals(windowed: pl.LazyFrame) -> pl.LazyFrame:
+    """Per run, its last defined sample: the window there (the last one judged; an undefined
+    sample after it carries it) and the weights logged with it."""
+    last = windowed.group_by("rid").agg(pl.col("row").max())
+    return (
+        windowed.join(last, on=["rid", "row"], how="semi")
+        .group_by("rid")
+        .agg(
+            final_names=pl.col("name"),
+            final_logs=pl.col("wl"),
+            final_weights=pl.col("weight"),
+            **_extremes(pl.col("wl"), "final_"),
+        )
+    )
+
+
+def events_frame(
+    records: pl.LazyFrame, runs: pl.LazyFrame, options: Options, *, detail: bool
+) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """One row per event of every run, and per run the :func:`finals` of its window.
+
+    With ``detail`` (a report), the events carry every column the renderers read; without (a
+    batch row), what the summaries read.
+    """
     # the task samples feed two branches of the plan: made once
     long = _task_samples(records, runs, options).collect(engine=IN_MEMORY).lazy()
     run_cols = runs.select("rid", "n_tasks", "pair_a", "pair_b", "by_steps")
     samples = (
-        _per_sample(long)
-        .join(run_cols.select("rid", "n_tasks"), on="rid", how="left")
+        _per_sample(long, detail=detail)
+        .join(run_cols.select("rid", "n_tasks"), on="rid", how="left", maintain_order="left")
         .with_columns(
             defined=(pl.col("n_valid") == pl.col("n_tasks"))
             & (pl.col("n_present") == pl.col("n_tasks"))
@@ -154,13 +190,15 @@ def events_frame(records: pl.LazyFrame, runs: pl.LazyFrame, options: Options) ->
             defined=pl.col("defined").fill_null(False),
         )
     )
-    defined = samples.lazy().filter("defined").select("row")
-    ev = ev.join(_windows(long, defined, options), on="row", how="left", maintain_order="left")
+    windowed = _windowed(long, samples.lazy().filter("defined").select("row"), options).lazy()
+    ev = ev.join(_windows(windowed, detail=detail), on="row", how="left", maintain_order="left")
     paired = pl.col("pair_a").is_not_null()
     has_window = pl.col("w_top").is_not_null()
     w_spread_log = pl.col("w_top") - pl.col("w_bottom")
     # the window carried over an undefined sample is the one judged before it
-    carried = ["w_top", "w_bottom", "w_dominant", "w_starved", "w_pair", "w_names", "w_logs"]
+    carried = ["w_top", "w_bottom", "w_pair"]
+    if detail:
+        carried += ["w_dominant", "w_starved", "w_names", "w_logs"]
     if undefined:
         ev = ev.with_columns(
             pl.when(pl.col("defined") | ~pl.col("has_balance"))
@@ -180,8 +218,8 @@ def events_frame(records: pl.LazyFrame, runs: pl.LazyFrame, options: Options) ->
         .otherwise(pl.lit("Event"))
     )
     mean = pl.col("mean_norm")
-    optional = [c for c in ("total_norm", "n_vanishing", "n_exploding") if c in _names(records)]
-    return ev.select(
+    judged = pl.col("has_balance") & has_window
+    columns = [
         "rid",
         "row",
         "epoch",
@@ -191,54 +229,65 @@ def events_frame(records: pl.LazyFrame, runs: pl.LazyFrame, options: Options) ->
         pl.when(mean.is_not_null())
         .then(pl.col("max_norm").fill_null(float("nan")))
         .alias("max_norm"),
-        *optional,
         exprs.norm_band(mean).alias("norm_band"),
         "has_balance",
         "defined",
-        pl.when("has_balance").then("names").alias("names"),
-        pl.when("has_balance").then("norms").alias("norms"),
-        pl.when("has_balance").then("weights").alias("weights"),
-        sample_spread.alias("spread"),
-        sample_ratio.alias("ratio"),
-        pl.when(paired).then("pair_a").otherwise(pl.when("defined").then("dominant")).alias("num"),
-        pl.when(paired).then("pair_b").otherwise(pl.when("defined").then("starved")).alias("den"),
-        pl.when("defined").then("dominant").alias("dominant"),
-        pl.when("defined").then("starved").alias("starved"),
-        pl.when("defined").then(exprs.ratio_band(sample_spread)).alias("ratio_band"),
         (pl.col("defined") & exprs.outside_healthy_range(sample_spread))
         .fill_null(False)
         .alias("imbalance"),
-        pl.when(pl.col("has_balance") & has_window).then(w_spread_log).alias("window_log_spread"),
-        pl.when(pl.col("has_balance") & has_window).then(w_spread_log.exp()).alias("window_spread"),
-        pl.when(pl.col("has_balance") & has_window).then(window_ratio).alias("window_ratio"),
-        pl.when(pl.col("has_balance") & has_window)
-        .then(pl.when(paired).then("pair_a").otherwise("w_dominant"))
-        .alias("window_num"),
-        pl.when(pl.col("has_balance") & has_window)
-        .then(pl.when(paired).then("pair_b").otherwise("w_starved"))
-        .alias("window_den"),
-        pl.when(pl.col("has_balance") & has_window).then("w_dominant").alias("window_dominant"),
-        pl.when(pl.col("has_balance") & has_window).then("w_starved").alias("window_starved"),
-        pl.when(pl.col("has_balance") & has_window)
-        .then(exprs.spread_band(w_spread_log))
-        .alias("window_band"),
+        pl.when(judged).then(w_spread_log).alias("window_log_spread"),
+        pl.when(judged).then(w_spread_log.exp()).alias("window_spread"),
+        pl.when(judged).then(window_ratio).alias("window_ratio"),
+        pl.when(judged).then(exprs.spread_band(w_spread_log)).alias("window_band"),
         # the verdict judges the spread, oriented dominant over starved; the pair's own check
         # words the documented sentence of a named pair
         pl.when("has_balance").then(exprs.collapse_check_log(w_spread_log)).alias("verdict"),
         pl.when(pl.col("has_balance") & paired)
         .then(exprs.collapse_check_log(pl.col("w_pair")))
         .alias("pair_verdict"),
-        pl.when("has_balance")
-        .then(
-            exprs.collapse_check_log(pl.when(paired).then(pl.col("w_pair")).otherwise(w_spread_log))
-        )
-        .alias("shown_verdict"),
         "n_tasks",
         "pair_a",
         "pair_b",
-        pl.when(pl.col("has_balance") & has_window).then("w_names").alias("window_names"),
-        pl.when(pl.col("has_balance") & has_window).then("w_logs").alias("window_logs"),
-    )
+    ]
+    if detail:
+        optional = [c for c in ("total_norm", "n_vanishing", "n_exploding") if c in _names(records)]
+        columns += [
+            *optional,
+            pl.when("has_balance").then("names").alias("names"),
+            pl.when("has_balance").then("norms").alias("norms"),
+            pl.when("has_balance").then("weights").alias("weights"),
+            sample_spread.alias("spread"),
+            sample_ratio.alias("ratio"),
+            pl.when(paired)
+            .then("pair_a")
+            .otherwise(pl.when("defined").then("dominant"))
+            .alias("num"),
+            pl.when(paired)
+            .then("pair_b")
+            .otherwise(pl.when("defined").then("starved"))
+            .alias("den"),
+            pl.when("defined").then("dominant").alias("dominant"),
+            pl.when("defined").then("starved").alias("starved"),
+            pl.when("defined").then(exprs.ratio_band(sample_spread)).alias("ratio_band"),
+            pl.when(judged)
+            .then(pl.when(paired).then("pair_a").otherwise("w_dominant"))
+            .alias("window_num"),
+            pl.when(judged)
+            .then(pl.when(paired).then("pair_b").otherwise("w_starved"))
+            .alias("window_den"),
+            pl.when(judged).then("w_dominant").alias("window_dominant"),
+            pl.when(judged).then("w_starved").alias("window_starved"),
+            pl.when("has_balance")
+            .then(
+                exprs.collapse_check_log(
+                    pl.when(paired).then(pl.col("w_pair")).otherwise(w_spread_log)
+                )
+            )
+            .alias("shown_verdict"),
+            pl.when(judged).then("w_names").alias("window_names"),
+            pl.when(judged).then("w_logs").alias("window_logs"),
+        ]
+    return ev.select(columns), finals(windowed)
 
 
 def _names(frame: pl.LazyFrame) -> list[str]:
