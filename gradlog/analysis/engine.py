@@ -29,7 +29,7 @@ import polars as pl
 
 from gradlog import classify
 from gradlog.analysis import exprs
-from gradlog.analysis.samples import events_frame
+from gradlog.analysis.samples import events_frame, label
 from gradlog.analysis.scan import Chunk
 from gradlog.classify import Collapse, RatioBand
 from gradlog.errors import GradlogError
@@ -109,6 +109,9 @@ def _run_table(chunk: Chunk) -> tuple[pl.DataFrame, pl.DataFrame]:
         )
         .drop("bad_meta")
     )
+    from_meta = pl.col("meta_tasks").list.len().fill_null(0) > 0
+    if runs.select(from_meta.all()).item():  # the usual case: every run has its run record
+        return records, runs.rename({"meta_tasks": "tasks"})
     seen = (
         records.lazy()
         .filter(pl.col("kind") == KIND_EVENT)
@@ -120,7 +123,6 @@ def _run_table(chunk: Chunk) -> tuple[pl.DataFrame, pl.DataFrame]:
         .agg(seen=pl.col("name").unique(maintain_order=True))
         .collect(engine=IN_MEMORY)
     )
-    from_meta = pl.col("meta_tasks").list.len().fill_null(0) > 0
     runs = (
         runs.join(seen, on="rid", how="left", maintain_order="left")
         .with_columns(
@@ -186,7 +188,12 @@ def _summaries(events: pl.LazyFrame, finals: pl.LazyFrame, runs: pl.LazyFrame) -
     ranked = events.with_columns(
         _judged=judged,
         _norm_severity=exprs.norm_severity(pl.col("norm_band")),
-    ).with_columns(_judged_severity=exprs.ratio_severity(pl.col("_judged")))
+    ).with_columns(
+        _judged_severity=exprs.ratio_severity(pl.col("_judged")),
+        # window expressions, made once here rather than in each aggregation that reads them
+        _back=_back(),
+        _repeat=_repeat(),
+    )
     collapsed = pl.col("verdict").is_in(
         [Collapse.NUMERATOR_DOMINATES.value, Collapse.DENOMINATOR_DOMINATES.value]
     )
@@ -216,16 +223,17 @@ def _summaries(events: pl.LazyFrame, finals: pl.LazyFrame, runs: pl.LazyFrame) -
         last_sample_defined=defined.filter(balance).last(),
         worst_band=worst(pl.col("_judged"), pl.col("_judged_severity")),
         worst_spread=worst(pl.col("window_spread"), pl.col("_judged_severity")),
-        first_imbalance=first(pl.col("imbalance"), "label"),
-        first_collapse=first(balance & collapsed, "label"),
+        # labelled once per run, not once per event
+        **{f"_imbalance_{c}": first(pl.col("imbalance"), c) for c in ("row", "epoch", "step")},
+        **{f"_collapse_{c}": first(balance & collapsed, c) for c in ("row", "epoch", "step")},
         window_ratio=final("window_ratio"),
         window_spread=final("window_spread"),
         window_log_spread=final("window_log_spread"),
         final_band=final("window_band"),
         verdict=final("verdict"),
         pair_verdict=final("pair_verdict"),
-        **_first_of(_back(), "back"),
-        **_first_of(_repeat(), "repeat"),
+        **_first_of(pl.col("_back"), "back"),
+        **_first_of(pl.col("_repeat"), "repeat"),
     )
     judged = pl.col("window_spread").is_not_null()
     paired = pl.col("pair_a").is_not_null()
@@ -245,8 +253,21 @@ def _summaries(events: pl.LazyFrame, finals: pl.LazyFrame, runs: pl.LazyFrame) -
             window_logs=pl.when(judged).then("final_logs"),
             window_weights=pl.col("final_weights"),
             window_weight_names=pl.col("final_names"),
+            **{
+                f"first_{what}": pl.when(pl.col(f"_{what}_row").is_not_null()).then(
+                    label(pl.col(f"_{what}_epoch"), pl.col(f"_{what}_step"), pl.col("by_steps"))
+                )
+                for what in ("imbalance", "collapse")
+            },
         )
-        .drop("final_dominant", "final_starved", "final_names", "final_logs", "final_weights")
+        .drop(
+            "final_dominant",
+            "final_starved",
+            "final_names",
+            "final_logs",
+            "final_weights",
+            *(f"_{w}_{c}" for w in ("imbalance", "collapse") for c in ("row", "epoch", "step")),
+        )
         .with_columns(
             pl.col("n_events", "n_stats", "n_nonfinite", "n_balance", "n_undefined").fill_null(0),
             worst_band=pl.when(pl.col("worst_band") == RatioBand.UNDEFINED.value)
@@ -279,7 +300,7 @@ def _back() -> pl.Expr:
 def _repeat() -> pl.Expr:
     """An event repeating an epoch and step already logged in its run."""
     known = pl.col("epoch").is_not_null() | pl.col("step").is_not_null()
-    return known & ~pl.struct("epoch", "step").is_first_distinct().over("rid")
+    return known & ~pl.struct("rid", "epoch", "step").is_first_distinct()
 
 
 def _conflicts(records: pl.LazyFrame, runs: pl.LazyFrame, options: Options) -> pl.LazyFrame:

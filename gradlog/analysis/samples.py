@@ -45,8 +45,7 @@ def _task_samples(records: pl.LazyFrame, runs: pl.LazyFrame, options: Options) -
             weight=pl.col("tasks").struct.field("weight"),
         )
         # no name twice in one sample: the readers refuse such a record (gradlog.analysis.validity)
-        .join(run_tasks, on=["rid", "name"], how="inner")
-        .sort("row", "t")
+        .join(run_tasks, on=["rid", "name"], how="inner", maintain_order="left")
     )
     if options.unweighted:
         # the weight in force: the sample's own, else the run record's, else 1.0
@@ -72,25 +71,33 @@ def _task_samples(records: pl.LazyFrame, runs: pl.LazyFrame, options: Options) -
     return long.with_columns(log=pl.when(valid).then(pl.col("norm").log()), valid=valid)
 
 
+def _in_task_order(long: pl.DataFrame) -> pl.DataFrame:
+    """The task samples by row, each sample's tasks in its run's order (which breaks ties).
+    A sample lists them in that order almost always: the sort runs only when one does not."""
+    t, row = pl.col("t"), pl.col("row")
+    ordered = ((row > row.shift(1)) | ((row == row.shift(1)) & (t > t.shift(1)))).fill_null(True)
+    return long if long.select(ordered.all()).item() else long.sort("row", "t")
+
+
 def _per_sample(long: pl.LazyFrame, *, detail: bool) -> pl.LazyFrame:
     """Per balance sample: how many of its run's tasks it has (valid ones too), the largest and
     smallest norm, the pair's norms; with ``detail``, its names, norms, weights and extremes.
 
-    ``long`` is sorted by row, so a group is a slice; only plain aggregations run on every
-    sample (anything else is evaluated group by group, the engine's costliest step once).
+    Only plain aggregations run on every sample (anything else is evaluated group by group,
+    once the engine's costliest step). Grouped by run and row, not by the sorted row alone:
+    Polars 2.1 aggregates sorted keys as slices, one group after another, twice as slowly.
     """
     name, norm = pl.col("name"), pl.col("norm")
     plain = long.with_columns(
         _num=pl.when(name == pl.col("pair_a")).then(norm),
         _den=pl.when(name == pl.col("pair_b")).then(norm),
-    ).group_by("row", maintain_order=True)
+    ).group_by("rid", "row")
     more = (
         {"names": name, "norms": norm, "weights": pl.col("weight")} | _extremes(pl.col("log"), "")
         if detail
         else {}
     )
     return plain.agg(
-        rid=pl.col("rid").first(),
         n_present=pl.len(),
         n_valid=pl.col("valid").sum(),
         # used where the sample is defined: every norm finite and positive
@@ -133,7 +140,7 @@ def _windows(windowed: pl.LazyFrame, *, detail: bool) -> pl.LazyFrame:
             _wa=pl.when(name == pl.col("pair_a")).then(wl),
             _wb=pl.when(name == pl.col("pair_b")).then(wl),
         )
-        .group_by("row", maintain_order=True)
+        .group_by("rid", "row")
         .agg(
             w_top=wl.max(),
             w_bottom=wl.min(),
@@ -168,7 +175,7 @@ def events_frame(
     batch row), what the summaries read.
     """
     # the task samples feed two branches of the plan: made once
-    long = _task_samples(records, runs, options).collect(engine=IN_MEMORY).lazy()
+    long = _in_task_order(_task_samples(records, runs, options).collect(engine=IN_MEMORY)).lazy()
     run_cols = runs.select("rid", "n_tasks", "pair_a", "pair_b", "by_steps")
     samples = (
         _per_sample(long, detail=detail)
@@ -210,13 +217,6 @@ def events_frame(
     sample_spread = pl.when("defined").then(pl.col("top") / pl.col("bottom"))
     sample_ratio = pl.when(paired).then(pl.col("num") / pl.col("den")).otherwise(sample_spread)
     window_ratio = pl.when(paired).then(pl.col("w_pair").exp()).otherwise(w_spread_log.exp())
-    label = (
-        pl.when((pl.col("by_steps") | pl.col("epoch").is_null()) & pl.col("step").is_not_null())
-        .then(pl.format("Step {}", "step"))
-        .when(pl.col("epoch").is_not_null())
-        .then(pl.format("Epoch {}", "epoch"))
-        .otherwise(pl.lit("Event"))
-    )
     mean = pl.col("mean_norm")
     judged = pl.col("has_balance") & has_window
     columns = [
@@ -224,7 +224,6 @@ def events_frame(
         "row",
         "epoch",
         "step",
-        label.alias("label"),
         mean,
         pl.when(mean.is_not_null())
         .then(pl.col("max_norm").fill_null(float("nan")))
@@ -252,6 +251,7 @@ def events_frame(
     if detail:
         optional = [c for c in ("total_norm", "n_vanishing", "n_exploding") if c in _names(records)]
         columns += [
+            label(pl.col("epoch"), pl.col("step"), pl.col("by_steps")).alias("label"),
             *optional,
             pl.when("has_balance").then("names").alias("names"),
             pl.when("has_balance").then("norms").alias("norms"),
@@ -288,6 +288,17 @@ def events_frame(
             pl.when(judged).then("w_logs").alias("window_logs"),
         ]
     return ev.select(columns), finals(windowed)
+
+
+def label(epoch: pl.Expr, step: pl.Expr, by_steps: pl.Expr) -> pl.Expr:
+    """How an event is named: "Epoch 5", "Step 250" (a run logged by steps), else "Event"."""
+    return (
+        pl.when((by_steps | epoch.is_null()) & step.is_not_null())
+        .then(pl.format("Step {}", step))
+        .when(epoch.is_not_null())
+        .then(pl.format("Epoch {}", epoch))
+        .otherwise(pl.lit("Event"))
+    )
 
 
 def _names(frame: pl.LazyFrame) -> list[str]:
