@@ -2,8 +2,11 @@
 every run, whether it is defined, its extremes, and the rolling geometric window of each task.
 
 Task samples are one row per (event, task of its run), so any number of tasks, different in
-every run of a batch, costs the same code; aggregations stay plain (a filter inside a group's
-aggregation takes a slow path in Polars).
+every run of a batch, costs the same code. What it costs is measured (``benchmarks/batch.py``),
+and shaped the code: aggregations stay plain (a filter inside a group's aggregation takes a slow
+path in Polars); what only a report shows (each sample's names and norms, which task dominates
+each window) is made only with ``detail``, a batch row taking its run's last window alone
+(:func:`finals`); a sample's counts come from segments, not a group_by.
 """
 
 from __future__ import annotations
