@@ -76,7 +76,7 @@ def analyse(
     in a notebook the report shows as Markdown.
     """
     from gradlog.analysis.readers import read_log
-    from gradlog.analysis.readers.streams import event_limit
+    from gradlog.analysis.readers.limits import event_limit
 
     log = read_log(os.fspath(path), strict=strict, max_events=event_limit())
     return analyse_log(log, _options(window, min_samples, pair, unweighted), run=run, strict=strict)

@@ -216,7 +216,7 @@ def _chunk_rows(
 def _within_event_limit(base: Chunk) -> tuple[Chunk, dict[str, RunSummary]]:
     """The chunk without its logs of more events than the analysis may hold (as the careful
     reader refuses them), and an error row for each of those."""
-    from gradlog.analysis.readers.streams import event_limit, too_many_events
+    from gradlog.analysis.readers.limits import event_limit, too_many_events
 
     limit = event_limit()
     counts = base.records.filter(pl.col("kind") == KIND_EVENT).group_by("source").len()
@@ -269,7 +269,7 @@ def _careful_rows(
 ) -> list[RunSummary]:
     """Read one source with the report's reader: recovered runs, or one error row."""
     from gradlog.analysis.readers import read_log
-    from gradlog.analysis.readers.streams import event_limit
+    from gradlog.analysis.readers.limits import event_limit
 
     if source.how not in (JSON, PARQUET, CAREFUL):
         return [error_row(source.path, f"cannot be read ({_first_line(reason)})")]

@@ -27,6 +27,7 @@ from pathlib import Path
 import polars as pl
 
 from gradlog.analysis.readers.jsonl import read_json_file, read_json_stream
+from gradlog.analysis.readers.limits import too_many_events
 from gradlog.analysis.readers.loaded import LoadedLog, Notes
 from gradlog.analysis.readers.parquet import read_parquet, read_parquet_data
 from gradlog.analysis.readers.streams import (
@@ -35,7 +36,6 @@ from gradlog.analysis.readers.streams import (
     is_regular,
     peek,
     read_stream,
-    too_many_events,
 )
 from gradlog.errors import LogFormatError
 from gradlog.files import has_whole_line

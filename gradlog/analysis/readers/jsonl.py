@@ -24,6 +24,7 @@ from gradlog.analysis.readers.checks import (
     reject_constant,
 )
 from gradlog.analysis.readers.fast import FastReadFailed, canonical, cast_storage, fast_text
+from gradlog.analysis.readers.limits import too_many_events
 from gradlog.analysis.readers.loaded import (
     JSON_BLANK,
     MAX_NOTED_LINES,
@@ -38,7 +39,6 @@ from gradlog.analysis.readers.streams import (
     ends_whole,
     gunzip,
     read_stream,
-    too_many_events,
 )
 from gradlog.errors import LogFormatError
 from gradlog.format import GZIP_MAGIC, KIND_EVENT, validate_record

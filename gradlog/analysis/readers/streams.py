@@ -25,20 +25,13 @@ import zlib
 from collections.abc import Callable
 from typing import BinaryIO
 
+from gradlog.analysis.readers.limits import line_too_long, size_text, stream_limit, too_much
 from gradlog.analysis.readers.loaded import CHUNK, JSON_BLANK, Notes
-from gradlog.errors import GradlogError, LogFormatError
+from gradlog.errors import LogFormatError
 from gradlog.format import (
     GZIP_MAGIC,
-    MAX_EVENTS,
-    MAX_EVENTS_ENV,
-    MAX_EVENTS_FLAG,
     MAX_LINE_BYTES,
-    MAX_STREAM_BYTES,
-    MAX_STREAM_BYTES_ENV,
-    MAX_STREAM_BYTES_FLAG,
-    SIZE_EXAMPLE,
     SNIFF_BYTES,
-    parse_size,
 )
 
 Read = Callable[[int], bytes]  # read(n): at most n bytes, b"" at the end
@@ -48,63 +41,6 @@ NO_WRITER = (
     "is a named pipe (FIFO) that no program is writing to; start its writer first "
     "(gradlog does not wait for one)"
 )
-
-
-def size_text(n: int) -> str:
-    """``4 GiB``, ``16 MiB``, ``1,000 bytes``: a size as a message gives it."""
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size and n % size == 0:
-            return f"{n // size:,} {unit}"
-    return f"{n:,} bytes"
-
-
-def stream_limit() -> int:
-    """The bound on a stream or decompressed log: MAX_STREAM_BYTES, or the environment's
-    (which ``gradlog --max-stream-bytes`` sets)."""
-    value = os.environ.get(MAX_STREAM_BYTES_ENV, "")
-    if not value.strip():
-        return MAX_STREAM_BYTES
-    limit = parse_size(value)
-    if limit is None:
-        raise GradlogError(f"{MAX_STREAM_BYTES_ENV}={value!r}: {SIZE_EXAMPLE}")
-    return limit
-
-
-def event_limit() -> int:
-    """The events of one log the analysis holds: MAX_EVENTS, or the environment's (which
-    ``gradlog --max-events`` sets)."""
-    value = os.environ.get(MAX_EVENTS_ENV, "").strip()
-    if not value:
-        return MAX_EVENTS
-    if not value.isdigit() or int(value) == 0:
-        raise GradlogError(f"{MAX_EVENTS_ENV}={value!r}: expected a number of events above 0")
-    return int(value)
-
-
-def too_many_events(path: str, limit: int) -> LogFormatError:
-    return LogFormatError(
-        f"more than {limit:,} events, the most one log's analysis holds in memory "
-        f"({MAX_EVENTS_FLAG} or {MAX_EVENTS_ENV} raises it; gradlog convert reads any number)",
-        path,
-    )
-
-
-def _line_too_long(path: str, line: int) -> LogFormatError:
-    return LogFormatError(
-        f"line is longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB, the limit for one record; "
-        "refusing to read it",
-        path,
-        line,
-    )
-
-
-def _too_much(path: str, limit: int) -> LogFormatError:
-    return LogFormatError(
-        f"more than {size_text(limit)} to read, the limit for standard input, a pipe or a "
-        f"decompressed log ({MAX_STREAM_BYTES_FLAG} or {MAX_STREAM_BYTES_ENV} changes it); "
-        "refusing to read more",
-        path,
-    )
 
 
 class _LineBound:
@@ -121,13 +57,13 @@ class _LineBound:
             self.run += len(chunk)
         else:
             if self.run + first > MAX_LINE_BYTES:
-                raise _line_too_long(self.path, self.lines + 1)
+                raise line_too_long(self.path, self.lines + 1)
             last = chunk.rfind(b"\n")
             # lines wholly inside a chunk are shorter than the chunk, itself at most the limit
             self.lines += chunk.count(b"\n")
             self.run = len(chunk) - last - 1
         if self.run > MAX_LINE_BYTES:
-            raise _line_too_long(self.path, self.lines + 1)
+            raise line_too_long(self.path, self.lines + 1)
 
 
 class _Sniff:
@@ -195,7 +131,7 @@ class _Bounded:
         self.chunks += 1
         self.size += len(chunk)
         if self.size > self.limit:
-            raise _too_much(self.path, self.limit)
+            raise too_much(self.path, self.limit)
         for check in self.checks:
             check(chunk)
         if self.sink is not None:
@@ -351,7 +287,7 @@ def check_file_lines(fh: BinaryIO, size: int, path: str) -> None:
         with mmap.mmap(fh.fileno(), end - base, offset=base, access=mmap.ACCESS_READ) as mm:
             newline = mm.rfind(b"\n", start - base, end - base)
         if newline < 0:
-            raise _line_too_long(path, count_lines(fh, start) + 1)
+            raise line_too_long(path, count_lines(fh, start) + 1)
         start = base + newline + 1
 
 
