@@ -134,7 +134,7 @@ def report(
                     out.lines([("", ""), *lines])
     out.close()
     if github:
-        _to_github(format_markdown(result))
+        output.to_github(format_markdown(result))
     _exit(0, [r.summary for r in result.runs], fail_on)
 
 
@@ -216,7 +216,7 @@ def batch(
     wanted = [Status(s.value.replace("no-data", "no data")) for s in status or []]
     rows = select_rows(result.rows, sort.value, wanted, limit)
     line = render.summary_line(result.rows, result.n_sources)
-    out = output.Output(out_path, color=output.use_color(no_color), width=_width(wide))
+    out = output.Output(out_path, color=output.use_color(no_color), width=output.table_width(wide))
     if output_format is BatchFormat.json:
         out.json(render.json_data(result.rows, rows, result.n_sources))
     elif output_format is BatchFormat.csv:
@@ -229,7 +229,7 @@ def batch(
     if output_format is not BatchFormat.table or out_path is not None:
         output.say(line)
     if github:
-        _to_github(format_markdown(result.rows, rows, result.n_sources))
+        output.to_github(format_markdown(result.rows, rows, result.n_sources))
     _exit(len(result.errors), result.rows, fail_on)
 
 
@@ -265,7 +265,7 @@ def compare(
         window=window, min_samples=min_samples, pair=parse_pair(pair), unweighted=unweighted
     )
     comparison = compare_runs([base], [head], judging)
-    out = output.Output(out_path, color=output.use_color(no_color), width=_width(wide))
+    out = output.Output(out_path, color=output.use_color(no_color), width=output.table_width(wide))
     if output_format is CompareFormat.json:
         out.json(render.json_data(comparison, levels))
     elif output_format is CompareFormat.markdown:
@@ -275,7 +275,7 @@ def compare(
         out.table(render.compare_table(comparison, footer=("", headline)))
     out.close()
     if github:
-        _to_github(render.format_markdown(comparison, levels))
+        output.to_github(render.format_markdown(comparison, levels))
     failing = list(dict.fromkeys(lvl for lvl, _ in comparison.regressions(levels)))
     _fail_with(len(comparison.errors), failing)
 
@@ -338,23 +338,6 @@ def _fail_with(errors: int, failing: list) -> None:
     if failing:
         output.say(f"gradlog: findings reach --fail-on {', '.join(lvl.value for lvl in failing)}")
         raise typer.Exit(1)
-
-
-def _to_github(markdown: str) -> None:
-    from gradlog.analysis import output
-    from gradlog.analysis.publish import STEP_SUMMARY, append_step_summary
-
-    if append_step_summary(output.for_document(markdown)) is None:
-        output.note(f"--github: {STEP_SUMMARY} is not set; nothing appended")
-
-
-def _width(wide: bool) -> int | None:
-    """The terminal's width for tables; None (every column) for --wide, a file or a pipe."""
-    if wide or not sys.stdout.isatty():
-        return None
-    import shutil
-
-    return shutil.get_terminal_size().columns
 
 
 def _click_exception() -> type[Exception]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from gradlog import classify
+from gradlog import conflict
 from gradlog.analysis.engine import Options
 from gradlog.analysis.readers import read_log
 from gradlog.analysis.render.text import format_text, text_blocks
@@ -30,10 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_conflict_window_uses_the_last_finite_samples() -> None:
     cosines = [0.9, 0.9, math.nan, -0.5, -0.3, math.inf, -0.4]
-    mean, negative, n = classify.conflict_window(cosines, window=3, min_samples=3)
+    mean, negative, n = conflict.conflict_window(cosines, window=3, min_samples=3)
     assert n == 3 and mean == pytest.approx(-0.4) and negative == 1.0
-    assert classify.conflict_window([-0.5, -0.5], window=10, min_samples=3) == (None, None, 2)
-    assert classify.conflict_window([-0.5, -0.5], window=2, min_samples=3)[0] == -0.5
+    assert conflict.conflict_window([-0.5, -0.5], window=10, min_samples=3) == (None, None, 2)
+    assert conflict.conflict_window([-0.5, -0.5], window=2, min_samples=3)[0] == -0.5
 
 
 @pytest.mark.parametrize(
@@ -48,7 +48,7 @@ def test_conflict_window_uses_the_last_finite_samples() -> None:
     ],
 )
 def test_sustained_conflict_thresholds(mean, negative, sustained) -> None:
-    assert classify.sustained_conflict(mean, negative) is sustained
+    assert conflict.sustained_conflict(mean, negative) is sustained
 
 
 # -- analysis and report ----------------------------------------------------------------------
@@ -123,7 +123,7 @@ def test_sustained_conflict_is_flagged_in_recommended_action(tmp_path: Path) -> 
     text, data = report(path)
     expected = (
         "  Gradient conflict: Pointer/Type cosine -0.34 over the last 6 samples: "
-        + classify.CONFLICT_ACTION
+        + conflict.CONFLICT_ACTION
     )
     assert expected in text.splitlines()
     section = text[text.index("Recommended action:") :].splitlines()
@@ -189,7 +189,7 @@ def test_three_tasks_pairs_dominant_and_starved(tmp_path: Path) -> None:
     conflict_lines = [line for line in lines if line.startswith("  Gradient conflict")]
     assert conflict_lines == [
         "  Gradient conflict: Depth/Normals cosine -0.50 over the last 4 samples: "
-        + classify.CONFLICT_ACTION
+        + conflict.CONFLICT_ACTION
     ]
     summary = data["runs"][0]
     assert [(p["a"], p["b"]) for p in summary["conflicts"]] == [

@@ -306,7 +306,7 @@ def _repeat() -> pl.Expr:
 def _conflicts(records: pl.LazyFrame, runs: pl.LazyFrame, options: Options) -> pl.LazyFrame:
     """Per run, every pair of its tasks with finite cosines, in task order, over its last
     ``window`` of them: mean, share below zero, count (the mean and share from
-    ``min_samples`` on), and the last cosine; :func:`classify.sustained_conflict` judges."""
+    ``min_samples`` on), and the last cosine; :func:`conflict.sustained_conflict` judges."""
     tasks = (
         runs.select("rid", name=pl.col("tasks"))
         .with_columns(t=pl.int_ranges(pl.col("name").list.len()))

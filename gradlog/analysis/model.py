@@ -15,7 +15,7 @@ from functools import cached_property
 
 import polars as pl
 
-from gradlog import classify
+from gradlog import classify, conflict
 from gradlog.analysis.status import Status, run_status
 from gradlog.classify import Collapse, FailOn, NormBand, RatioBand
 from gradlog.format import MAX_TASKS
@@ -31,7 +31,7 @@ class PairConflict:
     negative_fraction: float | None  # share of the window's cosines below zero
     n_samples: int  # samples in the window
     last_cosine: float | None
-    sustained: bool  # classify.sustained_conflict
+    sustained: bool  # conflict.sustained_conflict
 
 
 @dataclass(frozen=True)
@@ -311,7 +311,7 @@ def _conflicts(found: list[dict] | None) -> tuple[PairConflict, ...]:
             negative_fraction=c["negative"],
             n_samples=c["n"],
             last_cosine=c["last"],
-            sustained=classify.sustained_conflict(c["mean"], c["negative"]),
+            sustained=conflict.sustained_conflict(c["mean"], c["negative"]),
         )
         for c in found or ()
     )

@@ -240,3 +240,21 @@ class Output:
 def use_color(no_color: bool) -> bool:
     """Colour for a terminal, unless ``--no-color`` or ``NO_COLOR`` says otherwise."""
     return not no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
+
+
+def table_width(wide: bool) -> int | None:
+    """The terminal's width for tables; None (every column) for --wide, a file or a pipe."""
+    if wide or not sys.stdout.isatty():
+        return None
+    import shutil
+
+    return shutil.get_terminal_size().columns
+
+
+def to_github(markdown: str) -> None:
+    """Append a Markdown document to GitHub's job summary (``--github``), neutralised like any
+    document; a note when the variable naming that file is not set."""
+    from gradlog.analysis.publish import STEP_SUMMARY, append_step_summary
+
+    if append_step_summary(for_document(markdown)) is None:
+        note(f"--github: {STEP_SUMMARY} is not set; nothing appended")

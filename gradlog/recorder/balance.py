@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import torch
 
 import gradlog.recorder.distributed as distributed
-from gradlog.recorder.capture import RepresentationCapture, Shared
+from gradlog.recorder.capture import RepresentationCapture
+from gradlog.recorder.graph import Shared
 from gradlog.recorder.norms import parameter_gram, task_parameter_grads
 
 

@@ -12,7 +12,20 @@ from typing import Any
 import torch
 
 from gradlog.errors import RecorderConfigError
-from gradlog.recorder.capture import first_tensor
+
+
+def first_tensor(output: Any) -> torch.Tensor | None:
+    """The representation in a module's output: the tensor itself, or the first tensor of a
+    tuple, list or mapping (an LSTM's ``(output, (h, c))``, a Hugging Face ``ModelOutput``)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, dict):
+        output = list(output.values())
+    if isinstance(output, (tuple, list)):
+        for item in output:
+            if isinstance(item, torch.Tensor):
+                return item
+    return None
 
 
 def check_module(model: Any) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gradlog import classify, messages
+from gradlog import conflict, messages
 from gradlog.analysis.model import RunReport
 from gradlog.analysis.status import EMPHASIS, Status, norm_status, ratio_status
 from gradlog.classify import Collapse, NormBand, RatioBand
@@ -152,7 +152,7 @@ def advice_items(run: RunReport) -> list[Advice]:
     for pair in s.conflicts:
         if pair.sustained:
             text = messages.conflict_text(
-                pair.a, pair.b, pair.mean_cosine, pair.n_samples, classify.CONFLICT_ACTION
+                pair.a, pair.b, pair.mean_cosine, pair.n_samples, conflict.CONFLICT_ACTION
             )
             items.append(Advice("Gradient conflict", text, Status.MINOR.style))
     if a.withheld is not None:
