@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import polars as pl
+import polars.selectors as cs
 
 from gradlog import classify
 from gradlog.analysis import exprs
@@ -242,17 +243,17 @@ def _summaries(events: pl.LazyFrame, finals: pl.LazyFrame, runs: pl.LazyFrame) -
         .join(finals, on="rid", how="left", maintain_order="left")
         .with_columns(
             window_num=pl.when(judged).then(
-                pl.when(paired).then("pair_a").otherwise("final_dominant")
+                pl.when(paired).then("pair_a").otherwise("_final_dominant")
             ),
             window_den=pl.when(judged).then(
-                pl.when(paired).then("pair_b").otherwise("final_starved")
+                pl.when(paired).then("pair_b").otherwise("_final_starved")
             ),
-            dominant=pl.when(judged).then("final_dominant"),
-            starved=pl.when(judged).then("final_starved"),
-            window_names=pl.when(judged).then("final_names"),
-            window_logs=pl.when(judged).then("final_logs"),
-            window_weights=pl.col("final_weights"),
-            window_weight_names=pl.col("final_names"),
+            dominant=pl.when(judged).then("_final_dominant"),
+            starved=pl.when(judged).then("_final_starved"),
+            window_names=pl.when(judged).then("_final_names"),
+            window_logs=pl.when(judged).then("_final_logs"),
+            window_weights=pl.col("_final_weights"),
+            window_weight_names=pl.col("_final_names"),
             **{
                 f"first_{what}": pl.when(pl.col(f"_{what}_row").is_not_null()).then(
                     label(pl.col(f"_{what}_epoch"), pl.col(f"_{what}_step"), pl.col("by_steps"))
@@ -260,14 +261,7 @@ def _summaries(events: pl.LazyFrame, finals: pl.LazyFrame, runs: pl.LazyFrame) -
                 for what in ("imbalance", "collapse")
             },
         )
-        .drop(
-            "final_dominant",
-            "final_starved",
-            "final_names",
-            "final_logs",
-            "final_weights",
-            *(f"_{w}_{c}" for w in ("imbalance", "collapse") for c in ("row", "epoch", "step")),
-        )
+        .drop(cs.starts_with("_"))  # what the finals and first findings were made from
         .with_columns(
             pl.col("n_events", "n_stats", "n_nonfinite", "n_balance", "n_undefined").fill_null(0),
             worst_band=pl.when(pl.col("worst_band") == RatioBand.UNDEFINED.value)

@@ -174,10 +174,10 @@ def finals(windowed: pl.LazyFrame) -> pl.LazyFrame:
         windowed.join(last, on=["rid", "row"], how="semi")
         .group_by("rid")
         .agg(
-            final_names=pl.col("name"),
-            final_logs=pl.col("wl"),
-            final_weights=pl.col("weight"),
-            **_extremes(pl.col("wl"), "final_"),
+            _final_names=pl.col("name"),
+            _final_logs=pl.col("wl"),
+            _final_weights=pl.col("weight"),
+            **_extremes(pl.col("wl"), "_final_"),
         )
     )
 
