@@ -30,7 +30,7 @@ import polars.selectors as cs
 
 from gradlog import classify
 from gradlog.analysis import exprs
-from gradlog.analysis.samples import events_frame, label
+from gradlog.analysis.samples import events_frame, label, sample_frame
 from gradlog.analysis.scan import Chunk
 from gradlog.classify import Collapse, RatioBand
 from gradlog.errors import GradlogError
@@ -68,8 +68,9 @@ def judge(chunk: Chunk, options: Options = Options(), *, events: bool = False) -
     """Judge every run of ``chunk``; with ``events``, keep the per-event frame too."""
     records, runs = _run_table(chunk)
     runs = _pairs(runs, options)
-    frame, finals = events_frame(records.lazy(), runs.lazy(), options, detail=events)
-    summary = _summaries(frame, finals, runs.lazy())
+    samples, finals = sample_frame(records.lazy(), runs, options, detail=events)
+    frame = events_frame(records.lazy(), runs, samples if events else None)
+    summary = _summaries(frame, samples, finals, runs.lazy())
     if "conflicts" in records.columns:
         summary = summary.join(
             _conflicts(records.lazy(), runs.lazy(), options), on="rid", how="left"
@@ -174,72 +175,16 @@ def _scaled(values: pl.Expr, statistic) -> pl.Expr:
     return statistic(values * pl.lit(2.0).pow(-exponent)) * pl.lit(2.0).pow(exponent)
 
 
-def _summaries(events: pl.LazyFrame, finals: pl.LazyFrame, runs: pl.LazyFrame) -> pl.LazyFrame:
-    """One row per run: the numbers of the report's summary and of a batch row."""
-    mean, maxn = pl.col("mean_norm"), pl.col("max_norm")
-    finite = mean.is_finite() & maxn.is_finite()
-    balance, defined = pl.col("has_balance"), pl.col("defined")
-    undefined = balance & ~defined
-    judged = (
-        pl.when(undefined)
-        .then(pl.lit(RatioBand.UNDEFINED.value))
-        .when(balance & pl.col("window_spread").is_not_null())
-        .then(pl.col("window_band"))
-    )
-    ranked = events.with_columns(
-        _judged=judged,
-        _norm_severity=exprs.norm_severity(pl.col("norm_band")),
-    ).with_columns(
-        _judged_severity=exprs.ratio_severity(pl.col("_judged")),
-        # window expressions, made once here rather than in each aggregation that reads them
-        _back=_back(),
-        _repeat=_repeat(),
-    )
-    collapsed = pl.col("verdict").is_in(
-        [Collapse.NUMERATOR_DOMINATES.value, Collapse.DENOMINATOR_DOMINATES.value]
-    )
-
-    def first(condition: pl.Expr, column: str) -> pl.Expr:
-        return pl.col(column).filter(condition.fill_null(False)).first()
-
-    def worst(value: pl.Expr, severity: pl.Expr) -> pl.Expr:
-        return value.filter((severity == severity.max()).fill_null(False)).first()
-
-    def final(column: str) -> pl.Expr:
-        return pl.col(column).filter(balance & pl.col("window_spread").is_not_null()).last()
-
-    per_run = ranked.group_by("rid").agg(
-        n_events=pl.len(),
-        last_epoch=pl.col("epoch").max(),
-        n_stats=mean.is_not_null().sum(),
-        n_nonfinite=(mean.is_not_null() & ~finite).sum(),
-        mean_norm=_scaled(mean.filter(finite), lambda x: x.mean()),
-        mean_norm_std=_scaled(mean.filter(finite), lambda x: x.std(ddof=0)),
-        max_norm_mean=_scaled(maxn.filter(finite), lambda x: x.mean()),
-        max_norm_peak=maxn.filter(finite).max(),
-        worst_norm_band=worst(pl.col("norm_band"), pl.col("_norm_severity")),
-        n_balance=balance.sum(),
-        n_undefined=undefined.sum(),
-        n_defined=defined.sum(),
-        last_sample_defined=defined.filter(balance).last(),
-        worst_band=worst(pl.col("_judged"), pl.col("_judged_severity")),
-        worst_spread=worst(pl.col("window_spread"), pl.col("_judged_severity")),
-        # labelled once per run, not once per event
-        **{f"_imbalance_{c}": first(pl.col("imbalance"), c) for c in ("row", "epoch", "step")},
-        **{f"_collapse_{c}": first(balance & collapsed, c) for c in ("row", "epoch", "step")},
-        window_ratio=final("window_ratio"),
-        window_spread=final("window_spread"),
-        window_log_spread=final("window_log_spread"),
-        final_band=final("window_band"),
-        verdict=final("verdict"),
-        pair_verdict=final("pair_verdict"),
-        **_first_of(pl.col("_back"), "back"),
-        **_first_of(pl.col("_repeat"), "repeat"),
-    )
+def _summaries(
+    events: pl.LazyFrame, samples: pl.LazyFrame, finals: pl.LazyFrame, runs: pl.LazyFrame
+) -> pl.LazyFrame:
+    """One row per run: the numbers of the report's summary and of a batch row, aggregated
+    from its events and, apart, from its balance samples."""
     judged = pl.col("window_spread").is_not_null()
     paired = pl.col("pair_a").is_not_null()
     return (
-        runs.join(per_run, on="rid", how="left", maintain_order="left")
+        runs.join(_of_events(events), on="rid", how="left", maintain_order="left")
+        .join(_of_samples(samples), on="rid", how="left", maintain_order="left")
         .join(finals, on="rid", how="left", maintain_order="left")
         .with_columns(
             window_num=pl.when(judged).then(
@@ -263,7 +208,9 @@ def _summaries(events: pl.LazyFrame, finals: pl.LazyFrame, runs: pl.LazyFrame) -
         )
         .drop(cs.starts_with("_"))  # what the finals and first findings were made from
         .with_columns(
-            pl.col("n_events", "n_stats", "n_nonfinite", "n_balance", "n_undefined").fill_null(0),
+            pl.col(
+                "n_events", "n_stats", "n_nonfinite", "n_balance", "n_undefined", "n_defined"
+            ).fill_null(0),
             worst_band=pl.when(pl.col("worst_band") == RatioBand.UNDEFINED.value)
             .then(pl.lit(RatioBand.UNDEFINED.value))
             .otherwise("worst_band"),
@@ -272,6 +219,78 @@ def _summaries(events: pl.LazyFrame, finals: pl.LazyFrame, runs: pl.LazyFrame) -
             .otherwise("worst_spread"),
         )
         .sort("first_row")
+    )
+
+
+def _worst(value: pl.Expr, severity: pl.Expr) -> pl.Expr:
+    return value.filter((severity == severity.max()).fill_null(False)).first()
+
+
+def _first(condition: pl.Expr, column: str) -> pl.Expr:
+    return pl.col(column).filter(condition.fill_null(False)).first()
+
+
+def _of_events(events: pl.LazyFrame) -> pl.LazyFrame:
+    """Per run, of its events: counts, the statistics' summary, the order checks."""
+    mean, maxn = pl.col("mean_norm"), pl.col("max_norm")
+    finite = mean.is_finite() & maxn.is_finite()
+    ranked = events.with_columns(
+        _norm_severity=exprs.norm_severity(pl.col("norm_band")),
+        # window expressions, made once here rather than in each aggregation that reads them
+        _back=_back(),
+        _repeat=_repeat(),
+    )
+    return ranked.group_by("rid").agg(
+        n_events=pl.len(),
+        last_epoch=pl.col("epoch").max(),
+        n_stats=mean.is_not_null().sum(),
+        n_nonfinite=(mean.is_not_null() & ~finite).sum(),
+        mean_norm=_scaled(mean.filter(finite), lambda x: x.mean()),
+        mean_norm_std=_scaled(mean.filter(finite), lambda x: x.std(ddof=0)),
+        max_norm_mean=_scaled(maxn.filter(finite), lambda x: x.mean()),
+        max_norm_peak=maxn.filter(finite).max(),
+        worst_norm_band=_worst(pl.col("norm_band"), pl.col("_norm_severity")),
+        **_first_of(pl.col("_back"), "back"),
+        **_first_of(pl.col("_repeat"), "repeat"),
+    )
+
+
+def _of_samples(samples: pl.LazyFrame) -> pl.LazyFrame:
+    """Per run, of its balance samples: counts, the worst band, the first imbalance and
+    collapse, and the window judged last."""
+    defined, judged = pl.col("defined"), pl.col("window_spread").is_not_null()
+    band = (
+        pl.when(~defined)
+        .then(pl.lit(RatioBand.UNDEFINED.value))
+        .when(judged)
+        .then(pl.col("window_band"))
+    )
+    ranked = samples.with_columns(_judged=band).with_columns(
+        _judged_severity=exprs.ratio_severity(pl.col("_judged"))
+    )
+    collapsed = pl.col("verdict").is_in(
+        [Collapse.NUMERATOR_DOMINATES.value, Collapse.DENOMINATOR_DOMINATES.value]
+    )
+
+    def final(column: str) -> pl.Expr:
+        return pl.col(column).filter(judged).last()
+
+    return ranked.group_by("rid").agg(
+        n_balance=pl.len(),
+        n_undefined=(~defined).sum(),
+        n_defined=defined.sum(),
+        last_sample_defined=defined.last(),
+        worst_band=_worst(pl.col("_judged"), pl.col("_judged_severity")),
+        worst_spread=_worst(pl.col("window_spread"), pl.col("_judged_severity")),
+        # labelled once per run, not once per event
+        **{f"_imbalance_{c}": _first(pl.col("imbalance"), c) for c in ("row", "epoch", "step")},
+        **{f"_collapse_{c}": _first(collapsed, c) for c in ("row", "epoch", "step")},
+        window_ratio=final("window_ratio"),
+        window_spread=final("window_spread"),
+        window_log_spread=final("window_log_spread"),
+        final_band=final("window_band"),
+        verdict=final("verdict"),
+        pair_verdict=final("pair_verdict"),
     )
 
 

@@ -1,12 +1,19 @@
-"""The per-event half of the analysis engine (:mod:`gradlog.analysis.engine`): each balance sample of
-every run, whether it is defined, its extremes, and the rolling geometric window of each task.
+"""The per-sample half of the analysis engine (:mod:`gradlog.analysis.engine`): each balance
+sample of every run, whether it is defined, its extremes, and the rolling geometric window of
+each task.
 
 Task samples are one row per (event, task of its run), so any number of tasks, different in
 every run of a batch, costs the same code. What it costs is measured (``benchmarks/batch.py``),
-and shaped the code: aggregations stay plain (a filter inside a group's aggregation takes a slow
-path in Polars); what only a report shows (each sample's names and norms, which task dominates
-each window) is made only with ``detail``, a batch row taking its run's last window alone
-(:func:`finals`); a sample's counts come from segments, not a group_by.
+and shaped the code:
+
+* the samples are a frame of their own (:func:`sample_frame`), which the engine aggregates by
+  run beside the events; only a report joins them onto its events (a join of a million rows
+  that keeps their order costs more than all the aggregations of a batch);
+* a run's values reach its rows by a lookup on the run id (:func:`by_run`), not a join;
+* one group_by makes every sample's row when all samples are defined (almost always); a chunk
+  with undefined samples groups its defined ones again, for their windows;
+* what only a report shows (each sample's names and norms, which task dominates each window)
+  is made only with ``detail``, a batch row taking its run's last window alone (:func:`finals`).
 """
 
 from __future__ import annotations
@@ -28,33 +35,72 @@ class Options(Protocol):
     unweighted: bool
 
 
-def _task_samples(records: pl.LazyFrame, runs: pl.LazyFrame, options: Options) -> pl.LazyFrame:
-    """One row per (event, task of its run) that the event sampled."""
+def by_run(runs: pl.DataFrame, column: str) -> pl.Expr:
+    """``column`` of each row's run (null for a run ``runs`` lacks): a hash lookup of the run
+    id, several times cheaper than a join that keeps the rows' order."""
+    return pl.col("rid").replace_strict(
+        runs.get_column("rid"), runs.get_column(column), default=None
+    )
+
+
+def _task_samples(records: pl.LazyFrame, runs: pl.DataFrame, options: Options) -> pl.LazyFrame:
+    """One row per (event, task of its run) that the event sampled, with the task's place in
+    its run's list (``t``), the places of the run's pair (``ta``, ``tb``; null if none) and its
+    number of tasks.
+
+    The place is looked up by an integer key (run, task name as an enum code), not by a join on
+    (run, name): a join that keeps the events' order costs eight times the lookup here.
+    """
     run_tasks = (
-        runs.filter(pl.col("n_tasks") >= 2)
-        .select("rid", "pair_a", "pair_b", "meta_weights", name=pl.col("tasks"))
+        runs.lazy()
+        .filter(pl.col("n_tasks") >= 2)
+        .select("rid", "pair_a", "pair_b", name=pl.col("tasks"))
         .with_columns(t=pl.int_ranges(pl.col("name").list.len()))
         .explode("name", "t")
+        .drop_nulls("name")
+        .collect(engine=IN_MEMORY)
     )
+    names = pl.Enum(run_tasks.get_column("name").unique().sort())
+    width = max(len(names.categories), 1)
+
+    def key(name: pl.Expr) -> pl.Expr:
+        # an event's name that no run of the chunk lists has no code, hence no key
+        return pl.col("rid") * width + name.cast(names, strict=False).to_physical().cast(pl.Int64)
+
+    keys = run_tasks.select(key(pl.col("name"))).to_series()
+    pairs = run_tasks.filter(pl.col("pair_a").is_not_null())
+    place = {
+        side: pairs.filter(pl.col("name") == pl.col(f"pair_{side}")).select("rid", "t")
+        for side in ("a", "b")
+    }
     long = (
         records.filter((pl.col("kind") == KIND_EVENT) & (pl.col("tasks").list.len() > 0))
-        .select("rid", "row", "tasks")
+        .select("rid", "row", "epoch", "step", "tasks")
         .explode("tasks")
         .select(
             "rid",
             "row",
+            "epoch",
+            "step",
             name=pl.col("tasks").struct.field("name"),
             norm=pl.col("tasks").struct.field("grad_norm"),
             weight=pl.col("tasks").struct.field("weight"),
         )
+        .with_columns(
+            t=key(pl.col("name")).replace_strict(
+                keys, run_tasks.get_column("t"), default=None, return_dtype=pl.Int64
+            ),
+            n_tasks=by_run(runs, "n_tasks"),
+            **{f"t{side}": by_run(found, "t") for side, found in place.items()},
+        )
         # no name twice in one sample: the readers refuse such a record (gradlog.analysis.validity)
-        .join(run_tasks, on=["rid", "name"], how="inner", maintain_order="left")
+        .drop_nulls("t")
     )
     if options.unweighted:
         # the weight in force: the sample's own, else the run record's, else 1.0
         meta = (
-            run_tasks.select("rid", "meta_weights")
-            .unique("rid")
+            runs.lazy()
+            .select("rid", "meta_weights")
             .explode("meta_weights")
             .select(
                 "rid",
@@ -82,43 +128,29 @@ def _in_task_order(long: pl.DataFrame) -> pl.DataFrame:
     return long if long.select(ordered.all()).item() else long.sort("row", "t")
 
 
-def _counts(long: pl.LazyFrame) -> pl.LazyFrame:
-    """Per balance sample: how many of its run's tasks it has, and how many with a valid norm.
+def _defined(long: pl.DataFrame) -> pl.DataFrame:
+    """Each task sample marked with whether its sample is defined: it has every task of its
+    run, each with a valid norm.
 
     ``long`` is sorted by row, so a sample is a segment, and its counts differences of running
-    counts at its ends: linear, where a group_by hashes every row (five times the time here).
+    counts at its ends, spread back over the segment: linear, where a group_by hashes every row.
     """
     row, valid = pl.col("row"), pl.col("valid").cast(pl.Int64)
     first, last = (row != row.shift(1)).fill_null(True), (row != row.shift(-1)).fill_null(True)
     i, seen = pl.int_range(pl.len()), valid.cum_sum()
-    return long.select(
-        pl.col("rid", "row").filter(first),
-        n_present=i.filter(last) - i.filter(first) + 1,
-        n_valid=seen.filter(last) - seen.filter(first) + valid.filter(first),
-    )
+    present = i.filter(last) - i.filter(first) + 1
+    n_valid = seen.filter(last) - seen.filter(first) + valid.filter(first)
+    n_tasks = pl.col("n_tasks").filter(first)
+    segment = first.cum_sum() - 1
+    return long.with_columns(defined=((present == n_tasks) & (n_valid == n_tasks)).gather(segment))
 
 
-def _sample_detail(long: pl.LazyFrame) -> pl.LazyFrame:
-    """Per balance sample, what a report shows of it: its names, norms and weights, its
-    extremes, the pair's norms."""
-    name, norm = pl.col("name"), pl.col("norm")
-    return (
-        long.with_columns(
-            _num=pl.when(name == pl.col("pair_a")).then(norm),
-            _den=pl.when(name == pl.col("pair_b")).then(norm),
-        )
-        # by run and row, not by the sorted row alone: Polars 2.1 aggregates a sorted key's
-        # groups as slices, one after another, twice as slowly
-        .group_by("rid", "row")
-        .agg(
-            names=name,
-            norms=norm,
-            weights=pl.col("weight"),
-            num=pl.col("_num").max(),
-            den=pl.col("_den").max(),
-            **_extremes(pl.col("log"), ""),
-        )
-        .drop("rid")
+def _windowed(long: pl.DataFrame, options: Options) -> pl.DataFrame:
+    """The task samples of defined samples, each with its task's window (``wl``): the mean log
+    norm over the last ``window`` defined samples of its run, from ``min_samples`` on."""
+    m = min(options.min_samples, options.window)
+    return long.with_columns(
+        wl=pl.col("log").rolling_mean(options.window, min_samples=m).over("rid", "t")
     )
 
 
@@ -132,38 +164,38 @@ def _extremes(log: pl.Expr, prefix: str) -> dict[str, pl.Expr]:
     }
 
 
-def _windowed(long: pl.LazyFrame, defined: pl.LazyFrame, options: Options) -> pl.DataFrame:
-    """The task samples of defined samples, each with its task's window (``wl``): the mean log
-    norm over the last ``window`` defined samples of its run, from ``min_samples`` on."""
-    m = min(options.min_samples, options.window)
-    return (
-        long.join(defined, on="row", how="semi", maintain_order="left")
-        .with_columns(wl=pl.col("log").rolling_mean(options.window, min_samples=m).over("rid", "t"))
-        .collect(engine=IN_MEMORY)
-    )
+def _sample_aggs(detail: bool) -> dict[str, pl.Expr]:
+    """Of a sample's task rows, what the sample is; with ``detail``, what a report shows of it:
+    its names, norms and weights, its extremes, the pair's norms."""
+    name, norm, t = pl.col("name"), pl.col("norm"), pl.col("t")
+    aggs = {c: pl.col(c).first() for c in ("epoch", "step", "n_tasks", "ta", "defined")}
+    if detail:
+        aggs |= {
+            "names": name,
+            "norms": norm,
+            "weights": pl.col("weight"),
+            "_num": pl.when(t == pl.col("ta")).then(norm).max(),
+            "_den": pl.when(t == pl.col("tb")).then(norm).max(),
+            **_extremes(pl.col("log"), ""),
+        }
+    return aggs
 
 
-def _windows(windowed: pl.LazyFrame, *, detail: bool) -> pl.LazyFrame:
-    """Per defined sample: the window's extremes and the pair's log ratio; with ``detail``,
-    its names, logs and extreme tasks."""
-    name, wl = pl.col("name"), pl.col("wl")
-    more = {"w_names": name, "w_logs": wl} | _extremes(wl, "w_") if detail else {}
-    return (
-        windowed.with_columns(
-            _wa=pl.when(name == pl.col("pair_a")).then(wl),
-            _wb=pl.when(name == pl.col("pair_b")).then(wl),
-        )
-        .group_by("rid", "row")
-        .agg(
-            # the sample's own extremes, where it is defined: every norm finite and positive
-            top=pl.col("norm").max(),
-            bottom=pl.col("norm").min(),
-            w_top=wl.max(),
-            w_bottom=wl.min(),
-            w_pair=pl.col("_wa").max() - pl.col("_wb").max(),
-            **more,
-        )
-    )
+def _window_aggs(detail: bool) -> dict[str, pl.Expr]:
+    """Of a defined sample's task rows: its own extremes, its window's and the pair's log
+    ratio there; with ``detail``, the window's names, logs and extreme tasks."""
+    name, wl, t = pl.col("name"), pl.col("wl"), pl.col("t")
+    aggs = {
+        "top": pl.col("norm").max(),
+        "bottom": pl.col("norm").min(),
+        "w_top": wl.max(),
+        "w_bottom": wl.min(),
+        "w_pair": pl.when(t == pl.col("ta")).then(wl).max()
+        - pl.when(t == pl.col("tb")).then(wl).max(),
+    }
+    if detail:
+        aggs |= {"w_names": name, "w_logs": wl, **_extremes(wl, "w_")}
+    return aggs
 
 
 def finals(windowed: pl.LazyFrame) -> pl.LazyFrame:
@@ -182,61 +214,105 @@ def finals(windowed: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def events_frame(
-    records: pl.LazyFrame, runs: pl.LazyFrame, options: Options, *, detail: bool
+def sample_frame(
+    records: pl.LazyFrame, runs: pl.DataFrame, options: Options, *, detail: bool
 ) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """One row per event of every run, and per run the :func:`finals` of its window.
+    """One row per balance sample of every run, in row order, and per run the :func:`finals`
+    of its window.
 
-    With ``detail`` (a report), the events carry every column the renderers read; without (a
+    With ``detail`` (a report), the samples carry every column the renderers read; without (a
     batch row), what the summaries read.
     """
-    # the task samples feed two branches of the plan: made once
-    long = _in_task_order(_task_samples(records, runs, options).collect(engine=IN_MEMORY)).lazy()
-    run_cols = runs.select("rid", "n_tasks", "pair_a", "pair_b", "by_steps")
-    samples = (
-        _counts(long)
-        .join(run_cols.select("rid", "n_tasks"), on="rid", how="left", maintain_order="left")
-        .with_columns(
-            defined=(pl.col("n_valid") == pl.col("n_tasks"))
-            & (pl.col("n_present") == pl.col("n_tasks"))
+    # the task samples feed several branches of the plan: made once
+    long = _defined(_in_task_order(_task_samples(records, runs, options).collect(engine=IN_MEMORY)))
+    everywhere = long.get_column("defined").all()
+    windowed = _windowed(long if everywhere else long.filter("defined"), options).lazy()
+    by = ("rid", "row")
+    if everywhere:
+        samples = windowed.group_by(*by).agg(**_sample_aggs(detail), **_window_aggs(detail))
+    else:
+        windows = windowed.group_by(*by).agg(**_window_aggs(detail)).drop("rid")
+        samples = (
+            long.lazy()
+            .group_by(*by)
+            .agg(**_sample_aggs(detail))
+            .join(windows, on="row", how="left")
         )
-        .drop("rid", "n_tasks")
-        .collect(engine=IN_MEMORY)
-    )
-    undefined = samples.filter(~pl.col("defined")).height > 0
-    ev = (
-        records.filter(pl.col("kind") == KIND_EVENT)
-        .join(run_cols, on="rid", how="left", maintain_order="left")
-        .join(samples.lazy(), on="row", how="left", maintain_order="left")
-        .with_columns(
-            has_balance=pl.col("n_present").is_not_null(),
-            defined=pl.col("defined").fill_null(False),
-        )
-    )
-    if detail:
-        ev = ev.join(_sample_detail(long), on="row", how="left", maintain_order="left")
-    windowed = _windowed(long, samples.lazy().filter("defined").select("row"), options).lazy()
-    ev = ev.join(_windows(windowed, detail=detail), on="row", how="left", maintain_order="left")
-    paired = pl.col("pair_a").is_not_null()
-    has_window = pl.col("w_top").is_not_null()
-    w_spread_log = pl.col("w_top") - pl.col("w_bottom")
-    # the window carried over an undefined sample is the one judged before it
-    carried = ["w_top", "w_bottom", "w_pair"]
-    if detail:
-        carried += ["w_dominant", "w_starved", "w_names", "w_logs"]
-    if undefined:
-        ev = ev.with_columns(
-            pl.when(pl.col("defined") | ~pl.col("has_balance"))
-            .then(pl.col(c))
-            .otherwise(pl.col(c).forward_fill().over("rid"))
-            .alias(c)
+    samples = samples.sort("row")
+    if not everywhere:
+        # the window carried over an undefined sample is the one judged before it
+        carried = ["w_top", "w_bottom", "w_pair"]
+        if detail:
+            carried += ["w_dominant", "w_starved", "w_names", "w_logs"]
+        samples = samples.with_columns(
+            pl.when("defined").then(pl.col(c)).otherwise(pl.col(c).forward_fill().over("rid"))
             for c in carried
         )
+    return samples.select(_judged(runs, detail)), finals(windowed)
+
+
+def _judged(runs: pl.DataFrame, detail: bool) -> list[pl.Expr]:
+    """A sample's findings from its extremes and its window."""
+    paired = pl.col("ta").is_not_null()
+    has_window = pl.col("w_top").is_not_null()
+    w_spread_log = pl.col("w_top") - pl.col("w_bottom")
     sample_spread = pl.when("defined").then(pl.col("top") / pl.col("bottom"))
-    sample_ratio = pl.when(paired).then(pl.col("num") / pl.col("den")).otherwise(sample_spread)
     window_ratio = pl.when(paired).then(pl.col("w_pair").exp()).otherwise(w_spread_log.exp())
+    columns = [
+        "rid",
+        "row",
+        "epoch",
+        "step",
+        "defined",
+        (pl.col("defined") & exprs.outside_healthy_range(sample_spread))
+        .fill_null(False)
+        .alias("imbalance"),
+        pl.when(has_window).then(w_spread_log).alias("window_log_spread"),
+        pl.when(has_window).then(w_spread_log.exp()).alias("window_spread"),
+        pl.when(has_window).then(window_ratio).alias("window_ratio"),
+        pl.when(has_window).then(exprs.spread_band(w_spread_log)).alias("window_band"),
+        # the verdict judges the spread, oriented dominant over starved; the pair's own check
+        # words the documented sentence of a named pair
+        exprs.collapse_check_log(w_spread_log).alias("verdict"),
+        pl.when(paired).then(exprs.collapse_check_log(pl.col("w_pair"))).alias("pair_verdict"),
+    ]
+    if not detail:
+        return columns
+    pair_a, pair_b = by_run(runs, "pair_a"), by_run(runs, "pair_b")
+    sample_ratio = pl.when(paired).then(pl.col("_num") / pl.col("_den")).otherwise(sample_spread)
+    return columns + [
+        "names",
+        "norms",
+        "weights",
+        sample_spread.alias("spread"),
+        sample_ratio.alias("ratio"),
+        pl.when(paired).then(pair_a).otherwise(pl.when("defined").then("dominant")).alias("num"),
+        pl.when(paired).then(pair_b).otherwise(pl.when("defined").then("starved")).alias("den"),
+        pl.when("defined").then("dominant").alias("dominant"),
+        pl.when("defined").then("starved").alias("starved"),
+        pl.when("defined").then(exprs.ratio_band(sample_spread)).alias("ratio_band"),
+        pl.when(has_window)
+        .then(pl.when(paired).then(pair_a).otherwise("w_dominant"))
+        .alias("window_num"),
+        pl.when(has_window)
+        .then(pl.when(paired).then(pair_b).otherwise("w_starved"))
+        .alias("window_den"),
+        pl.when(has_window).then("w_dominant").alias("window_dominant"),
+        pl.when(has_window).then("w_starved").alias("window_starved"),
+        exprs.collapse_check_log(
+            pl.when(paired).then(pl.col("w_pair")).otherwise(w_spread_log)
+        ).alias("shown_verdict"),
+        pl.when(has_window).then("w_names").alias("window_names"),
+        pl.when(has_window).then("w_logs").alias("window_logs"),
+    ]
+
+
+def events_frame(
+    records: pl.LazyFrame, runs: pl.DataFrame, samples: pl.LazyFrame | None
+) -> pl.LazyFrame:
+    """One row per event of every run: its statistics; with ``samples`` (a report: the
+    :func:`sample_frame` made with ``detail``), its balance sample's columns and its label."""
     mean = pl.col("mean_norm")
-    judged = pl.col("has_balance") & has_window
     columns = [
         "rid",
         "row",
@@ -247,65 +323,33 @@ def events_frame(
         .then(pl.col("max_norm").fill_null(float("nan")))
         .alias("max_norm"),
         exprs.norm_band(mean).alias("norm_band"),
-        "has_balance",
-        "defined",
-        (pl.col("defined") & exprs.outside_healthy_range(sample_spread))
-        .fill_null(False)
-        .alias("imbalance"),
-        pl.when(judged).then(w_spread_log).alias("window_log_spread"),
-        pl.when(judged).then(w_spread_log.exp()).alias("window_spread"),
-        pl.when(judged).then(window_ratio).alias("window_ratio"),
-        pl.when(judged).then(exprs.spread_band(w_spread_log)).alias("window_band"),
-        # the verdict judges the spread, oriented dominant over starved; the pair's own check
-        # words the documented sentence of a named pair
-        pl.when("has_balance").then(exprs.collapse_check_log(w_spread_log)).alias("verdict"),
-        pl.when(pl.col("has_balance") & paired)
-        .then(exprs.collapse_check_log(pl.col("w_pair")))
-        .alias("pair_verdict"),
-        "n_tasks",
-        "pair_a",
-        "pair_b",
     ]
-    if detail:
-        optional = [c for c in ("total_norm", "n_vanishing", "n_exploding") if c in _names(records)]
-        columns += [
-            label(pl.col("epoch"), pl.col("step"), pl.col("by_steps")).alias("label"),
+    events = records.filter(pl.col("kind") == KIND_EVENT)
+    if samples is None:
+        return events.select(columns)
+    optional = [c for c in ("total_norm", "n_vanishing", "n_exploding") if c in _names(records)]
+    sampled = _names(samples)[4:]  # after rid, row, epoch and step
+    judged = sampled.index("pair_verdict") + 1
+    return (
+        events.join(
+            samples.drop("rid", "epoch", "step").with_columns(has_balance=pl.lit(True)),
+            on="row",
+            how="left",
+            maintain_order="left",
+        )
+        .with_columns(pl.col("has_balance", "defined", "imbalance").fill_null(False))
+        .select(
+            *columns,
+            "has_balance",
+            *sampled[:judged],
+            by_run(runs, "n_tasks").alias("n_tasks"),
+            by_run(runs, "pair_a").alias("pair_a"),
+            by_run(runs, "pair_b").alias("pair_b"),
+            label(pl.col("epoch"), pl.col("step"), by_run(runs, "by_steps")).alias("label"),
             *optional,
-            pl.when("has_balance").then("names").alias("names"),
-            pl.when("has_balance").then("norms").alias("norms"),
-            pl.when("has_balance").then("weights").alias("weights"),
-            sample_spread.alias("spread"),
-            sample_ratio.alias("ratio"),
-            pl.when(paired)
-            .then("pair_a")
-            .otherwise(pl.when("defined").then("dominant"))
-            .alias("num"),
-            pl.when(paired)
-            .then("pair_b")
-            .otherwise(pl.when("defined").then("starved"))
-            .alias("den"),
-            pl.when("defined").then("dominant").alias("dominant"),
-            pl.when("defined").then("starved").alias("starved"),
-            pl.when("defined").then(exprs.ratio_band(sample_spread)).alias("ratio_band"),
-            pl.when(judged)
-            .then(pl.when(paired).then("pair_a").otherwise("w_dominant"))
-            .alias("window_num"),
-            pl.when(judged)
-            .then(pl.when(paired).then("pair_b").otherwise("w_starved"))
-            .alias("window_den"),
-            pl.when(judged).then("w_dominant").alias("window_dominant"),
-            pl.when(judged).then("w_starved").alias("window_starved"),
-            pl.when("has_balance")
-            .then(
-                exprs.collapse_check_log(
-                    pl.when(paired).then(pl.col("w_pair")).otherwise(w_spread_log)
-                )
-            )
-            .alias("shown_verdict"),
-            pl.when(judged).then("w_names").alias("window_names"),
-            pl.when(judged).then("w_logs").alias("window_logs"),
-        ]
-    return ev.select(columns), finals(windowed)
+            *sampled[judged:],
+        )
+    )
 
 
 def label(epoch: pl.Expr, step: pl.Expr, by_steps: pl.Expr) -> pl.Expr:
