@@ -236,22 +236,24 @@ def _of_events(events: pl.LazyFrame) -> pl.LazyFrame:
     finite = mean.is_finite() & maxn.is_finite()
     ranked = events.with_columns(
         _norm_severity=exprs.norm_severity(pl.col("norm_band")),
-        # window expressions, made once here rather than in each aggregation that reads them
+        # a window expression, made once here rather than in each aggregation that reads it
         _back=_back(),
-        _repeat=_repeat(),
     )
-    return ranked.group_by("rid").agg(
-        n_events=pl.len(),
-        last_epoch=pl.col("epoch").max(),
-        n_stats=mean.is_not_null().sum(),
-        n_nonfinite=(mean.is_not_null() & ~finite).sum(),
-        mean_norm=_scaled(mean.filter(finite), lambda x: x.mean()),
-        mean_norm_std=_scaled(mean.filter(finite), lambda x: x.std(ddof=0)),
-        max_norm_mean=_scaled(maxn.filter(finite), lambda x: x.mean()),
-        max_norm_peak=maxn.filter(finite).max(),
-        worst_norm_band=_worst(pl.col("norm_band"), pl.col("_norm_severity")),
-        **_first_of(pl.col("_back"), "back"),
-        **_first_of(pl.col("_repeat"), "repeat"),
+    return (
+        ranked.group_by("rid")
+        .agg(
+            n_events=pl.len(),
+            last_epoch=pl.col("epoch").max(),
+            n_stats=mean.is_not_null().sum(),
+            n_nonfinite=(mean.is_not_null() & ~finite).sum(),
+            mean_norm=_scaled(mean.filter(finite), lambda x: x.mean()),
+            mean_norm_std=_scaled(mean.filter(finite), lambda x: x.std(ddof=0)),
+            max_norm_mean=_scaled(maxn.filter(finite), lambda x: x.mean()),
+            max_norm_peak=maxn.filter(finite).max(),
+            worst_norm_band=_worst(pl.col("norm_band"), pl.col("_norm_severity")),
+            **_first_of(pl.col("_back"), "back"),
+        )
+        .join(_repeats(events), on="rid", how="left")
     )
 
 
@@ -310,10 +312,24 @@ def _back() -> pl.Expr:
     return ((epoch < prev_epoch) | (same & (step < prev_step))).fill_null(False)
 
 
-def _repeat() -> pl.Expr:
-    """An event repeating an epoch and step already logged in its run."""
+def _repeats(events: pl.LazyFrame) -> pl.LazyFrame:
+    """Per run with any, the events repeating an epoch and step already logged in it, and where
+    the first one is.
+
+    A hash of (run, epoch, step) finds the few events that may repeat, which are then compared
+    by value: comparing every event's values costs four times the hash.
+    """
+    key = pl.struct("rid", "epoch", "step")
     known = pl.col("epoch").is_not_null() | pl.col("step").is_not_null()
-    return known & ~pl.struct("rid", "epoch", "step").is_first_distinct()
+    return (
+        events.filter(key.hash().is_duplicated())
+        .filter(known & ~key.is_first_distinct())
+        .group_by("rid")
+        .agg(
+            n_repeat=pl.len(),
+            **{f"repeat_{c}": pl.col(c).first() for c in ("row", "epoch", "step")},
+        )
+    )
 
 
 def _conflicts(records: pl.LazyFrame, runs: pl.LazyFrame, options: Options) -> pl.LazyFrame:

@@ -141,8 +141,10 @@ def _defined(long: pl.DataFrame) -> pl.DataFrame:
     present = i.filter(last) - i.filter(first) + 1
     n_valid = seen.filter(last) - seen.filter(first) + valid.filter(first)
     n_tasks = pl.col("n_tasks").filter(first)
-    segment = first.cum_sum() - 1
-    return long.with_columns(defined=((present == n_tasks) & (n_valid == n_tasks)).gather(segment))
+    defined = (present == n_tasks) & (n_valid == n_tasks)
+    if long.select(defined.all()).item():  # almost always: nothing to spread
+        return long.with_columns(defined=pl.lit(True))
+    return long.with_columns(defined=defined.gather(first.cum_sum() - 1))
 
 
 def _windowed(long: pl.DataFrame, options: Options) -> pl.DataFrame:
@@ -226,19 +228,27 @@ def sample_frame(
     # the task samples feed several branches of the plan: made once
     long = _defined(_in_task_order(_task_samples(records, runs, options).collect(engine=IN_MEMORY)))
     everywhere = long.get_column("defined").all()
-    windowed = _windowed(long if everywhere else long.filter("defined"), options).lazy()
+    windowed = _windowed(long if everywhere else long.filter("defined"), options)
+    n_tasks = long.get_column("n_tasks")
     by = ("rid", "row")
-    if everywhere:
-        samples = windowed.group_by(*by).agg(**_sample_aggs(detail), **_window_aggs(detail))
+    if everywhere and not detail and n_tasks.n_unique() == 1:
+        samples = _blocks(windowed, n_tasks[0])
+    elif everywhere:
+        samples = (
+            windowed.lazy()
+            .group_by(*by)
+            .agg(**_sample_aggs(detail), **_window_aggs(detail))
+            .sort("row")
+        )
     else:
-        windows = windowed.group_by(*by).agg(**_window_aggs(detail)).drop("rid")
+        windows = windowed.lazy().group_by(*by).agg(**_window_aggs(detail)).drop("rid")
         samples = (
             long.lazy()
             .group_by(*by)
             .agg(**_sample_aggs(detail))
             .join(windows, on="row", how="left")
+            .sort("row")
         )
-    samples = samples.sort("row")
     if not everywhere:
         # the window carried over an undefined sample is the one judged before it
         carried = ["w_top", "w_bottom", "w_pair"]
@@ -248,7 +258,32 @@ def sample_frame(
             pl.when("defined").then(pl.col(c)).otherwise(pl.col(c).forward_fill().over("rid"))
             for c in carried
         )
-    return samples.select(_judged(runs, detail)), finals(windowed)
+    return samples.select(_judged(runs, detail)), finals(windowed.lazy())
+
+
+def _blocks(windowed: pl.DataFrame, n: int) -> pl.LazyFrame:
+    """What :func:`_sample_aggs` and :func:`_window_aggs` make of a batch's samples when each
+    is ``n`` consecutive rows in task order (every sample defined, every run of ``n`` tasks:
+    almost always). A sample's ``k``-th task is every ``n``-th row from ``k``, read in place,
+    in row order; a group_by hashes every row, and its groups must be sorted back (eight
+    times the time here)."""
+    tasks = range(n)
+
+    def each(column: str) -> list[pl.Expr]:
+        return [pl.col(column).gather_every(n, k) for k in tasks]
+
+    def pair(side: str) -> pl.Expr:
+        place, wl = pl.col(side).gather_every(n), each("wl")
+        return pl.coalesce(pl.when(place == k).then(wl[k]) for k in tasks)
+
+    return windowed.lazy().select(
+        pl.col("rid", "row", "epoch", "step", "n_tasks", "ta", "defined").gather_every(n),
+        top=pl.max_horizontal(each("norm")),
+        bottom=pl.min_horizontal(each("norm")),
+        w_top=pl.max_horizontal(each("wl")),
+        w_bottom=pl.min_horizontal(each("wl")),
+        w_pair=pair("ta") - pair("tb"),
+    )
 
 
 def _judged(runs: pl.DataFrame, detail: bool) -> list[pl.Expr]:
