@@ -120,7 +120,7 @@ def report(
         output.note(note)
     out = output.Output(out_path, color=output.use_color(no_color))
     if output_format is ReportFormat.json:
-        out.json(render_json.report_data(result))
+        out.json(render_json.report_data(result, encoded=True))
     elif output_format is ReportFormat.markdown:
         out.document(format_markdown(result))
     else:

@@ -7,7 +7,9 @@ import re
 from pathlib import Path
 
 import polars as pl
+import pytest
 from conftest import ROOT, SAMPLE_LOGS, run_gradlog
+from runlogs import write_run
 
 import gradlog
 from gradlog.analysis import api
@@ -44,6 +46,29 @@ def test_analyse_is_the_report() -> None:
     frame = report.to_polars()
     assert frame.height == 1 and frame.item(0, "status") == "collapse"
     assert "gradlog: Task collapse" in report._repr_markdown_()
+
+
+@pytest.mark.parametrize(
+    "case", ["same tasks", "a NaN norm", "other tasks", "non-ASCII names", "no events"]
+)
+def test_report_json_is_to_dict_whichever_way_it_is_written(tmp_path: Path, case: str) -> None:
+    """The CLI writes event columns natively where Polars can (same tasks in every run, finite
+    numbers, ASCII) and value by value otherwise; both must give exactly the API's data."""
+    path = tmp_path / "runs.jsonl"
+    ratios = [1.0, 3.0, 30.0, 2e-9, 1.5]
+    names = ("pointer\u202e", "типы") if case == "non-ASCII names" else ("pointer", "type")
+    write_run(path, ratios, run="a", tasks=names)
+    if case == "a NaN norm":
+        write_run(path, ratios, [0.25, float("nan"), 0.3, 0.2, 0.25], run="b")
+    elif case == "other tasks":
+        write_run(path, ratios, run="b", tasks=("price", "volume", "regime"))
+    elif case == "no events":
+        write_run(path, [], run="b")
+    else:
+        write_run(path, [r * 2 for r in ratios], run="b", tasks=names)
+    cli = run_gradlog("report", str(path), "--format", "json").stdout
+    assert cli.isascii()
+    assert json.loads(cli) == json.loads(json.dumps(api.analyse(path).to_dict()))
 
 
 def test_batch_is_the_batch(tmp_path: Path) -> None:
