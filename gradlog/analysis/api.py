@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from gradlog.analysis import engine
-from gradlog.analysis.batch import BatchOptions, BatchResult, run_batch
 from gradlog.analysis.report import AnalysedReport
 from gradlog.analysis.report import analyse as analyse_log
 from gradlog.errors import GradlogError
+
+if TYPE_CHECKING:
+    from gradlog.analysis.batch import BatchResult
 
 PathLike = str | os.PathLike[str]
 
@@ -93,6 +96,9 @@ def batch_result(
     progress=None,
 ) -> BatchResult:
     """``gradlog batch``'s result objects (one :class:`~gradlog.analysis.model.RunSummary` per row)."""
+    # imported here: gradlog report, which never batches, starts without the table renderer
+    from gradlog.analysis.batch import BatchOptions, run_batch
+
     return run_batch(
         _paths(paths),
         _options(window, min_samples, pair, unweighted),
