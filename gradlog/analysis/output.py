@@ -28,7 +28,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -101,26 +101,37 @@ class Encoded(str):
     and made ASCII there like the rest."""
 
 
-def json_text(value: object, indent: str = "") -> str:
-    """``value`` as JSON, objects indented by two spaces, a list of plain values on one line.
+def json_text(value: object) -> str:
+    """``value`` as JSON: :func:`json_pieces`, joined."""
+    return "".join(json_pieces(value))
+
+
+def json_pieces(value: object, indent: str = "") -> Iterator[str]:
+    """``value`` as JSON, in pieces: objects indented by two spaces, a list of plain values on
+    one line.
 
     A report's events are columns of plain values (``"ratio": [1.2, 0.9, ...]``): one line per
     column reads as a table, and is written by the standard library's C encoder, where its
     indenting encoder (pure Python) writes each of 270,000 values of a 10,000-event report on
-    its own line at ten times the cost of the whole text report.
+    its own line at ten times the cost of the whole text report. Pieces, not one string: a
+    100,000-event report is 33 MB of JSON, which joins at every level of nesting would copy.
     """
     if isinstance(value, Encoded):
-        return value if value.isascii() else _encode(json.loads(value))
-    if isinstance(value, dict):
-        if not value:
-            return "{}"
+        yield value if value.isascii() else _encode(json.loads(value))
+    elif isinstance(value, dict) and value:
         inner = indent + "  "
-        items = (f"{inner}{_encode(str(k))}: {json_text(v, inner)}" for k, v in value.items())
-        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
-    if isinstance(value, (list, tuple)) and not _PLAIN.issuperset(map(type, value)):
+        for i, (key, item) in enumerate(value.items()):
+            yield f"{',' if i else '{'}\n{inner}{_encode(str(key))}: "
+            yield from json_pieces(item, inner)
+        yield f"\n{indent}}}"
+    elif isinstance(value, (list, tuple)) and value and not _PLAIN.issuperset(map(type, value)):
         inner = indent + "  "
-        return "[\n" + ",\n".join(inner + json_text(v, inner) for v in value) + "\n" + indent + "]"
-    return _encode(value)
+        for i, item in enumerate(value):
+            yield f"{',' if i else '['}\n{inner}"
+            yield from json_pieces(item, inner)
+        yield f"\n{indent}]"
+    else:
+        yield _encode(value)
 
 
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
@@ -222,7 +233,15 @@ class Output:
     def json(self, data: object) -> None:
         """Plain data as JSON (:func:`json_text`); every non-ASCII character as a ``\\uXXXX``
         escape, which decodes to the same text, so the data is unchanged and the bytes inert."""
-        self._write(json_text(data) + "\n")
+        pieces: list[str] = []
+        size = 0
+        for piece in json_pieces(data):
+            pieces.append(piece)
+            size += len(piece)
+            if size > 1 << 20:  # written a megabyte at a time: neither a piece nor all at once
+                self._write("".join(pieces))
+                pieces, size = [], 0
+        self._write("".join(pieces) + "\n")
 
     def csv(self, header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
         """CSV with a header. Text cells are neutralised for spreadsheets (a cell starting with

@@ -21,7 +21,7 @@ from gradlog.analysis.status import EMPHASIS, Status
 from gradlog.classify import Collapse
 from gradlog.frames import IN_MEMORY
 
-EVENTS_PER_BLOCK = 100_000  # events rendered (and held as text) at a time
+EVENTS_PER_BLOCK = 20_000  # events rendered (and held as text) at a time
 
 
 def text_blocks(report: Report) -> Iterator[pl.DataFrame]:
