@@ -2,21 +2,28 @@
 
 Parameter mode measures them before the backward (``autograd.grad`` needs the graph, which
 the backward frees); representation mode arms hooks that capture them during it. Either way
-the Gram matrix of the weighted task losses' gradients is read after the backward, and until
+the Gram matrix of the weighted task losses' gradients is taken after the backward, and until
 then the measurement stays tied to the step it was prepared for, so that it is never logged
-for another.
+for another. The matrix stays on the device (:class:`~gradlog.recorder.pending.DeviceGram`)
+until the writer flushes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 
 import gradlog.recorder.distributed as distributed
 from gradlog.recorder.capture import RepresentationCapture
+from gradlog.recorder.gram import DeviceGram, index_on, square_matrix
 from gradlog.recorder.graph import Shared
 from gradlog.recorder.norms import parameter_gram, task_parameter_grads
+
+# A fresh buffer of a few megabytes costs the kernel's page faults at every use, as much as the
+# copy into it; past this size the memory kept would matter more than that.
+_KEEP_BYTES = 64 << 20
 
 
 class PendingBalance:
@@ -36,10 +43,13 @@ class PendingBalance:
         representation: bool,
     ) -> None:
         self._weights = torch.tensor(list(weights), dtype=torch.float64)
+        self._outer: dict[torch.device, torch.Tensor] = {}  # w_i w_j, copied to each device once
+        self._indices: dict[tuple, torch.Tensor] = {}
+        self._scratch: dict[torch.device, torch.Tensor] = {}
         self._params = list(params)
         self._world_size = world_size
         self._capture = RepresentationCapture(n_tasks) if representation else None
-        self._pending: tuple[int, torch.Tensor | RepresentationCapture] | None = None
+        self._pending: tuple[int, DeviceGram | RepresentationCapture] | None = None
 
     @property
     def step(self) -> int | None:
@@ -83,14 +93,14 @@ class PendingBalance:
             self._pending[1].disarm()
         self._pending = None
 
-    def take(self) -> list[list[float]] | None:
+    def take(self) -> DeviceGram | None:
         """The pending measurement's Gram matrix (after the backward), no longer pending."""
         pending, self._pending = self._pending, None
         if pending is None:
             return None
         measured = pending[1]
         if not isinstance(measured, RepresentationCapture):
-            return measured.tolist()
+            return measured
         reduce = None
         if self._world_size is not None:
             world = self._world_size
@@ -101,10 +111,33 @@ class PendingBalance:
         if self._capture is not None:
             self._capture.disarm()
 
-    def _parameter_gram(self, losses: list[torch.Tensor]) -> torch.Tensor:
+    def _parameter_gram(self, losses: list[torch.Tensor]) -> DeviceGram:
         grads = task_parameter_grads(losses, self._params)
         if self._world_size is not None:
             grads = distributed.average_task_grads(grads, self._params, self._world_size)
-        gram = parameter_gram(grads)
-        w = self._weights
-        return gram * torch.outer(w, w).to(gram.device)  # the gradients of the weighted losses
+        grams = parameter_gram(grads, partial(index_on, self._indices), self._rows)
+        n, w = len(losses), self._weights
+        if len(grams) > 1:  # model parallel: summed on the host once fetched, as it always was
+            return DeviceGram(grams, lambda values: _host_sum(values, n, w))
+        gram = grams[0]
+        outer = self._outer.get(gram.device)
+        if outer is None:
+            outer = self._outer[gram.device] = torch.outer(w, w).to(gram.device)
+        return DeviceGram([gram * outer], square_matrix(n))  # those of the weighted losses
+
+    def _rows(self, size: int, device: torch.device) -> torch.Tensor:
+        """A float64 buffer for the rows of one parameter (the tasks times its size), kept
+        between measurements up to 64 MiB; a larger one is made each time, as before."""
+        buffer = self._scratch.get(device)
+        if buffer is not None and buffer.numel() >= size:
+            return buffer
+        buffer = torch.empty(size, dtype=torch.float64, device=device)
+        if size * 8 <= _KEEP_BYTES:
+            self._scratch[device] = buffer
+        return buffer
+
+
+def _host_sum(values: list[float], n: int, weights: torch.Tensor) -> list[list[float]]:
+    """The Gram matrix of partial sums fetched from several devices, weighted."""
+    gram = torch.tensor(values, dtype=torch.float64).reshape(-1, n, n).sum(dim=0)
+    return (gram * torch.outer(weights, weights)).tolist()

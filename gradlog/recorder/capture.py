@@ -16,12 +16,20 @@ split by task (an operation on ``h`` feeds several tasks).
 
 from __future__ import annotations
 
-import math
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
+from gradlog.recorder.gram import (
+    DeviceGram,
+    dots_matrix,
+    index_on,
+    pair_matrix,
+    pair_matrix_on,
+    square_matrix,
+)
 from gradlog.recorder.graph import Shared, task_consumers
 
 __all__ = ["RepresentationCapture"]
@@ -53,6 +61,7 @@ class RepresentationCapture:
         self._buffers: dict[tuple, torch.Tensor] = {}
         self._scratch_buffer: torch.Tensor | None = None
         self._handles: list[Any] = []
+        self._indices: dict[tuple, torch.Tensor] = {}
         self._reset()
 
     def _reset(self) -> None:
@@ -115,7 +124,7 @@ class RepresentationCapture:
         def hook(grad_inputs, grad_outputs):
             grads = [grad_inputs[slot] for slot in slots if grad_inputs[slot] is not None]
             self._remaining[task] -= 1
-            with torch.no_grad():
+            with _outside_graph():
                 if self._remaining[task] > 0:
                     for grad in grads:
                         self._accumulate(task, grad)
@@ -140,7 +149,7 @@ class RepresentationCapture:
         def hook(grad_inputs, grad_outputs):
             grads = [grad_inputs[slot] for slot in slots if grad_inputs[slot] is not None]
             self._remaining[task] -= 1
-            with torch.no_grad():
+            with _outside_graph():
                 squares, held = self._squares[task], self._held[task]
                 for grad in grads:
                     squares.append(_square(grad))  # (value, factor): value * factor
@@ -169,23 +178,21 @@ class RepresentationCapture:
 
     def _capture_total(self, grad: torch.Tensor | None) -> None:
         if grad is not None:
-            with torch.no_grad():
+            with _outside_graph():
                 self._total_square = _square(grad)
 
-    def _pair_gram(self) -> list[list[float]]:
+    def _pair_gram(self, reduce: Callable[[torch.Tensor], torch.Tensor] | None) -> DeviceGram:
         terms = [*self._squares[0], *self._squares[1]]
         if self._total_square is not None:
             terms.append(self._total_square)
-        # One transfer for every scalar; the float32 values are exact as Python floats, and
-        # the rest of the arithmetic is float64.
-        values = torch.stack([t for t, _ in terms]).tolist() if terms else []
-        values = [v * v if f is None else v * f for v, (_, f) in zip(values, terms)]
-        n_first = len(self._squares[0])
-        first = math.fsum(values[:n_first])
-        second = math.fsum(values[n_first : n_first + len(self._squares[1])])
-        total = values[-1] if self._total_square is not None else first + second
-        cross = (total - first - second) / 2
-        return [[first, cross], [cross, second]]
+        factors = [f for _, f in terms]
+        counts = (len(self._squares[0]), len(self._squares[1]), self._total_square is not None)
+        tensors = [t for t, _ in terms]
+        if reduce is None:
+            return DeviceGram(tensors, lambda values: pair_matrix(values, factors, *counts))
+        # Summed over the ranks at every step (a collective): the same arithmetic, on the device
+        matrix = pair_matrix_on(tensors, factors, *counts, device=self._device)
+        return DeviceGram([reduce(matrix)], square_matrix(2))
 
     # -- any number of tasks ---------------------------------------------------------------
 
@@ -243,66 +250,77 @@ class RepresentationCapture:
         if grad_outputs and grad_outputs[0] is not None:
             self._scale = grad_outputs[0].detach().reshape(()).to(torch.float64)
 
-    def gram(
-        self, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
-    ) -> list[list[float]]:
-        """The (n, n) Gram matrix of the captured gradients, as Python floats. Disarms.
+    def gram(self, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> DeviceGram:
+        """The (n, n) Gram matrix of the captured gradients, still on the device. Disarms.
 
         A task whose gradient never reached the representation has a zero row. ``reduce``
-        maps the (n, n) float64 matrix before it leaves the device (a sum over ranks).
+        maps the (n, n) float64 matrix on the device (a sum over ranks).
         """
         if not self._armed:
             raise RuntimeError("RepresentationCapture.gram() before arm()")
         self.disarm()
-        n = self.n_tasks
-        if self._pair:
-            with torch.no_grad():
-                matrix = self._pair_gram()
-            self._reset()
-            if reduce is None:
-                return matrix
-            return reduce(torch.tensor(matrix, dtype=torch.float64, device=self._device)).tolist()
         with torch.no_grad():
-            for task in range(n):
-                if not self._complete[task]:  # an operation that never ran in the backward
-                    self._finish_task(task)
-            vectors = self._vectors
-            if n > _DOTS_UP_TO:
-                present = [i for i in range(n) if vectors[i] is not None]
-                gram = torch.zeros((n, n), dtype=torch.float64, device=self._device)
-                if present:
-                    rows = torch.stack([vectors[i] for i in present])
-                    index = torch.tensor(present, device=self._device)
-                    gram[index[:, None], index[None, :]] = torch.mm(rows, rows.t()).double()
+            if self._pair:
+                result = self._pair_gram(reduce)
             else:
-                # One stack of the scalars already computed in the hooks, one transfer.
-                keys = list(self._dots)
-                scalars = [self._dots[k] for k in keys]
-                if self._scale is not None:
-                    scalars.append(self._scale.to(self._dtype))
-                values = torch.stack(scalars).tolist() if scalars else []
-                scale = values.pop() if self._scale is not None else 1.0
-                matrix = [[0.0] * n for _ in range(n)]
-                for (i, j), value in zip(keys, values):
-                    matrix[i][j] = matrix[j][i] = value / (scale * scale)
-                if reduce is None:
-                    self._reset()
-                    return matrix
-                gram = torch.tensor(matrix, dtype=torch.float64, device=self._device)
-                self._scale = None  # already divided out
-            if self._scale is not None:
-                gram = gram / (self._scale * self._scale)
-            if reduce is not None:
-                gram = reduce(gram)
-            result = gram.tolist()
+                for task in range(self.n_tasks):
+                    if not self._complete[task]:  # an operation that never ran in the backward
+                        self._finish_task(task)
+                if self.n_tasks > _DOTS_UP_TO:
+                    result = self._matrix_gram(reduce)
+                else:
+                    result = self._dots_gram(reduce)
         self._reset()
         return result
+
+    def _dots_gram(self, reduce: Callable[[torch.Tensor], torch.Tensor] | None) -> DeviceGram:
+        """The matrix of the inner products the hooks took, the loss scale divided out."""
+        n, keys = self.n_tasks, list(self._dots)
+        scalars = [self._dots[k] for k in keys]
+        scaled = self._scale is not None
+        if scaled:
+            scalars.append(self._scale.to(self._dtype))
+        if reduce is None:
+            return DeviceGram(scalars, lambda values: dots_matrix(values, n, keys, scaled))
+        # Summed over the ranks at every step: the same arithmetic in float64, on the device
+        matrix = torch.zeros((n, n), dtype=torch.float64, device=self._device)
+        if scalars:
+            values = torch.stack(scalars).to(torch.float64)
+            scale = values[-1] if scaled else 1.0
+            for k, (i, j) in enumerate(keys):
+                matrix[i, j] = matrix[j, i] = values[k] / (scale * scale)
+        return DeviceGram([reduce(matrix)], square_matrix(n))
+
+    def _matrix_gram(self, reduce: Callable[[torch.Tensor], torch.Tensor] | None) -> DeviceGram:
+        """More tasks than pairwise dot products suit: one matrix product of the buffers."""
+        n, vectors = self.n_tasks, self._vectors
+        present = [i for i in range(n) if vectors[i] is not None]
+        gram = torch.zeros((n, n), dtype=torch.float64, device=self._device)
+        if present:
+            rows = torch.stack([vectors[i] for i in present])
+            product = torch.mm(rows, rows.t()).double()
+            index = index_on(self._indices, present, self._device)
+            gram[index[:, None], index[None, :]] = product
+        if self._scale is not None:
+            gram = gram / (self._scale * self._scale)
+        if reduce is not None:
+            gram = reduce(gram)
+        return DeviceGram([gram], square_matrix(n))
 
     def disarm(self) -> None:
         """Remove the hooks (a retained graph must not call them later)."""
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+
+
+_NOTHING = contextlib.nullcontext()
+
+
+def _outside_graph():
+    """Grad mode off in a hook. The engine already runs hooks with it off unless the backward
+    builds a graph (``create_graph=True``); switching it costs as much as a hook's own work."""
+    return torch.no_grad() if torch.is_grad_enabled() else _NOTHING
 
 
 def _square(grad: torch.Tensor) -> tuple[torch.Tensor, float | None]:

@@ -30,12 +30,15 @@ from gradlog.recorder.config import (
 from gradlog.recorder.echo import LiveEcho
 from gradlog.recorder.model import (
     SharedOutput,
+    check_losses,
     check_module,
     resolve_shared,
     trainable_parameters,
+    weighted_sum,
 )
-from gradlog.recorder.norms import norms_and_cosines, parameter_grad_norms
-from gradlog.recorder.records import balance_fields, event_record, run_record, stats_fields
+from gradlog.recorder.norms import parameter_grad_norms
+from gradlog.recorder.pending import DeviceValues, PendingRecord, pending_event, task_losses
+from gradlog.recorder.records import event_record, run_record
 from gradlog.recorder.schedule import BALANCE, STATS, Schedule
 from gradlog.recorder.writers import NullWriter, check_log_path, open_writer
 
@@ -174,6 +177,8 @@ class GradientRecorder:
             representation=self.mode == REPRESENTATION,
         )
         self._writer = self._open_writer(path)
+        self._writes_nothing = isinstance(self._writer, NullWriter)
+        self._values = DeviceValues()
         self.path = self._writer.path
         self._closed = False
         stream = config.echo_stream()
@@ -259,7 +264,7 @@ class GradientRecorder:
         mode without ``shared=`` at construction. Returns the weighted total loss.
         """
         self._before(losses, epoch, step, shared, None, exact=True)
-        total = sum(self.weights[name] * losses[name] for name in self.tasks)
+        total = weighted_sum(losses, self.weights)
         total.backward()
         self._finish(losses, epoch, step)
         return total
@@ -331,21 +336,7 @@ class GradientRecorder:
     def _check_losses(self, losses: Mapping[str, torch.Tensor]) -> None:
         if self._closed:
             raise RuntimeError(f"{self.path}: recorder is closed")
-        missing = [t for t in self.tasks if t not in losses]
-        extra = [t for t in losses if t not in self.weights]
-        if missing or extra:
-            raise KeyError(
-                f"losses must hold exactly the tasks {self.tasks}: missing {missing}, unknown {extra}"
-            )
-        for task in self.tasks:
-            loss = losses[task]
-            if not isinstance(loss, torch.Tensor):
-                # A float has no graph to differentiate: the usual slip is loss.item()
-                raise TypeError(
-                    f"losses[{task!r}] must be the task's loss as a torch.Tensor (with its "
-                    f"graph, as returned by the loss function), got {type(loss).__name__} "
-                    f"{loss!r:.40}"
-                )
+        check_losses(losses, self.tasks)
 
     def _finish(self, losses, epoch, step) -> None:
         step = self._schedule.advance(step)
@@ -355,24 +346,32 @@ class GradientRecorder:
         stats_due = self._schedule.due(STATS, epoch, step)
         if not stats_due and gram is None:
             return
-        record = event_record(self.run_id, epoch, step, self._record_rank)
         if stats_due:
-            index, norms = parameter_grad_norms(self._params)
-            record.update(stats_fields(index, norms, self._names if self.layers else None))
             self._schedule.done(STATS, epoch)
-        balance = None
         if gram is not None:
-            balance, cosines = norms_and_cosines(gram)
-            losses_now = [float(losses[t].detach()) for t in self.tasks]
-            record.update(balance_fields(self.tasks, self.weights, losses_now, balance, cosines))
             self._schedule.done(BALANCE, epoch)
-        self._write(record)
-        if self._echo is not None:
-            self._echo.record(record, balance)
+        if self._writes_nothing:
+            return  # the reductions, collective, are done; nothing is written on this rank
+        # Queued on the device, fetched when the writer flushes (pending.py): no waiting here.
+        entry = pending_event(
+            self._values,
+            event_record(self.run_id, epoch, step, self._record_rank),
+            stats=parameter_grad_norms(self._params) if stats_due else None,
+            names=self._names if self.layers else None,
+            balance=None if gram is None else (gram, task_losses([losses[t] for t in self.tasks])),
+            tasks=self.tasks,
+            weights=self.weights,
+        )
+        self._write(entry)
+        if self._echo is not None and (stats_due or len(self.tasks) > 1):
+            # The echo prints now, so it needs the values now: a transfer at each step it prints.
+            record = entry.resolve()
+            norms = [t["grad_norm"] for t in record["tasks"]] if gram is not None else None
+            self._echo.record(record, norms)
 
     # -- output -------------------------------------------------------------------------------
 
-    def _write(self, record: Record) -> None:
+    def _write(self, record: Record | PendingRecord) -> None:
         self._writer.write(record)
 
     def flush(self) -> None:

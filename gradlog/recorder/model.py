@@ -1,12 +1,13 @@
 """What the recorder takes from the user's model, resolved once at construction.
 
-The parameters it measures, and in representation mode the module whose output the task
-heads read (``shared=``), watched by a forward hook so that ``backward(losses)`` needs no
-``shared=h`` on every call.
+The parameters it measures, the losses it is given (checked at every call), and in
+representation mode the module whose output the task heads read (``shared=``), watched by a
+forward hook so that ``backward(losses)`` needs no ``shared=h`` on every call.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -31,6 +32,36 @@ def first_tensor(output: Any) -> torch.Tensor | None:
 def check_module(model: Any) -> None:
     if not isinstance(model, torch.nn.Module):
         raise RecorderConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+
+
+def check_losses(losses: Mapping[str, Any], tasks: list[str]) -> None:
+    """``losses`` holds exactly the tasks, each a tensor (with its graph)."""
+    missing = [t for t in tasks if t not in losses]
+    extra = [t for t in losses if t not in tasks]
+    if missing or extra:
+        raise KeyError(
+            f"losses must hold exactly the tasks {tasks}: missing {missing}, unknown {extra}"
+        )
+    for task in tasks:
+        loss = losses[task]
+        if not isinstance(loss, torch.Tensor):
+            # A float has no graph to differentiate: the usual slip is loss.item()
+            raise TypeError(
+                f"losses[{task!r}] must be the task's loss as a torch.Tensor (with its "
+                f"graph, as returned by the loss function), got {type(loss).__name__} "
+                f"{loss!r:.40}"
+            )
+
+
+def weighted_sum(losses: Mapping[str, torch.Tensor], weights: Mapping[str, float]) -> torch.Tensor:
+    """``sum(weights[t] * losses[t])`` over the tasks (the keys of ``weights``, in order), bit
+    for bit, without the operations that change nothing (a weight of 1, a start from 0): each
+    would be a node the backward runs through too."""
+    total = None
+    for name, weight in weights.items():
+        term = losses[name] if weight == 1.0 else weight * losses[name]
+        total = term if total is None else total + term
+    return total
 
 
 def trainable_parameters(model: torch.nn.Module) -> tuple[list[str], list[torch.nn.Parameter]]:

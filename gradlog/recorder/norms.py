@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -18,42 +18,23 @@ def _norms(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.stack(norms)  # float32 values convert to Python floats exactly
 
 
-def parameter_grad_norms(params: Sequence[torch.nn.Parameter]) -> tuple[list[int], list[float]]:
-    """Per-parameter L2 norms of ``.grad`` for the parameters that have one.
+def parameter_grad_norms(
+    params: Sequence[torch.nn.Parameter],
+) -> tuple[list[int], list[torch.Tensor]]:
+    """Per-parameter L2 norms of ``.grad`` for the parameters that have one, on the device.
 
-    Returns the indices (into ``params``) of those parameters and their norms, fetched from the
-    device in one transfer.
+    Returns the indices (into ``params``) of those parameters and tensors holding their norms
+    in that order: one stacked tensor, or one per parameter when the parameters are spread
+    over devices (model parallel). Nothing is fetched to the host.
     """
     index = [i for i, p in enumerate(params) if p.grad is not None]
-    grads = [params[i].grad.detach() for i in index]
-    if not grads:
+    if not index:
         return [], []
-    devices = {g.device for g in grads}
-    if len(devices) == 1:
-        norms = _norms(grads).tolist()
-    else:  # parameters spread over devices (model parallel): one transfer per device
-        norms = [float(torch.linalg.vector_norm(g)) for g in grads]
-    return index, norms
-
-
-def task_grad_norms(
-    losses: Sequence[torch.Tensor], params: Sequence[torch.nn.Parameter]
-) -> list[float]:
-    """L2 norm, over ``params``, of the gradient of each loss alone.
-
-    Uses ``torch.autograd.grad`` with the graph retained, so ``.grad`` and the graph the caller
-    is about to backward through are left as they were. Parameters a loss does not reach
-    contribute zero.
-    """
-    results: list[torch.Tensor] = []
-    for loss in losses:
-        grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-        present = [g for g in grads if g is not None]
-        if not present:
-            results.append(torch.zeros((), dtype=torch.float64))
-            continue
-        results.append(torch.linalg.vector_norm(_norms(present)).cpu())
-    return torch.stack(results).tolist() if results else []
+    with torch.no_grad():  # rather than a detach of each gradient: one switch, not one op each
+        grads = [params[i].grad for i in index]
+        if len({g.device for g in grads}) == 1:
+            return index, [_norms(grads)]
+        return index, [torch.linalg.vector_norm(g) for g in grads]
 
 
 def task_parameter_grads(
@@ -72,33 +53,49 @@ def task_parameter_grads(
     ]
 
 
-def parameter_gram(per_task: Sequence[Sequence[torch.Tensor | None]]) -> torch.Tensor:
-    """The (n, n) float64 Gram matrix ``G[i, j] = <g_i, g_j>`` of per-task parameter gradients.
+def parameter_gram(
+    per_task: Sequence[Sequence[torch.Tensor | None]],
+    index: Callable[[list[int], torch.device], torch.Tensor] | None = None,
+    scratch: Callable[[int, torch.device], torch.Tensor] | None = None,
+) -> list[torch.Tensor]:
+    """The (n, n) float64 Gram matrix ``G[i, j] = <g_i, g_j>`` of per-task parameter gradients,
+    as partial sums, one per device the parameters are on (their sum is the matrix).
 
     Each task's gradient is the concatenation over all parameters (a missing one counts as
     zero). Computed one parameter at a time in float64, so the memory it needs beyond the
     gradients is that of the largest parameter, and the norms are exact to float64 rounding.
+    ``index(present, device)``: the tasks a parameter's gradient reaches, as an index tensor on
+    ``device``; a cache of them spares a copy from the host at every step (default: made anew).
+    ``scratch(size, device)``: a flat float64 buffer of at least ``size`` elements for the rows
+    of one parameter; one kept between steps spares the page faults of a fresh one each time
+    (default: made anew).
     """
     n = len(per_task)
+    if index is None:
+        index = lambda present, device: torch.tensor(present, device=device)  # noqa: E731
+    if scratch is None:
+        scratch = lambda size, device: torch.empty(size, dtype=torch.float64, device=device)  # noqa: E731
     partial: dict[torch.device, torch.Tensor] = {}
     for grads in zip(*per_task):
-        present = [i for i, g in enumerate(grads) if g is not None]
+        present = [g for g in grads if g is not None]
         if not present:
             continue
-        rows = torch.stack([grads[i].detach().reshape(-1) for i in present]).to(torch.float64)
+        device, numel = present[0].device, present[0].numel()
+        rows = scratch(len(present) * numel, device)[: len(present) * numel].view(-1, numel)
+        for row, grad in zip(rows, present):
+            row.copy_(grad.detach().reshape(-1))  # to float64, exactly
         sub = rows @ rows.t()
-        device = rows.device
         gram = partial.get(device)
         if gram is None:
             gram = partial[device] = torch.zeros((n, n), dtype=torch.float64, device=device)
-        index = torch.tensor(present, device=device)
-        gram[index[:, None], index[None, :]] += sub
+        if len(present) == n:
+            gram += sub
+        else:
+            rows_at = index([i for i, g in enumerate(grads) if g is not None], device)
+            gram[rows_at[:, None], rows_at[None, :]] += sub
     if not partial:
-        return torch.zeros((n, n), dtype=torch.float64)
-    grams = list(partial.values())
-    if len(grams) == 1:
-        return grams[0]
-    return torch.stack([g.cpu() for g in grams]).sum(dim=0)  # model parallel: several devices
+        return [torch.zeros((n, n), dtype=torch.float64)]
+    return list(partial.values())
 
 
 def norms_and_cosines(

@@ -87,14 +87,15 @@ def stats_fields(
     """
     if not norms:
         return {"n_grads": 0}
+    # A NaN gradient is the maximum (the first NaN), not silently skipped
+    nan = next((n for n in norms if n != n), None)
     stats: dict[str, Any] = {
         "mean_norm": math.fsum(norms) / len(norms),
-        # NaN sorts last so that a NaN gradient is the maximum, not silently skipped
-        "max_norm": max(norms, key=lambda n: (math.isnan(n), n)),
-        "total_norm": math.sqrt(math.fsum(n * n for n in norms)),
+        "max_norm": max(norms) if nan is None else nan,
+        "total_norm": math.sqrt(math.fsum([n * n for n in norms])),
         "n_grads": len(norms),
-        "n_vanishing": sum(classify.layer_is_vanishing(n) for n in norms),
-        "n_exploding": sum(classify.layer_is_exploding(n) for n in norms),
+        "n_vanishing": sum(map(classify.layer_is_vanishing, norms)),
+        "n_exploding": sum(map(classify.layer_is_exploding, norms)),
     }
     if names is not None:
         stats["layers"] = [{"name": names[i], "norm": n} for i, n in zip(index, norms)]

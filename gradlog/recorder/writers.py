@@ -24,6 +24,13 @@ still in the buffer, at most ``buffer_records`` of them and, while training keep
 ``flush_seconds`` worth; an exception that unwinds through the recorder's ``with`` block loses
 nothing. Lines are never cut by buffering: a flush writes whole lines only.
 
+Pending records: ``write`` also takes a record whose values are still on the device (the
+recorder's :class:`~gradlog.recorder.pending.PendingRecord`: anything with a ``resolve()`` that
+returns the record). Buffered, it is kept as it is and resolved when the buffer is written out,
+which fetches the values of every pending record in one transfer per device: a flush is the
+only moment a buffered log waits for the device. Unbuffered, it is resolved at once. This module
+never imports torch.
+
 A write that fails (disk full, no permission) raises one :class:`~gradlog.errors.GradlogError`
 naming the file and the cause, and says how many records it could not write.
 """
@@ -32,14 +39,26 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import time
 import weakref
 from pathlib import Path
+from typing import Protocol
 
 from gradlog.errors import GradlogError, RecorderConfigError
 from gradlog.files import has_whole_line, write_error, write_parquet
 from gradlog.format import JOURNAL_BYTES_KEY, Record, dumps, journal_path, log_kind
 from gradlog.recorder.lock import WriterLock
+
+
+class Pending(Protocol):
+    """A record whose values are not fetched yet (:mod:`gradlog.recorder.pending`)."""
+
+    def resolve(self) -> Record: ...
+
+
+def _resolved(record: Record | Pending) -> Record:
+    return record if isinstance(record, dict) else record.resolve()
 
 
 def _ends_with_newline(path: Path) -> bool:
@@ -66,7 +85,7 @@ class JsonlWriter:
         self._fsync = fsync
         self._buffer_records = buffer_records
         self._flush_seconds = flush_seconds
-        self._pending: list[bytes] = []
+        self._pending: list[bytes | Pending] = []  # a pending record is encoded when written out
         self._pending_since = 0.0
         try:
             self._fd: int | None = os.open(
@@ -90,18 +109,19 @@ class JsonlWriter:
         """Records accepted but not yet handed to the operating system (buffered mode)."""
         return len(self._pending)
 
-    def write(self, record: Record) -> None:
+    def write(self, record: Record | Pending) -> None:
         if self._fd is None:
             raise ValueError(f"{self.path}: writer is closed")
-        data = dumps(record)
         if not self._buffer_records:
-            self._write_bytes(data, 1)
+            self._write_bytes(dumps(_resolved(record)), 1)
             self.records_written += 1
             return
         self.records_written += 1
         if not self._pending:
             self._pending_since = time.monotonic()
-        self._pending.append(data)
+        # A plain record is encoded now, in case its dict is reused; a pending one, whose
+        # values are still on the device, when the buffer is written out.
+        self._pending.append(dumps(record) if isinstance(record, dict) else record)
         if (
             len(self._pending) >= self._buffer_records
             or time.monotonic() - self._pending_since >= self._flush_seconds
@@ -110,12 +130,12 @@ class JsonlWriter:
 
     def _drain(self) -> None:
         if self._pending and self._fd is not None:
-            data = b"".join(self._pending)
-            count = len(self._pending)
-            self._pending.clear()
+            pending, self._pending = self._pending, []
+            count = len(pending)
             try:
+                data = b"".join(p if isinstance(p, bytes) else dumps(p.resolve()) for p in pending)
                 self._write_bytes(data, count)
-            except GradlogError:
+            except Exception:
                 self.records_written -= count  # counted when buffered, and now lost (said so)
                 raise
 
@@ -193,6 +213,8 @@ def _drain_at_exit() -> None:
             writer._drain()
         except OSError:  # nothing more can be done at exit; never mask the real exit status
             pass
+        except Exception as exc:  # pending values the device could not give back: say so
+            print(f"gradlog: {writer.path}: records lost at exit: {exc}", file=sys.stderr)
 
 
 class NullWriter:
@@ -203,7 +225,7 @@ class NullWriter:
         self.records_written = 0
         self.pending = 0
 
-    def write(self, record: Record) -> None:
+    def write(self, record: Record | Pending) -> None:
         pass
 
     def flush(self) -> None:
@@ -247,7 +269,7 @@ class ParquetWriter:
         except BaseException:
             self._lock.release()
             raise
-        self._records: list[Record] = []
+        self._records: list[Record | Pending] = []
         self._last_snapshot = time.monotonic()
         self._dirty = False
         self.records_written = 0
@@ -287,7 +309,7 @@ class ParquetWriter:
         metadata = {JOURNAL_BYTES_KEY: str(journal_bytes)}
         write_parquet(frame, self.path, fsync=self._fsync, metadata=metadata)
 
-    def write(self, record: Record) -> None:
+    def write(self, record: Record | Pending) -> None:
         if self._journal is None:
             raise ValueError(f"{self.path}: writer is closed")
         self._journal.write(record)
@@ -311,7 +333,7 @@ class ParquetWriter:
             return
         import polars as pl
 
-        frame = self._to_frame(self._records)
+        frame = self._to_frame([_resolved(r) for r in self._records])
         if self._frame is not None:
             frame = pl.concat([self._frame, frame], how="vertical", rechunk=False)
             if frame.n_chunks() > 32:  # a chunk per snapshot would pile up over a long run
