@@ -135,6 +135,13 @@ def mlp_trainers(log_dir: Path) -> list[Trainer]:
         if extra is not None or name.startswith("bare")
     ]
     trainers.append(_mlp_trainer("extra backward every 10 steps (no gradlog)", extra_backward=10))
+    trainers.append(  # the parameter mode's own arithmetic, done by hand: its floor
+        _mlp_trainer(
+            "extra backward + float64 Gram every 10 steps (no gradlog)",
+            extra_backward=10,
+            gram=True,
+        )
+    )
     rows = [
         ("representation", "every step"),
         ("representation", "every step, statistics only"),  # the gradients' norms: a floor
@@ -150,7 +157,7 @@ def mlp_trainers(log_dir: Path) -> list[Trainer]:
 
 
 def _mlp_trainer(
-    name: str, *, extra=None, extra_backward: int = 0, mode=None, cadence=None, log=None
+    name: str, *, extra=None, extra_backward: int = 0, gram=False, mode=None, cadence=None, log=None
 ) -> Trainer:
     torch.manual_seed(0)
     model = TwoTaskMLP()
@@ -159,6 +166,7 @@ def _mlp_trainer(
     rec = None
     if mode is not None:
         rec = recorder(model, ["classes", "value"], None, mode, cadence, model.trunk, log)
+    scratch = torch.empty(2 * max(p.numel() for p in params), dtype=torch.float64)
 
     def step(epoch: int, number: int, batch: tuple) -> None:
         optimizer.zero_grad()
@@ -168,14 +176,33 @@ def _mlp_trainer(
         else:
             total = losses["classes"] + losses["value"]
             if extra_backward and number % extra_backward == 0:
-                for loss in losses.values():  # as the parameter mode measures, before it
+                grads = [  # as the parameter mode measures, before the backward
                     torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+                    for loss in losses.values()
+                ]
+                if gram:
+                    float64_gram(grads, scratch)
             total.backward()
             if extra is not None:
                 extra(model)
         optimizer.step()
 
     return Trainer(name, step, rec)
+
+
+def float64_gram(grads: list[tuple], scratch: torch.Tensor) -> torch.Tensor:
+    """The Gram matrix of the tasks' parameter gradients in float64, one parameter at a time,
+    as the parameter mode takes it (norms exact to float64 rounding)."""
+    n = len(grads)
+    gram = torch.zeros((n, n), dtype=torch.float64)
+    for pair in zip(*grads):
+        present = [i for i, g in enumerate(pair) if g is not None]  # a head: one task
+        rows = scratch[: len(present) * pair[present[0]].numel()].view(len(present), -1)
+        for row, i in zip(rows, present):
+            row.copy_(pair[i].reshape(-1))
+        index = torch.tensor(present)
+        gram[index[:, None], index[None, :]] += rows @ rows.t()
+    return gram
 
 
 def mlp_batches(blocks: int, batch_size: int = 64, width: int = 512):

@@ -270,7 +270,7 @@ class RepresentationCapture:
                     result = self._matrix_gram(reduce)
                 else:
                     result = self._dots_gram(reduce)
-        self._reset()
+        self._armed = False  # the rest is reset by the next arm(): once a step is enough
         return result
 
     def _dots_gram(self, reduce: Callable[[torch.Tensor], torch.Tensor] | None) -> DeviceGram:
