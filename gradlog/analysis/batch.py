@@ -219,6 +219,8 @@ def _within_event_limit(base: Chunk) -> tuple[Chunk, dict[str, RunSummary]]:
     from gradlog.analysis.readers.limits import event_limit, too_many_events
 
     limit = event_limit()
+    if base.records.height <= limit:  # no source of the chunk can hold more
+        return base, {}
     counts = base.records.filter(pl.col("kind") == KIND_EVENT).group_by("source").len()
     over = counts.filter(pl.col("len") > limit).get_column("source").to_list()
     if not over:
