@@ -20,6 +20,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from gradlog.analysis.batch import run_batch
 from gradlog.analysis.engine import Options
 from gradlog.analysis.readers import read_log
 from gradlog.analysis.render.text import format_text
@@ -133,6 +134,11 @@ REFUSED = {
         "field 'tasks[0].grad_norm': expected a number or one of NaN, Infinity, -Infinity, got True",
     ),
     "text_for_number": (event(10, mean_norm="big"), "field 'mean_norm': expected a number"),
+    # a field no batch row shows: read all the same, so batch refuses what report refuses
+    "text_for_unshown_number": (
+        event(10, total_norm="big"),
+        "field 'total_norm': expected a number",
+    ),
     "list_for_text": (event(10, run=[1]), "field 'run': expected a string, got a list [1]"),
     "object_for_text": (event(10, kind={"a": 1}), "field 'kind': expected a string, got an object"),
     "missing_run": ({"v": 1, "kind": "event"}, "field 'run': missing (required in every record)"),
@@ -176,6 +182,18 @@ def test_schema_breaks_stop_with_file_line_and_field(tmp_path: Path, case: str) 
     path = write(tmp_path / "run.jsonl", RUN, event(5), record, event(15))
     message = refused(path)
     assert message.startswith(f"{path}:3: {expected}"), message
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_batch_refuses_the_same_records_with_the_same_message(tmp_path: Path, case: str) -> None:
+    """One rule list: a record that stops ``gradlog report`` is the file's error row in a batch,
+    however the batch's fast scan reads it, and the message is the careful reader's."""
+    record, expected = REFUSED[case]
+    good = write(tmp_path / "good.jsonl", RUN, event(5), event(10), event(15))
+    path = write(tmp_path / "run.jsonl", RUN, event(5), record, event(15))
+    rows = run_batch([str(good), str(path)]).rows
+    assert [r.error is None for r in rows] == [True, False]
+    assert rows[1].error.startswith(f"{path}:3: {expected}"), rows[1].error
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,7 @@ lines are checked where it is found, :mod:`gradlog.analysis.sources`.)
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 
@@ -45,7 +46,9 @@ from gradlog.format import (
     INT_FIELDS,
     KIND_RUN,
     REQUIRED_FIELDS,
+    SCHEMA_VERSION,
     STRING_FIELDS,
+    validate_record,
 )
 from gradlog.frames import json_schema, storage_schema
 
@@ -156,7 +159,7 @@ def read_json(
             "n_vanishing",
             "n_exploding",
             tasks.alias("tasks"),
-            lost=lost,
+            lost=lost | _odd(),
             meta="meta",
         )
         .with_columns(bad=_invalid() | pl.col("lost"))
@@ -167,7 +170,8 @@ def read_json(
     meta_text = pl.col("meta").str.json_decode(_META_TEXT)
     weights_text = meta_text.struct.field("weights")
     weights = weights_text.cast(WEIGHTS, strict=False)
-    meta = frame.filter(pl.col("kind") == KIND_RUN).select(
+    runs = frame.filter(pl.col("kind") == KIND_RUN)
+    meta = runs.select(
         "source",
         "run",
         "row",
@@ -175,9 +179,39 @@ def read_json(
         by_steps=_by_steps(meta_text),
         meta_weights=weights,
         **_meta_extras(meta_text),
-        bad=_lost_in_list(weights_text, weights, ("weight",)),
+        bad=_lost_in_list(weights_text, weights, ("weight",))
+        | pl.Series(_meta_breaks_a_rule(runs.get_column("meta")), dtype=pl.Boolean),
     )
     return Chunk(frame.drop("meta"), meta)
+
+
+def _odd() -> pl.Expr:
+    """What the JSON decoding would let through and the careful reader refuses, found on the
+    text: a list or an object where a string belongs (read as its JSON text), a true or false
+    among a task's numbers (decoded as 1 or 0). A false alarm costs a careful read, no more."""
+    nested = pl.any_horizontal(
+        pl.col(c).str.starts_with("[") | pl.col(c).str.starts_with("{") for c in ("run", "kind")
+    )
+    flag = pl.col("tasks").str.contains(r":\s*(?:true|false)\s*[,}\]]")
+    return (nested | flag).fill_null(False)
+
+
+def _meta_breaks_a_rule(metas: pl.Series) -> list[bool]:
+    """Whether each run record's metadata (JSON text, or a Parquet struct) breaks a rule, by
+    the careful reader's own check (:func:`gradlog.format.validate_record`): a handful of
+    records per chunk, many rules, in Python as that reader does it."""
+    out = []
+    for meta in metas.to_list():
+        try:
+            meta = json.loads(meta) if isinstance(meta, str) else meta
+        except (ValueError, RecursionError):
+            out.append(True)
+            continue
+        record = {"v": SCHEMA_VERSION, "run": "-", "kind": KIND_RUN}
+        if meta is not None:
+            record["meta"] = meta
+        out.append(validate_record(record) is not None)
+    return out
 
 
 def _as_given(sources: list[str]) -> list[str]:
@@ -304,7 +338,8 @@ def _from_storage(lf: pl.LazyFrame, part: int, *, report: bool = False) -> Chunk
         bad=_invalid(),
     )
     meta = pl.col("meta")
-    runs = raw.filter(pl.col("kind") == KIND_RUN).select(
+    run_rows = raw.filter(pl.col("kind") == KIND_RUN)
+    runs = run_rows.select(
         "source",
         "run",
         "row",
@@ -312,6 +347,6 @@ def _from_storage(lf: pl.LazyFrame, part: int, *, report: bool = False) -> Chunk
         by_steps=_by_steps(meta),
         meta_weights=meta.struct.field("weights"),
         **_meta_extras(meta),
-        bad=pl.lit(False),
+        bad=pl.Series(_meta_breaks_a_rule(run_rows.get_column("meta")), dtype=pl.Boolean),
     )
     return Chunk(records, runs)
