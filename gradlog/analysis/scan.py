@@ -10,9 +10,11 @@ Every source, however it is stored, becomes the same columns:
     one row per run record: ``source, run, row, meta_tasks, by_steps, meta_weights, bad``.
 
 Only what the analysis needs is read (``layers``, for one, never is). ``bad`` marks a record
-the careful reader (:func:`gradlog.analysis.readers.read_log`) would refuse: a missing required field, an
-unknown version or kind, or a float whose text is no number. A source with a bad record is read
-again, alone, by that reader, which names the line and the field.
+the careful reader (:func:`gradlog.analysis.readers.read_log`) may refuse: one breaking a rule of
+:mod:`gradlog.analysis.validity`, a float whose text is no number, a value of the wrong kind that
+the decoding would let through (a list for a run id, ``true`` among a task's numbers), or run
+metadata that :func:`gradlog.format.validate_record` refuses. A source with a bad record is read
+again, alone, by that reader, which names the line and the field (or, on a false alarm, reads it).
 
 JSON Lines are scanned with the nested ``tasks`` and ``meta`` read as text: Polars reads text
 fast and decodes nested JSON afterwards several times faster than it parses nested structs inside
