@@ -30,7 +30,8 @@ import polars.selectors as cs
 
 from gradlog import classify
 from gradlog.analysis import exprs
-from gradlog.analysis.samples import events_frame, label, sample_frame
+from gradlog.analysis.events import events_frame, label
+from gradlog.analysis.samples import sample_frame
 from gradlog.analysis.scan import Chunk
 from gradlog.classify import Collapse, RatioBand
 from gradlog.errors import GradlogError

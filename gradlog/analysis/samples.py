@@ -7,11 +7,14 @@ every run of a batch, costs the same code. What it costs is measured (``benchmar
 and shaped the code:
 
 * the samples are a frame of their own (:func:`sample_frame`), which the engine aggregates by
-  run beside the events; only a report joins them onto its events (a join of a million rows
-  that keeps their order costs more than all the aggregations of a batch);
+  run beside the events; only a report joins them onto its events
+  (:mod:`gradlog.analysis.events`): a join of a million rows that keeps their order costs more
+  than all the aggregations of a batch;
 * a run's values reach its rows by a lookup on the run id (:func:`by_run`), not a join;
-* one group_by makes every sample's row when all samples are defined (almost always); a chunk
-  with undefined samples groups its defined ones again, for their windows;
+* when every sample is defined and every run has n tasks (almost always), a batch reads a
+  sample's values in place, every n-th row (:func:`_blocks`); else one group_by makes every
+  sample's row when all are defined, and a chunk with undefined samples groups its defined
+  ones again, for their windows;
 * what only a report shows (each sample's names and norms, which task dominates each window)
   is made only with ``detail``, a batch row taking its run's last window alone (:func:`finals`).
 """
@@ -340,63 +343,3 @@ def _judged(runs: pl.DataFrame, detail: bool) -> list[pl.Expr]:
         pl.when(has_window).then("w_names").alias("window_names"),
         pl.when(has_window).then("w_logs").alias("window_logs"),
     ]
-
-
-def events_frame(
-    records: pl.LazyFrame, runs: pl.DataFrame, samples: pl.LazyFrame | None
-) -> pl.LazyFrame:
-    """One row per event of every run: its statistics; with ``samples`` (a report: the
-    :func:`sample_frame` made with ``detail``), its balance sample's columns and its label."""
-    mean = pl.col("mean_norm")
-    columns = [
-        "rid",
-        "row",
-        "epoch",
-        "step",
-        mean,
-        pl.when(mean.is_not_null())
-        .then(pl.col("max_norm").fill_null(float("nan")))
-        .alias("max_norm"),
-        exprs.norm_band(mean).alias("norm_band"),
-    ]
-    events = records.filter(pl.col("kind") == KIND_EVENT)
-    if samples is None:
-        return events.select(columns)
-    optional = [c for c in ("total_norm", "n_vanishing", "n_exploding") if c in _names(records)]
-    sampled = _names(samples)[4:]  # after rid, row, epoch and step
-    judged = sampled.index("pair_verdict") + 1
-    return (
-        events.join(
-            samples.drop("rid", "epoch", "step").with_columns(has_balance=pl.lit(True)),
-            on="row",
-            how="left",
-            maintain_order="left",
-        )
-        .with_columns(pl.col("has_balance", "defined", "imbalance").fill_null(False))
-        .select(
-            *columns,
-            "has_balance",
-            *sampled[:judged],
-            by_run(runs, "n_tasks").alias("n_tasks"),
-            by_run(runs, "pair_a").alias("pair_a"),
-            by_run(runs, "pair_b").alias("pair_b"),
-            label(pl.col("epoch"), pl.col("step"), by_run(runs, "by_steps")).alias("label"),
-            *optional,
-            *sampled[judged:],
-        )
-    )
-
-
-def label(epoch: pl.Expr, step: pl.Expr, by_steps: pl.Expr) -> pl.Expr:
-    """How an event is named: "Epoch 5", "Step 250" (a run logged by steps), else "Event"."""
-    return (
-        pl.when((by_steps | epoch.is_null()) & step.is_not_null())
-        .then(pl.format("Step {}", step))
-        .when(epoch.is_not_null())
-        .then(pl.format("Epoch {}", epoch))
-        .otherwise(pl.lit("Event"))
-    )
-
-
-def _names(frame: pl.LazyFrame) -> list[str]:
-    return frame.collect_schema().names()
