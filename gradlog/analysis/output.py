@@ -97,13 +97,8 @@ _PLAIN = {str, int, float, bool, type(None)}
 
 
 class Encoded(str):
-    """JSON text already written (by Polars, natively), placed as it is by :func:`json_text`,
+    """JSON text already written (by Polars, natively), placed as it is by :func:`json_pieces`,
     and made ASCII there like the rest."""
-
-
-def json_text(value: object) -> str:
-    """``value`` as JSON: :func:`json_pieces`, joined."""
-    return "".join(json_pieces(value))
 
 
 def json_pieces(value: object, indent: str = "") -> Iterator[str]:
@@ -231,7 +226,7 @@ class Output:
         self._write(for_document(text))
 
     def json(self, data: object) -> None:
-        """Plain data as JSON (:func:`json_text`); every non-ASCII character as a ``\\uXXXX``
+        """Plain data as JSON (:func:`json_pieces`); every non-ASCII character as a ``\\uXXXX``
         escape, which decodes to the same text, so the data is unchanged and the bytes inert."""
         pieces: list[str] = []
         size = 0
