@@ -8,6 +8,7 @@ import polars as pl
 
 from gradlog.format import (
     CONFLICT_FLOAT_FIELDS,
+    EVENT_STRING_FIELDS,
     FLOAT_FIELDS,
     INT_FIELDS,
     META_INT_FIELDS,
@@ -36,6 +37,8 @@ COLUMNS = (
     "mean_norm",
     "max_norm",
     "total_norm",
+    "pre_clip_norm",
+    "clip_coef",
     "n_grads",
     "n_vanishing",
     "n_exploding",
@@ -44,6 +47,7 @@ COLUMNS = (
     "meta",
     "conflicts",
     "rank",
+    "skipped",
 )
 
 
@@ -61,7 +65,7 @@ def _schema(float_dtype: pl.DataType) -> dict[str, pl.DataType]:
     dtypes: dict[str, pl.DataType] = {}
     dtypes.update({f: pl.Int64 for f in INT_FIELDS})
     dtypes.update({f: float_dtype for f in FLOAT_FIELDS})
-    dtypes.update({f: pl.String for f in STRING_FIELDS})
+    dtypes.update({f: pl.String for f in STRING_FIELDS + EVENT_STRING_FIELDS})
     dtypes["layers"] = pl.List(pl.Struct({"name": pl.String, "norm": float_dtype}))
     dtypes["tasks"] = pl.List(task)
     dtypes["meta"] = meta

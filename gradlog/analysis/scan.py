@@ -50,9 +50,9 @@ from gradlog.format import (
     REQUIRED_FIELDS,
     SCHEMA_VERSION,
     STRING_FIELDS,
-    validate_record,
 )
 from gradlog.frames import json_schema, storage_schema
+from gradlog.record_rules import validate_record
 
 F64 = pl.Float64
 ROW_BLOCK = 1 << 40  # row numbers of part k start at k * ROW_BLOCK: unique across parts

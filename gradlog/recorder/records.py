@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gradlog import __version__, classify
-from gradlog.format import KIND_EVENT, KIND_RUN, SCHEMA_VERSION, Record
+from gradlog.format import KIND_EVENT, KIND_RUN, SCHEMA_VERSION, STATS_BEFORE_CLIPPING, Record
 from gradlog.recorder.config import RecorderConfig
 
 
@@ -48,6 +48,7 @@ def run_record(
         "host": socket.gethostname(),
         "gradlog_version": __version__,
         "torch_version": torch_version,
+        "stats_at": STATS_BEFORE_CLIPPING,
         "tags": [{"key": str(k), "value": str(v)} for k, v in (config.tags or {}).items()],
     }
     record: Record = {

@@ -1,7 +1,7 @@
 """Checking whole columns against the rules of the schema, and the messages that name a record.
 
 The rules are :mod:`gradlog.analysis.validity`'s, the one list every reader uses; the message
-comes from :func:`gradlog.format.validate_record` on the record as written where it names the
+comes from :func:`gradlog.record_rules.validate_record` on the record as written where it names the
 fault, so a JSON line and a Parquet row break a rule in the same words.
 """
 
@@ -15,8 +15,9 @@ import polars as pl
 
 from gradlog.analysis.validity import record_rules
 from gradlog.errors import LogFormatError
-from gradlog.format import KIND_RUN, SCHEMA_VERSION, validate_record
+from gradlog.format import KIND_RUN, SCHEMA_VERSION
 from gradlog.frames import COLUMNS, storage_schema
+from gradlog.record_rules import validate_record
 
 _UNREADABLE = object()
 

@@ -2,7 +2,7 @@
 
 The fast columnar read (:mod:`.fast`) first, its columns checked as a whole (:mod:`.checks`).
 Only a log that Polars cannot read is read line by line in Python, with
-:func:`gradlog.format.validate_record`, to skip what is not JSON and name the line and field of
+:func:`gradlog.record_rules.validate_record`, to skip what is not JSON and name the line and field of
 what breaks the schema.
 """
 
@@ -41,8 +41,9 @@ from gradlog.analysis.readers.streams import (
     read_stream,
 )
 from gradlog.errors import LogFormatError
-from gradlog.format import GZIP_MAGIC, KIND_EVENT, validate_record
+from gradlog.format import GZIP_MAGIC, KIND_EVENT
 from gradlog.frames import COLUMNS
+from gradlog.record_rules import validate_record
 
 # The JSON text parsed at once. The columnar parse holds about ten times its text while it
 # works, so a large log is parsed a piece at a time and only its typed columns are kept: the
