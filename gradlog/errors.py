@@ -47,3 +47,8 @@ class ClosedOutput(Exception):
     Not an ``OSError``: Click turns a broken pipe into exit code 1, which reads as a finding of
     ``--fail-on``; the CLI ends with its own code for a closed pipe instead.
     """
+
+
+class SkippedSampleWarning(UserWarning):
+    """A balance sample that was due could not be taken; training goes on, and the log marks
+    the sample as skipped (the event's ``skipped`` field). Warned once per reason."""

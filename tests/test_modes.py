@@ -21,7 +21,7 @@ from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from gradlog import GradientRecorder  # noqa: E402
-from gradlog.errors import RecorderConfigError  # noqa: E402
+from gradlog.errors import RecorderConfigError, SkippedSampleWarning  # noqa: E402
 
 TASKS = ["depth", "seg", "edges"]
 WEIGHTS = {"depth": 0.7, "seg": 1.3, "edges": 2.0}
@@ -266,7 +266,7 @@ def test_own_backward_in_representation_mode(tmp_path: Path) -> None:
     assert event["epoch"] == 1 and len(event["tasks"]) == 3 and "mean_norm" in event
 
 
-# -- refusals, at construction or at the first step ------------------------------------------
+# -- refusals at construction or at the first call; samples skipped, never a stop ------------
 
 
 @pytest.mark.parametrize(
@@ -294,7 +294,15 @@ def test_representation_mode_needs_the_representation(tmp_path: Path) -> None:
             rec.backward(task_losses(model, make_batch(0)), epoch=1)  # even when nothing is due
 
 
-def test_an_operation_feeding_two_tasks_is_refused(tmp_path: Path) -> None:
+def skipped_events(path: Path) -> list[dict]:
+    logged_events = events(path)
+    assert all("tasks" not in e for e in logged_events)
+    return [e["skipped"] for e in logged_events]
+
+
+def test_an_operation_feeding_two_tasks_is_skipped(tmp_path: Path) -> None:
+    """Found at the first measured step, which may be hours into a run: warned, not raised."""
+
     class Normed(ThreeHead):
         def forward(self, x, shared=None):
             h, _ = self.encoder(x)
@@ -306,42 +314,45 @@ def test_an_operation_feeding_two_tasks_is_refused(tmp_path: Path) -> None:
             )
 
     model = Normed()
+    path = tmp_path / "run.jsonl"
     with GradientRecorder(
-        model,
-        TASKS,
-        tmp_path / "run.jsonl",
-        mode="representation",
-        shared=model.encoder,
-        balance_every=1,
+        model, TASKS, path, mode="representation", shared=model.encoder, balance_every=1
     ) as rec:
-        with pytest.raises(RecorderConfigError, match=r"TanhBackward0.*cannot be told apart"):
+        with pytest.warns(SkippedSampleWarning, match=r"TanhBackward0.*cannot be told apart"):
             rec.backward(task_losses(model, make_batch(0)), epoch=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # once per reason
+            rec.backward(task_losses(model, make_batch(1)), epoch=2)
+    (first, second) = skipped_events(path)
+    assert first == second and "TanhBackward0" in first
 
 
-def test_a_shared_module_run_twice_is_refused(tmp_path: Path) -> None:
+def test_a_shared_module_read_twice_is_skipped(tmp_path: Path) -> None:
     model = ThreeHead()
+    path = tmp_path / "run.jsonl"
     with GradientRecorder(
-        model,
-        TASKS,
-        tmp_path / "run.jsonl",
-        mode="representation",
-        shared=model.encoder,
-        balance_every=1,
+        model, TASKS, path, mode="representation", shared=model.encoder, balance_every=1
     ) as rec:
         losses = task_losses(model, make_batch(0))
         extra = task_losses(model, make_batch(1))
-        with pytest.raises(RecorderConfigError, match="ran 2 times"):
+        with pytest.warns(SkippedSampleWarning, match="read 2 outputs"):
             rec.backward({t: losses[t] + extra[t] for t in TASKS}, epoch=1)
+    assert skipped_events(path) == [
+        "the task losses read 2 outputs of the shared module 'encoder' (a second view of the "
+        "batch?), so there is no one representation to measure at: pass the tensor the task "
+        "heads read as shared=h"
+    ]
 
 
-def test_representation_without_gradients_is_refused(tmp_path: Path) -> None:
+def test_representation_without_gradients_is_skipped(tmp_path: Path) -> None:
     model = ThreeHead()
-    with GradientRecorder(
-        model, TASKS, tmp_path / "run.jsonl", mode="representation", balance_every=1
-    ) as rec:
+    path = tmp_path / "run.jsonl"
+    with GradientRecorder(model, TASKS, path, mode="representation", balance_every=1) as rec:
         losses = task_losses(model, make_batch(0))
-        with pytest.raises(RecorderConfigError, match="does not require grad"):
+        with pytest.warns(SkippedSampleWarning, match="does not require grad"):
             rec.backward(losses, epoch=1, shared=torch.zeros(3))
+    (reason,) = skipped_events(path)
+    assert reason.startswith("the shared representation does not require grad")
 
 
 # -- the recorder never changes training ----------------------------------------------------

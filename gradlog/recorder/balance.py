@@ -49,7 +49,7 @@ class PendingBalance:
         self._params = list(params)
         self._world_size = world_size
         self._capture = RepresentationCapture(n_tasks) if representation else None
-        self._pending: tuple[int, DeviceGram | RepresentationCapture] | None = None
+        self._pending: tuple[int, DeviceGram | RepresentationCapture | str] | None = None
 
     @property
     def step(self) -> int | None:
@@ -88,13 +88,23 @@ class PendingBalance:
         self._capture.arm(losses, h, total, exact=exact)
         self._pending = (step, self._capture)
 
+    def skip(self, step: int, reason: str) -> None:
+        """The measurement due on ``step`` cannot be taken, for ``reason``: logged as skipped."""
+        self._pending = (step, reason)
+
+    def sample(self, losses: list[torch.Tensor], shared: torch.Tensor | None) -> DeviceGram:
+        """The task gradients of ``losses`` now, one ``autograd.grad`` per task with the graph
+        kept: over the parameters (``shared`` None) or at the representation ``shared``."""
+        return self._parameter_gram(losses, shared)
+
     def drop(self) -> None:
         if self._pending is not None and isinstance(self._pending[1], RepresentationCapture):
             self._pending[1].disarm()
         self._pending = None
 
-    def take(self) -> DeviceGram | None:
-        """The pending measurement's Gram matrix (after the backward), no longer pending."""
+    def take(self) -> DeviceGram | str | None:
+        """The pending measurement's Gram matrix (after the backward), or the reason it was
+        skipped, no longer pending."""
         pending, self._pending = self._pending, None
         if pending is None:
             return None
@@ -111,9 +121,11 @@ class PendingBalance:
         if self._capture is not None:
             self._capture.disarm()
 
-    def _parameter_gram(self, losses: list[torch.Tensor]) -> DeviceGram:
-        grads = task_parameter_grads(losses, self._params)
-        if self._world_size is not None:
+    def _parameter_gram(
+        self, losses: list[torch.Tensor], shared: torch.Tensor | None = None
+    ) -> DeviceGram:
+        grads = task_parameter_grads(losses, self._params if shared is None else [shared])
+        if self._world_size is not None and shared is None:
             grads = distributed.average_task_grads(grads, self._params, self._world_size)
         grams = parameter_gram(grads, partial(index_on, self._indices), self._rows)
         n, w = len(losses), self._weights
@@ -123,7 +135,11 @@ class PendingBalance:
         outer = self._outer.get(gram.device)
         if outer is None:
             outer = self._outer[gram.device] = torch.outer(w, w).to(gram.device)
-        return DeviceGram([gram * outer], square_matrix(n))  # those of the weighted losses
+        gram = gram * outer  # that of the weighted losses
+        if self._world_size is not None and shared is not None:
+            # each rank's representation is its own shard of the batch, as in the capture
+            gram = distributed.sum_gram(gram, self._world_size)
+        return DeviceGram([gram], square_matrix(n))
 
     def _rows(self, size: int, device: torch.device) -> torch.Tensor:
         """A float64 buffer for the rows of one parameter (the tasks times its size), kept

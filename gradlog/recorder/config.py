@@ -56,6 +56,7 @@ class RecorderConfig:
     log_every_steps: int | None = None
     balance_every: int | None = 5
     balance_every_steps: int | None = None
+    stats_every_batch: bool = False
     layers: bool = False
     echo: bool | IO[str] = False
     run_id: str | None = None
@@ -73,6 +74,7 @@ class RecorderConfig:
         for name in ("log_every", "log_every_steps", "balance_every", "balance_every_steps"):
             _positive_or_none(name, getattr(self, name))
         _check_cadences(self)
+        _check_every_batch(self.stats_every_batch, self.log_every)
         _check_window(self.window, self.min_samples)
         _check_mode(self.mode, self.shared)
         buffer = _check_buffer(self.buffer, self.by_steps)
@@ -137,6 +139,15 @@ def _check_cadences(config: RecorderConfig) -> None:
     )
     if not any(cadences):
         raise RecorderConfigError("every cadence is None: nothing would ever be logged")
+
+
+def _check_every_batch(every_batch: bool, log_every: int | None) -> None:
+    if not isinstance(every_batch, bool):
+        raise RecorderConfigError(f"stats_every_batch must be True or False, got {every_batch!r}")
+    if every_batch and log_every is None:
+        raise RecorderConfigError(
+            "stats_every_batch=True logs every batch of the epochs log_every names: set log_every"
+        )
 
 
 def _check_window(window: int, min_samples: int) -> None:

@@ -18,7 +18,6 @@ import torch
 
 import gradlog.recorder.distributed as distributed
 from gradlog import classify
-from gradlog.errors import RecorderConfigError
 from gradlog.format import Record
 from gradlog.recorder.balance import PendingBalance
 from gradlog.recorder.config import (
@@ -29,14 +28,15 @@ from gradlog.recorder.config import (
 )
 from gradlog.recorder.echo import LiveEcho
 from gradlog.recorder.model import (
-    SharedOutput,
     check_losses,
     check_module,
     resolve_shared,
     trainable_parameters,
     weighted_sum,
 )
+from gradlog.recorder.moments import Moments
 from gradlog.recorder.norms import parameter_grad_norms
+from gradlog.recorder.outputs import SharedOutput
 from gradlog.recorder.pending import DeviceValues, PendingRecord, pending_event, task_losses
 from gradlog.recorder.records import event_record, run_record
 from gradlog.recorder.schedule import BALANCE, STATS, Schedule
@@ -45,7 +45,7 @@ from gradlog.recorder.writers import NullWriter, check_log_path, open_writer
 __all__ = ["GradientRecorder", "PARAMETERS", "REPRESENTATION"]
 
 
-class GradientRecorder:
+class GradientRecorder(Moments):
     """Records per-task gradient norms, gradient conflict and global gradient statistics.
 
     Typical use, replacing ``loss.backward()``::
@@ -89,6 +89,8 @@ class GradientRecorder:
         log_every_steps: global statistics every N steps (default None).
         balance_every: per-task gradients every N epochs (default 5; None: not by epoch).
         balance_every_steps: per-task gradients every N steps (default None).
+        stats_every_batch: statistics on every call of an epoch ``log_every`` names, each its
+            own event, as the original logged them (default False: the epoch's first call).
         layers: also write each parameter's gradient norm (default False: counts only).
         echo: print the documented report lines as they are logged; True for stdout, or a
             text stream.
@@ -121,6 +123,7 @@ class GradientRecorder:
         log_every_steps: int | None = None,
         balance_every: int | None = 5,
         balance_every_steps: int | None = None,
+        stats_every_batch: bool = False,
         layers: bool = False,
         echo: bool | IO[str] = False,
         run_id: str | None = None,
@@ -142,6 +145,7 @@ class GradientRecorder:
             log_every_steps=log_every_steps,
             balance_every=balance_every,
             balance_every_steps=balance_every_steps,
+            stats_every_batch=stats_every_batch,
             layers=layers,
             echo=echo,
             run_id=run_id,
@@ -192,6 +196,7 @@ class GradientRecorder:
                 min_samples=config.min_samples,
             )
         self._shared = None if shared_module is None else SharedOutput(shared_name, shared_module)
+        self._warned_skips: set[str] = set()
         self._write(
             run_record(
                 config,
@@ -290,25 +295,18 @@ class GradientRecorder:
     def _before(self, losses, epoch, step, shared, total, *, exact: bool) -> None:
         self._check_losses(losses)
         self._schedule.check_epoch(epoch)
-        if self.mode == REPRESENTATION and shared is None and self._shared is None:
-            raise RecorderConfigError(
-                "mode='representation' needs the shared representation: "
-                "GradientRecorder(..., shared=model.encoder) or backward(losses, shared=h)"
-            )
+        self._check_representation(shared)
         self._balance.drop()
-        # Keep only where the representation's gradient enters the graph, never the tensor
-        # itself through the backward: its memory is freed there as it is without gradlog.
-        module_output = self._shared.pop() if self._shared is not None else None
         if not self._balance_due(epoch, step):
+            if self._shared is not None:
+                self._shared.reset()  # never hold the representation through the backward
             return
         step = self._schedule.next_step(step)
         ordered = [losses[t] for t in self.tasks]
         if self.mode == PARAMETERS:
             self._balance.measure(step, ordered)
-        else:
-            if shared is None:
-                shared = self._shared.representation(module_output)
-            self._balance.arm(step, ordered, shared, total, exact=exact)
+        else:  # never raises: a sample that cannot be taken is logged as skipped
+            self._arm_representation(epoch, step, ordered, shared, total, exact=exact)
 
     def record(
         self,
@@ -343,19 +341,23 @@ class GradientRecorder:
         if self._shared is not None:
             self._shared.reset()
         gram = self._balance.take()
+        skipped, gram = (gram, None) if isinstance(gram, str) else (None, gram)
         stats_due = self._schedule.due(STATS, epoch, step)
-        if not stats_due and gram is None:
+        if not stats_due and gram is None and skipped is None:
             return
         if stats_due:
             self._schedule.done(STATS, epoch)
-        if gram is not None:
+        if gram is not None or skipped is not None:
             self._schedule.done(BALANCE, epoch)
         if self._writes_nothing:
             return  # the reductions, collective, are done; nothing is written on this rank
+        header = event_record(self.run_id, epoch, step, self._record_rank)
+        if skipped is not None:
+            header["skipped"] = skipped
         # Queued on the device, fetched when the writer flushes (pending.py): no waiting here.
         entry = pending_event(
             self._values,
-            event_record(self.run_id, epoch, step, self._record_rank),
+            header,
             stats=parameter_grad_norms(self._params) if stats_due else None,
             names=self._names if self.layers else None,
             balance=None if gram is None else (gram, task_losses([losses[t] for t in self.tasks])),

@@ -85,3 +85,38 @@ def task_consumers(
                 )
             consumers[node] = (task, slots)
     return consumers
+
+
+def reached_outputs(losses: Sequence[torch.Tensor], outputs: Sequence[Shared]) -> set[int]:
+    """The indices of ``outputs`` that the losses read.
+
+    Walks the graph from the losses and never below an output: one reached only through
+    another (a module applied to its own output) is not what the heads read. A loss the
+    walk does not reach from an output's node adds nothing.
+    """
+    targets: dict[Any, list[tuple[int, int]]] = {}
+    for index, output in enumerate(outputs):
+        targets.setdefault(output.node, []).append((output.output_nr, index))
+    found: set[int] = set()
+    roots = []
+    for loss in losses:
+        node = loss.grad_fn
+        if node is None:
+            continue
+        if node in targets:  # the loss is itself an output of the module
+            found.update(i for nr, i in targets[node] if nr == loss.output_nr)
+        else:
+            roots.append(node)
+    seen = set(roots)
+    stack = list(roots)
+    while stack:
+        for child, nr in stack.pop().next_functions:
+            if child is None:
+                continue
+            hits = targets.get(child)
+            if hits is not None:
+                found.update(i for output_nr, i in hits if output_nr == nr)
+            elif child not in seen:
+                seen.add(child)
+                stack.append(child)
+    return found

@@ -1,8 +1,8 @@
 """What the recorder takes from the user's model, resolved once at construction.
 
 The parameters it measures, the losses it is given (checked at every call), and in
-representation mode the module whose output the task heads read (``shared=``), watched by a
-forward hook so that ``backward(losses)`` needs no ``shared=h`` on every call.
+representation mode the module whose output the task heads read (``shared=``), resolved here
+and watched by :class:`~gradlog.recorder.outputs.SharedOutput`.
 """
 
 from __future__ import annotations
@@ -96,52 +96,3 @@ def resolve_shared(
     raise RecorderConfigError(
         f"shared= must be a module of the model or its name, got {type(shared).__name__}"
     )
-
-
-class SharedOutput:
-    """The last output of the shared module since the previous step, and how often it ran.
-
-    Hooked only once the recorder is otherwise built, so that a refused construction leaves no
-    hook on the user's model.
-    """
-
-    def __init__(self, name: str, module: torch.nn.Module) -> None:
-        self.name = name
-        self._tensor: torch.Tensor | None = None
-        self._calls = 0
-        self._handle = module.register_forward_hook(self._on_output)
-
-    def _on_output(self, module: torch.nn.Module, args: Any, output: Any) -> None:
-        # Evaluation passes (no_grad) are not the representation the next backward goes through
-        if torch.is_grad_enabled():
-            tensor = first_tensor(output)
-            if tensor is not None and tensor.requires_grad:
-                self._tensor = tensor
-                self._calls += 1
-
-    def pop(self) -> torch.Tensor | None:
-        """The last output, no longer held here: the backward that follows can free it."""
-        tensor, self._tensor = self._tensor, None
-        return tensor
-
-    def representation(self, tensor: torch.Tensor | None) -> torch.Tensor:
-        """``tensor`` (what :meth:`pop` returned), if it is the one representation of this step."""
-        if tensor is None:
-            raise RecorderConfigError(
-                f"the shared module {self.name!r} has not run with gradients enabled "
-                "since the last step: its output is the representation gradlog measures"
-            )
-        if self._calls > 1:
-            raise RecorderConfigError(
-                f"the shared module {self.name!r} ran {self._calls} times since the last "
-                "step, so its output is not one representation: pass the tensor the task "
-                "heads read as backward(losses, shared=h)"
-            )
-        return tensor
-
-    def reset(self) -> None:
-        """Start counting the next step's runs."""
-        self._tensor, self._calls = None, 0
-
-    def remove(self) -> None:
-        self._handle.remove()
