@@ -173,3 +173,53 @@ def test_echo_transfers_only_where_it_prints(tmp_path: Path, syncs: Syncs) -> No
     printed = stream.getvalue().count("Step ")
     assert printed >= STEPS
     assert 0 < sum(syncs.outside.values()) <= STEPS  # one fetch per printed step at most
+
+
+@pytest.mark.parametrize("mode", ["parameters", "representation"])
+def test_the_originals_moments_transfer_nothing_outside_flushes(
+    tmp_path: Path, syncs: Syncs, mode: str
+) -> None:
+    """Statistics on every batch, a sample of a held batch in eval mode each epoch, and (in
+    representation mode) a second view that makes every other step's sample a skipped one."""
+    torch.manual_seed(0)
+    model = TwoTask(2)
+    tasks = ["task0", "task1"]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    extra = {"shared": model.trunk, "balance_every_steps": 1} if mode == "representation" else {}
+    path = tmp_path / "run.jsonl"
+    rec = GradientRecorder(
+        model,
+        tasks,
+        path,
+        mode=mode,
+        log_every=1,
+        stats_every_batch=True,
+        balance_every=None,
+        buffer=16,
+        **extra,
+    )
+    generator = torch.Generator().manual_seed(1)
+    held = torch.randn(32, 8, generator=generator)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the skipped samples' one warning
+        for epoch in range(1, 6):
+            for step in range(4):
+                x = torch.randn(32, 8, generator=generator)
+                optimizer.zero_grad()
+                losses = {t: out.pow(2).mean() for t, out in zip(tasks, model(x))}
+                if step % 2:
+                    losses["task1"] = losses["task1"] + model.trunk(x).mean()
+                rec.backward(losses, epoch=epoch)
+                optimizer.step()
+            model.eval()
+            rec.sample_balance(
+                {t: out.pow(2).mean() for t, out in zip(tasks, model(held))}, epoch=epoch
+            )
+            model.train()
+    rec.close()
+    assert syncs.outside == Counter(), syncs.where[:10]
+    assert 0 < sum(syncs.in_flush.values()) <= 25 // 16 + 2
+    events = read_log(path).frame.filter(kind="event")
+    assert events.height == 25  # a step's statistics and sample share its event
+    if mode == "representation":
+        assert events["skipped"].drop_nulls().len() == 10
