@@ -417,3 +417,20 @@ def test_stats_every_batch_is_checked(kwargs: dict, message: str) -> None:
 def test_balance_by_sample_only_is_a_valid_config() -> None:
     config = RecorderConfig(TASKS, log_every=10, stats_every_batch=True, balance_every=None)
     assert config.stats_every_batch and config.balance_every is None
+
+
+def test_an_evaluation_output_the_losses_do_not_read_is_no_sample(tmp_path: Path) -> None:
+    """One output, of an evaluation pass, that the losses do not read: skipped, not zeros."""
+    torch.manual_seed(6)
+    model = Net()
+    path = tmp_path / "run.jsonl"
+    held = make_batch(9)
+    with GradientRecorder(
+        model, TASKS, path, mode="representation", shared=model.encoder, log_every=1
+    ) as rec:
+        model.eval()
+        h = model.encoder(held[0]).detach().requires_grad_()  # the heads read a copy
+        with pytest.warns(SkippedSampleWarning, match=r"read none of the outputs .* \(1\)"):
+            rec.sample_balance(losses_at(model, h, held), epoch=1)
+    (event,) = events(path)
+    assert "tasks" not in event and event["skipped"].startswith("the task losses read none")

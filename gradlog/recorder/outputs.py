@@ -58,12 +58,10 @@ class SharedOutput:
 
         The other outputs stay (a sample of the held batch leaves the next step's alone).
         """
-        tensors = [tensor for tensor, _ in self._outputs]
-        found = resolve(self.name, tensors, losses, lost=self._lost_training)
+        found = resolve(self.name, self._outputs, losses, lost=self._lost_training)
         if isinstance(found, str):
             return found
-        del self._outputs[found]
-        return tensors[found]
+        return self._outputs.pop(found)[0]
 
     def reset(self) -> None:
         """Forget every output: the backward that follows can free their memory."""
@@ -75,14 +73,20 @@ class SharedOutput:
 
 
 def resolve(
-    name: str, tensors: Sequence[torch.Tensor], losses: Sequence[torch.Tensor], *, lost: bool
+    name: str,
+    outputs: Sequence[tuple[torch.Tensor, bool]],
+    losses: Sequence[torch.Tensor],
+    *,
+    lost: bool,
 ) -> int | str:
-    """The index in ``tensors`` of the one output ``losses`` read, or the reason for a skip.
+    """The index in ``outputs`` (each with whether it was made in training mode) of the one
+    output ``losses`` read, or the reason for a skip.
 
-    One output is taken as it is, as it always was (no walk of the graph); of several, the
-    graph decides.
+    One output made in training mode is taken as it is, as it always was: the graph is walked
+    only where there is a choice, or where the one output is an evaluation pass's, which the
+    losses of a step usually do not read.
     """
-    if not tensors:
+    if not outputs:
         return (
             f"the shared module {name!r} has not run with gradients enabled since the last "
             "step: its output is the representation gradlog measures"
@@ -93,15 +97,15 @@ def resolve(
             f"since the last step (gradlog keeps the last {KEEP}), so the output the task "
             "losses read is not known: pass it as shared=h"
         )
-    if len(tensors) == 1:
+    if len(outputs) == 1 and outputs[0][1]:
         return 0
-    found = reached_outputs(losses, [Shared.of(t) for t in tensors])
+    found = reached_outputs(losses, [Shared.of(tensor) for tensor, _ in outputs])
     if len(found) == 1:
         return found.pop()
     if not found:
         return (
-            f"the task losses read none of the {len(tensors)} outputs of the shared module "
-            f"{name!r} since the last step"
+            f"the task losses read none of the outputs the shared module {name!r} made with "
+            f"gradients enabled since the last step ({len(outputs)})"
         )
     return (
         f"the task losses read {len(found)} outputs of the shared module {name!r} (a second "
