@@ -40,7 +40,7 @@ from gradlog.recorder.outputs import SharedOutput
 from gradlog.recorder.pending import DeviceValues, PendingRecord, pending_event, task_losses
 from gradlog.recorder.records import event_record, run_record
 from gradlog.recorder.schedule import BALANCE, STATS, Schedule
-from gradlog.recorder.writers import NullWriter, check_log_path, open_writer
+from gradlog.recorder.writers import NullWriter
 
 __all__ = ["GradientRecorder", "PARAMETERS", "REPRESENTATION"]
 
@@ -71,6 +71,14 @@ class GradientRecorder(Moments):
         rec.before_backward(losses, epoch=epoch)
         loss.backward(retain_graph=rec.needs_graph(epoch=epoch))
         rec.record(losses, epoch=epoch)
+
+    The original monitor's moments (docs/recorder.md): ``stats_every_batch=True`` logs every
+    batch of a logged epoch, and :meth:`sample_balance` the task balance of a batch held for
+    it, at the end of an epoch, in eval mode::
+
+        model.eval()
+        rec.sample_balance(task_losses(model, held_batch), epoch=epoch)
+        model.train()
 
     Args:
         model: the module whose trainable parameters are measured (resolved once, here). A
@@ -180,7 +188,7 @@ class GradientRecorder(Moments):
             self.world_size if self._reduce else None,
             representation=self.mode == REPRESENTATION,
         )
-        self._writer = self._open_writer(path)
+        self._writer = distributed.open_rank_writer(path, config, self.rank, self.per_rank)
         self._writes_nothing = isinstance(self._writer, NullWriter)
         self._values = DeviceValues()
         self.path = self._writer.path
@@ -223,20 +231,6 @@ class GradientRecorder(Moments):
         self._record_rank = self.rank if self.per_rank else None
         run_id = run_id or uuid.uuid4().hex[:12]
         self.run_id = distributed.broadcast_text(run_id) if self._distributed else run_id
-
-    def _open_writer(self, path: str | os.PathLike[str]) -> Any:
-        if self.per_rank:
-            path = distributed.rank_path(path, self.rank)
-        if self.per_rank or self.rank == 0:
-            return open_writer(
-                path,
-                fsync=self.config.fsync,
-                buffer_records=self.config.buffer,
-                flush_seconds=self.config.flush_seconds,
-            )
-        # other ranks measure (the reductions are collective) but write nothing
-        check_log_path(path)
-        return NullWriter(path)
 
     # -- scheduling ---------------------------------------------------------------------------
 
