@@ -434,3 +434,39 @@ def test_an_evaluation_output_the_losses_do_not_read_is_no_sample(tmp_path: Path
             rec.sample_balance(losses_at(model, h, held), epoch=1)
     (event,) = events(path)
     assert "tasks" not in event and event["skipped"].startswith("the task losses read none")
+
+
+def test_an_evaluation_loop_with_gradients_and_too_many_views(tmp_path: Path) -> None:
+    """Evaluation outputs are let go as newer ones come (only the last is kept); a step with
+    more training-mode outputs than gradlog keeps cannot be resolved, and is skipped."""
+    torch.manual_seed(7)
+    model = Net()
+    path = tmp_path / "run.jsonl"
+    batch = make_batch(50)
+    with GradientRecorder(
+        model,
+        TASKS,
+        path,
+        weights=WEIGHTS,
+        mode="representation",
+        shared=model.encoder,
+        log_every=None,
+        balance_every=None,
+        balance_every_steps=1,
+    ) as rec:
+        model.eval()
+        for i in range(40):
+            model.encoder(make_batch(i)[0])
+        model.train()
+        h = model.encoder(batch[0])
+        losses = losses_at(model, h, batch)
+        vectors = at_representation(losses, h)
+        rec.backward(losses)
+        for i in range(16):
+            model.encoder(make_batch(i)[0])
+        losses = losses_at(model, model.encoder(batch[0]), batch)
+        with pytest.warns(SkippedSampleWarning, match="ran more than 16 times"):
+            rec.backward(losses)
+    taken, skipped = events(path)
+    assert_sample(taken, vectors)
+    assert skipped["skipped"].startswith("the shared module 'encoder' ran more than 16 times")

@@ -22,8 +22,7 @@ from gradlog.recorder.graph import Shared, reached_outputs
 from gradlog.recorder.model import first_tensor
 
 # Outputs kept between two steps. Each keeps its forward's graph alive until the next step
-# (as the one output of a step always did): enough for several views and an evaluation pass,
-# bounded for an evaluation loop run with gradients enabled.
+# (as the one output of a step always did): enough for several views of a batch.
 KEEP = 16
 
 
@@ -47,6 +46,10 @@ class SharedOutput:
         tensor = first_tensor(output)
         if tensor is None or not tensor.requires_grad:
             return
+        if not module.training:
+            # Of the evaluation passes only the last can be a held batch's: an evaluation loop
+            # run with gradients enabled then keeps one graph alive, not sixteen.
+            self._outputs = [kept for kept in self._outputs if kept[1]]
         if len(self._outputs) == KEEP:
             # An eval-mode output let go is an evaluation pass; a training one may have been
             # read by the step, which then cannot be resolved.
