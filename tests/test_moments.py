@@ -279,8 +279,8 @@ def test_sample_balance_on_a_held_batch_in_eval_mode(tmp_path: Path, mode: str) 
         recorded, expected = train_with_samples(path, mode)
     logged = events(path)
     samples = [e for e in logged if "tasks" in e]
-    assert [(e["epoch"], e["step"]) for e in samples] == [
-        (epoch, epoch * BATCHES) for epoch in range(1, EPOCHS + 1)
+    assert [(e["epoch"], e.get("step")) for e in samples] == [
+        (epoch, None) for epoch in range(1, EPOCHS + 1)
     ]
     for event in samples:
         assert "mean_norm" not in event and "skipped" not in event  # balance-only
@@ -310,8 +310,8 @@ def test_a_sample_that_cannot_be_taken_is_skipped(tmp_path: Path, mode: str) -> 
         sum(losses.values()).backward()
         with pytest.warns(SkippedSampleWarning, match="freed"):
             rec.sample_balance(losses, epoch=3, step=9)
-    reasons = [(e["epoch"], e["step"], e.get("skipped", "")[:23]) for e in events(path)[1:]]
-    assert reasons == [(2, 1, "the task losses have no"), (3, 9, "the graph of the task l")]
+    reasons = [(e["epoch"], e.get("step"), e.get("skipped", "")[:23]) for e in events(path)[1:]]
+    assert reasons == [(2, None, "the task losses have no"), (3, 9, "the graph of the task l")]
 
 
 def test_sample_balance_with_the_representation_passed(tmp_path: Path) -> None:
@@ -329,8 +329,20 @@ def test_sample_balance_with_the_representation_passed(tmp_path: Path) -> None:
         rec.sample_balance(losses, epoch=1, shared=h)
         expected = at_representation(losses, h)
     (event,) = events(path)
-    assert event.get("step") is None  # no training step yet
+    assert event.get("step") is None
     assert_sample(event, expected)
+
+
+def test_a_sample_of_a_run_labelled_by_steps_has_the_last_steps_number(tmp_path: Path) -> None:
+    torch.manual_seed(8)
+    model = Net()
+    path = tmp_path / "run.jsonl"
+    with GradientRecorder(model, TASKS, path, log_every_steps=2, balance_every=None) as rec:
+        for step in (1, 2, 3):
+            batch = make_batch(step)
+            rec.backward(losses_at(model, model.encoder(batch[0]), batch))
+        rec.sample_balance(losses_at(model, model.encoder(batch[0]), batch))
+    assert [(e["step"], "tasks" in e) for e in events(path)] == [(2, False), (3, True)]
 
 
 # -- (3) statistics on every batch of a logged epoch ------------------------------------------

@@ -60,14 +60,16 @@ class Moments:
         Representation mode: at the output of the ``shared=`` module in that forward (the one
         the losses read, if it ran more than once since the last step), or at ``shared``.
 
-        ``epoch``: the event's epoch (the original labelled these 1-based). ``step``: default,
-        the step of the last call to :meth:`backward` or :meth:`record`. A sample that cannot
-        be taken is logged as skipped, with a warning the first time for its reason.
+        ``epoch``: the event's epoch (the original labelled these 1-based). ``step``: default
+        none, the sample belonging to its epoch (and never repeating the epoch and step of the
+        last batch's event); with a step cadence, the step of the last call to :meth:`backward`
+        or :meth:`record`, by which such a run's events are labelled. A sample that cannot be
+        taken is logged as skipped, with a warning the first time for its reason.
         """
         self._check_losses(losses)
         self._schedule.check_epoch(epoch)
         self._check_representation(shared)
-        if step is None:
+        if step is None and self.config.by_steps:
             step = self._schedule.last_step
         ordered = [losses[t] for t in self.tasks]
         found = self._sampled(ordered, shared)
