@@ -347,12 +347,13 @@ def weight_flags(weights: Mapping[str, float] | None, tasks: Sequence[str]) -> s
     return " ".join(f"{t}={w:.4g}" for t, w in weights.items())
 
 
-def default_pair(tasks: Sequence[str]) -> tuple[str, str] | None:
+def default_pair(tasks: Sequence[str], *, any_count: bool = False) -> tuple[str, str] | None:
     """The pair messages print for a run of two tasks: pointer/type, else the two in order.
-    Three or more tasks have none: messages name the dominant and the starved task."""
-    if len(tasks) != 2:
+    Three or more tasks have none (messages name the dominant and the starved task), except
+    with ``any_count``, the original's rule: pointer/type, else the first two."""
+    if len(tasks) < 2 or (len(tasks) > 2 and not any_count):
         return None
-    if set(tasks) == {"pointer", "type"}:
+    if {"pointer", "type"} <= set(tasks):
         return ("pointer", "type")
     return (tasks[0], tasks[1])
 

@@ -90,6 +90,7 @@ def analyse(
             min_samples=options.min_samples,
             by_steps=m["by_steps"],
             parts=parts,
+            original=options.original,
         )
         for s, m in zip(found, meta)
     )

@@ -22,6 +22,7 @@ from gradlog.classify import Collapse
 from gradlog.frames import IN_MEMORY
 
 EVENTS_PER_BLOCK = 20_000  # events rendered (and held as text) at a time
+ORIGINAL_BALANCED_EVERY = 10  # --original prints "Tasks balanced" on these epochs only
 
 
 def text_blocks(report: Report) -> Iterator[pl.DataFrame]:
@@ -133,9 +134,11 @@ def _event_lines(ev: pl.DataFrame, runs: dict[int, RunReport]) -> pl.DataFrame:
         },
         specs | {("w", ".2f"), ("s", ".2f"), ("sample_spread", ".2f")},
     )
+    original = any(run.original for run in runs.values())
     ev = ev.with_columns(
         _undefined=pl.Series(_undefined_lines(ev, runs), dtype=pl.String),
-        _shares=_shares_lines(ev),
+        # the original judged its pair alone, and printed no shares
+        _shares=pl.lit(None, pl.String) if original else _shares_lines(ev),
     )
     label, mean, maxn = col("label"), col("mean_norm"), col("max_norm")
     when = pl.concat_str(label.str.slice(0, 1).str.to_lowercase(), label.str.slice(1))
@@ -192,6 +195,15 @@ def _event_lines(ev: pl.DataFrame, runs: dict[int, RunReport]) -> pl.DataFrame:
         ).fill_null(False)
     )
     imbalance = balance & defined & col("imbalance")
+    verdict_shown = balance
+    if original:
+        # the original's gating: nothing before its window is full, and "Tasks balanced" only
+        # on epochs that are multiples of 10 (a collapse line whenever there is one)
+        shown = col("shown_verdict")
+        verdict_shown = balance & (
+            shown.is_in([Collapse.NUMERATOR_DOMINATES.value, Collapse.DENOMINATOR_DOMINATES.value])
+            | ((shown == Collapse.BALANCED.value) & (col("epoch") % ORIGINAL_BALANCED_EVERY == 0))
+        ).fill_null(False)
     entries = [
         at(stats, template(messages.STATS_HEAD, label=label), EMPHASIS),
         at(stats, template(messages.STATS_MEAN)),
@@ -211,8 +223,10 @@ def _event_lines(ev: pl.DataFrame, runs: dict[int, RunReport]) -> pl.DataFrame:
         at(imbalance & extremes_differ, ratio_line("dominant", "starved", "sample_spread"), warn),
         at(imbalance, ""),
         (
-            pl.when(balance).then(verdict_line("shown_verdict", "window_num", "window_den", "w")),
-            pl.when(balance).then(verdict_style_expr("shown_verdict")),
+            pl.when(verdict_shown).then(
+                verdict_line("shown_verdict", "window_num", "window_den", "w")
+            ),
+            pl.when(verdict_shown).then(verdict_style_expr("shown_verdict")),
         ),
         (
             pl.when(balance & window_differs).then(
@@ -221,7 +235,7 @@ def _event_lines(ev: pl.DataFrame, runs: dict[int, RunReport]) -> pl.DataFrame:
             pl.when(balance & window_differs).then(verdict_style_expr("verdict")),
         ),
         at(balance & col("_shares").is_not_null(), col("_shares")),
-        at(balance, ""),
+        at(verdict_shown, ""),
     ]
     # each line exists only where printed (null elsewhere): one frame per kind of line, stacked
     # and put in order (a list column per event would cost ten times more)
