@@ -140,6 +140,7 @@ class RunReport:
     by_steps: bool  # events are labelled "Step N"
     parts: EventParts = field(repr=False, compare=False)
     original: bool = False  # judged by the original monitor's rules (--original)
+    unweighted: bool = False  # task norms divided by their weights (--unweighted, --original)
 
     @property
     def run_id(self) -> str:

@@ -91,6 +91,7 @@ def analyse(
             by_steps=m["by_steps"],
             parts=parts,
             original=options.original,
+            unweighted=options.unweighted,
         )
         for s, m in zip(found, meta)
     )

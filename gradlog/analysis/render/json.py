@@ -101,6 +101,7 @@ def run_data(run: RunReport, events: dict[str, list] | None = None) -> dict:
         "tags": run.tags,
         "window": run.window,
         "min_samples": run.min_samples,
+        "original": run.original,
         "events": shown,
     }
 
