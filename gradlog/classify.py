@@ -210,6 +210,27 @@ def window_logs(
     return {t: math.fsum(math.log(s[t]) for s in recent) / len(recent) for t in recent[0]}
 
 
+# --original (docs/report.md): the original printed "Tasks balanced" only on epochs that are
+# multiples of this, a collapse line after every sample, and nothing before its window was full.
+ORIGINAL_BALANCED_EVERY = 10
+
+
+def original_window(ratios: Sequence[float], window: int) -> float | None:
+    """The original's window: the arithmetic mean of the pair's last ``window`` ratios, once
+    there are ``window`` of them."""
+    recent = ratios[-window:]
+    return math.fsum(recent) / window if len(recent) == window else None
+
+
+def original_line_shown(verdict: Collapse, epoch: int | None) -> bool:
+    """Whether the original printed a sample's collapse-check line."""
+    if verdict in (Collapse.NUMERATOR_DOMINATES, Collapse.DENOMINATOR_DOMINATES):
+        return True
+    return (
+        verdict is Collapse.BALANCED and epoch is not None and epoch % ORIGINAL_BALANCED_EVERY == 0
+    )
+
+
 def spread_band(log_spread: float) -> RatioBand:
     """The band of a window's spread (largest over smallest window norm), given as its log."""
     if math.isnan(log_spread):

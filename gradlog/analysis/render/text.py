@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import polars as pl
 
-from gradlog import messages
+from gradlog import classify, messages
 from gradlog.analysis.model import Report, RunReport
 from gradlog.analysis.render import columns
 from gradlog.analysis.render.closing import Line, closing_lines, verdict_style
@@ -22,7 +22,6 @@ from gradlog.classify import Collapse
 from gradlog.frames import IN_MEMORY
 
 EVENTS_PER_BLOCK = 20_000  # events rendered (and held as text) at a time
-ORIGINAL_BALANCED_EVERY = 10  # --original prints "Tasks balanced" on these epochs only
 
 
 def text_blocks(report: Report) -> Iterator[pl.DataFrame]:
@@ -197,12 +196,14 @@ def _event_lines(ev: pl.DataFrame, runs: dict[int, RunReport]) -> pl.DataFrame:
     imbalance = balance & defined & col("imbalance")
     verdict_shown = balance
     if original:
-        # the original's gating: nothing before its window is full, and "Tasks balanced" only
-        # on epochs that are multiples of 10 (a collapse line whenever there is one)
+        # classify.original_line_shown, as a column
         shown = col("shown_verdict")
         verdict_shown = balance & (
             shown.is_in([Collapse.NUMERATOR_DOMINATES.value, Collapse.DENOMINATOR_DOMINATES.value])
-            | ((shown == Collapse.BALANCED.value) & (col("epoch") % ORIGINAL_BALANCED_EVERY == 0))
+            | (
+                (shown == Collapse.BALANCED.value)
+                & (col("epoch") % classify.ORIGINAL_BALANCED_EVERY == 0)
+            )
         ).fill_null(False)
     entries = [
         at(stats, template(messages.STATS_HEAD, label=label), EMPHASIS),
