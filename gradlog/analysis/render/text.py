@@ -275,9 +275,12 @@ def _undefined_lines(ev: pl.DataFrame, runs: dict[int, RunReport]) -> list[str |
         "_i", "pos", "label", "names", "norms"
     ).iter_rows():
         run = runs[pos]
-        order = (
-            list(run.pair) + [t for t in run.tasks if t not in run.pair] if run.pair else run.tasks
-        )
+        if run.original:  # the original's samples hold its pair alone
+            order = list(run.pair or run.tasks)
+        elif run.pair:
+            order = list(run.pair) + [t for t in run.tasks if t not in run.pair]
+        else:
+            order = run.tasks
         found = dict(zip(names or [], norms or []))
         shown = {t: _or_nan(found[t]) if t in found else None for t in order}
         out[i] = messages.undefined_line(_when(label), shown)
