@@ -131,3 +131,40 @@ def test_every_command_judges_by_the_same_original_rules(tmp_path, command):
     keys = ("status", "window_ratio", "final_band", "worst_band", "first_collapse")
     for key in (*keys, "first_imbalance"):
         assert row[key] == summary[key], key
+
+
+@pytest.mark.parametrize("n_tasks", [2, 3])
+def test_live_echo_original_matches_the_offline_report(tmp_path, n_tasks):
+    """A real model trained with one starved weight: the recorder's echo with ``original=True``
+    prints what ``gradlog report --original`` prints of its log, the summary included."""
+    import io
+
+    torch = pytest.importorskip("torch")
+    from gradlog import GradientRecorder
+
+    torch.manual_seed(0)
+    tasks = ["pointer", "type", "regime"][:n_tasks]
+    trunk = torch.nn.Linear(6, 8)
+    heads = torch.nn.ModuleList(torch.nn.Linear(8, 1) for _ in tasks)
+    model = torch.nn.ModuleDict({"trunk": trunk, "heads": heads})
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    weights = {t: w for t, w in zip(tasks, (1.0, 0.01, 0.5))}
+    path, echo = tmp_path / "run.jsonl", io.StringIO()
+    with GradientRecorder(
+        model, tasks, path, weights=weights, log_every=10, balance_every=1, echo=echo, original=True
+    ) as rec:
+        for epoch in range(1, 26):
+            x = torch.randn(16, 6)
+            h = torch.relu(trunk(x))
+            losses = {
+                t: (head(h).squeeze(1) - x[:, i]).pow(2).mean()
+                for i, (t, head) in enumerate(zip(tasks, heads))
+            }
+            optimizer.zero_grad()
+            rec.backward(losses, epoch=epoch)
+            optimizer.step()
+    result = run_gradlog("report", str(path), "--original")
+    assert result.returncode == 0, result.stderr.decode()
+    report = result.stdout.decode()
+    assert "Task balance: Tasks balanced" in report or "TASK COLLAPSE" in report
+    assert echo.getvalue() == report[: report.index("\n" + SEPARATOR)]

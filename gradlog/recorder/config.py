@@ -66,6 +66,7 @@ class RecorderConfig:
     per_rank: bool = False
     window: int = classify.DEFAULT_WINDOW
     min_samples: int = classify.DEFAULT_MIN_SAMPLES
+    original: bool = False  # the live echo's rules
 
     def __post_init__(self) -> None:
         tasks = _check_tasks(self.tasks)

@@ -103,6 +103,7 @@ class GradientRecorder:
             (``NAME.rankR.jsonl``, records carrying ``rank``) from its own batch; default:
             rank 0 alone writes, with task gradients reduced over the ranks.
         window, min_samples: the collapse window of the live echo.
+        original: the live echo judges as ``gradlog report --original`` does.
 
     Epoch cadences fire on the first call of an epoch number divisible by N; step cadences on
     steps divisible by N, ``step`` counting calls from 1 unless passed. Both may be set.
@@ -131,6 +132,7 @@ class GradientRecorder:
         per_rank: bool = False,
         window: int = classify.DEFAULT_WINDOW,
         min_samples: int = classify.DEFAULT_MIN_SAMPLES,
+        original: bool = False,
     ) -> None:
         check_module(model)
         config = RecorderConfig(
@@ -152,6 +154,7 @@ class GradientRecorder:
             per_rank=per_rank,
             window=window,
             min_samples=min_samples,
+            original=original,
         )
         inner = distributed.unwrap(model)
         distributed.refuse_sharded(inner)
@@ -190,6 +193,7 @@ class GradientRecorder:
                 by_steps=config.by_steps,
                 window=config.window,
                 min_samples=config.min_samples,
+                original=config.original,
             )
         self._shared = None if shared_module is None else SharedOutput(shared_name, shared_module)
         self._write(
