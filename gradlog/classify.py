@@ -210,6 +210,11 @@ def window_logs(
     return {t: math.fsum(math.log(s[t]) for s in recent) / len(recent) for t in recent[0]}
 
 
+def clipped(clip_coef: float | None) -> bool:
+    """Whether clipping changed an event's gradients (its factor below 1; docs/format.md)."""
+    return clip_coef is not None and 0 < clip_coef < 1
+
+
 # --original (docs/report.md): the original printed "Tasks balanced" only on epochs that are
 # multiples of this, a collapse line after every sample, and nothing before its window was full.
 ORIGINAL_BALANCED_EVERY = 10

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from gradlog.classify import COLLAPSE_RATIO, HEALTHY_RANGE, Collapse
+from gradlog.classify import COLLAPSE_RATIO, EXPLODING_NORM, HEALTHY_RANGE, Collapse, clipped
 
 PREFIX = "[PHASE 4]"
 _HIGH = f"{COLLAPSE_RATIO:.1f}"
@@ -26,6 +26,16 @@ ENABLED = PREFIX + " Gradient monitoring enabled (log frequency: {cadence})"
 STATS_HEAD = "{label} Gradient Stats:"
 STATS_MEAN = "  Mean norm: {mean:.4f}"
 STATS_MAX = "  Max norm:  {max:.4f}"
+# A clipped event (its statistics after clipping, docs/format.md "Clipping"): clipping scales
+# every gradient by one factor, so the norms before it are the logged ones over that factor.
+CLIPPED = (
+    "  Before clipping: mean norm {pre_mean:.4f}, max norm {pre_max:.4f}, total norm {pre:.4f} "
+    "(scaled by {coef:.4f})"
+)
+EXPLODING_BEFORE_CLIPPING = (
+    "  WARNING: Exploding gradients before clipping (mean norm {pre_mean:.4f} > "
+    + f"{EXPLODING_NORM:.1f})"
+)
 NONFINITE_WARNING = "  WARNING: Non-finite gradient norms"
 VANISHING_WARNING = "  WARNING: Vanishing gradients in {n} layers"
 EXPLODING_WARNING = "  WARNING: Exploding gradients in {n} layers"
@@ -98,6 +108,8 @@ def stats_block(
     max_norm: float,
     n_vanishing: int | None,
     n_exploding: int | None,
+    clip_coef: float | None = None,
+    pre_clip_norm: float | None = None,
 ) -> list[str]:
     """``Epoch N Gradient Stats:`` and its lines; ``label`` is e.g. ``Epoch 10``."""
     lines = [
@@ -105,6 +117,19 @@ def stats_block(
         render(STATS_MEAN, mean=mean_norm),
         render(STATS_MAX, max=max_norm),
     ]
+    if clipped(clip_coef) and pre_clip_norm is not None:
+        pre_mean = mean_norm / clip_coef
+        lines.append(
+            render(
+                CLIPPED,
+                pre_mean=pre_mean,
+                pre_max=max_norm / clip_coef,
+                pre=pre_clip_norm,
+                coef=clip_coef,
+            )
+        )
+        if pre_mean > EXPLODING_NORM:
+            lines.append(render(EXPLODING_BEFORE_CLIPPING, pre_mean=pre_mean))
     if not (math.isfinite(mean_norm) and math.isfinite(max_norm)):
         lines.append(NONFINITE_WARNING)
     if n_vanishing:

@@ -134,6 +134,7 @@ class RunReport:
     log_every: int | None
     log_every_steps: int | None
     started_at: str | None
+    stats_at: str | None  # "before_clipping" or "after_clipping" (docs/format.md); None: unknown
     tags: dict[str, str]
     window: int
     min_samples: int

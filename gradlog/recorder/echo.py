@@ -68,6 +68,8 @@ class LiveEcho:
                 record["max_norm"],
                 record["n_vanishing"],
                 record["n_exploding"],
+                record.get("clip_coef"),
+                record.get("pre_clip_norm"),
             )
             lines.append("")
         if balance is not None and len(self._tasks) >= 2:

@@ -125,6 +125,8 @@ def summary_table(run: RunReport) -> list[str]:
         rows.append(["Undefined ratios", f"{s.n_undefined} of {s.n_balance} samples"])
     if run.started_at:
         rows.append(["Started", md.code(run.started_at)])
+    if run.stats_at:
+        rows.append(["Statistics", md.code(run.stats_at.replace("_", " "))])
     if run.tags:
         rows.append(
             ["Tags", ", ".join(f"{md.code(k)} = {md.code(v)}" for k, v in run.tags.items())]

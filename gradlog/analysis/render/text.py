@@ -108,6 +108,8 @@ _LINE_TEMPLATES = [
     messages.STATS_HEAD,
     messages.STATS_MEAN,
     messages.STATS_MAX,
+    messages.CLIPPED,
+    messages.EXPLODING_BEFORE_CLIPPING,
     messages.VANISHING_WARNING,
     messages.EXPLODING_WARNING,
     messages.IMBALANCE_HEAD,
@@ -121,9 +123,18 @@ def _event_lines(ev: pl.DataFrame, runs: dict[int, RunReport]) -> pl.DataFrame:
     """Every event's lines (``pos, part=1, k, line, style``), in file order within each run."""
     col, lit = pl.col, pl.lit
     specs = columns.fields(_LINE_TEMPLATES)
+    coef = col("clip_coef") if "clip_coef" in ev.columns else lit(None, pl.Float64)
+    pre_clip = col("pre_clip_norm") if "pre_clip_norm" in ev.columns else lit(None, pl.Float64)
+    # classify.clipped, with the norm before clipping logged
+    clipped = col("mean_norm").is_not_null() & pre_clip.is_not_null() & (coef > 0) & (coef < 1)
+    ev = ev.with_columns(_clipped=clipped.fill_null(False), _pre_mean=col("mean_norm") / coef)
     ev = columns.format_numbers(
         ev,
         {
+            "pre_mean": col("_pre_mean"),
+            "pre_max": col("max_norm") / coef,
+            "pre": pre_clip,
+            "coef": coef,
             "mean": col("mean_norm"),
             "max": col("max_norm"),
             "r": col("ratio"),
@@ -209,6 +220,15 @@ def _event_lines(ev: pl.DataFrame, runs: dict[int, RunReport]) -> pl.DataFrame:
         at(stats, template(messages.STATS_HEAD, label=label), EMPHASIS),
         at(stats, template(messages.STATS_MEAN)),
         at(stats, template(messages.STATS_MAX)),
+        at(col("_clipped"), template(messages.CLIPPED)),
+        at(
+            # Polars orders NaN above every number; Python's comparison, as the echo's, does not
+            col("_clipped")
+            & (col("_pre_mean") > classify.EXPLODING_NORM)
+            & ~col("_pre_mean").is_nan(),
+            template(messages.EXPLODING_BEFORE_CLIPPING),
+            warn,
+        ),
         at(
             stats & ~(mean.is_finite() & maxn.is_finite()),
             messages.NONFINITE_WARNING,
