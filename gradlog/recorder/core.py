@@ -355,7 +355,7 @@ class GradientRecorder(ClipMethods):
             self._values,
             event_record(self.run_id, epoch, step, self._record_rank),
             stats=stats,
-            clip=clip_values(clipped, stats[1]) if stats and clipped else None,
+            clip=None if stats is None or clipped is None else clip_values(clipped, stats[1]),
             names=self._names if self.layers else None,
             balance=None if gram is None else (gram, task_losses([losses[t] for t in self.tasks])),
             tasks=self.tasks,
