@@ -403,7 +403,8 @@ def test_examples_run_and_their_logs_report(
         capture_output=True,
         timeout=300,
         cwd=ROOT,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        # the example's folder comes first on sys.path, not the cwd: import this checkout
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)},
     )
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     report = subprocess.run(
