@@ -160,8 +160,8 @@ class ClipMethods:
         return self._clipping.clip(max_norm)
 
     def clipped(self, total_norm: torch.Tensor | float, max_norm: float | None = None) -> None:
-        """Say that you clipped this step yourself (``accelerator.clip_grad_norm_``, an FSDP
-        model's ``clip_grad_norm_``, ...), with ``clip_grad_norm_`` semantics: ``total_norm``
+        """Say that you clipped this step yourself (``accelerator.clip_grad_norm_``, ...), with
+        ``clip_grad_norm_`` semantics: ``total_norm``
         is what your clipping returned, ``max_norm`` the norm it clipped to (default: ``clip=``;
         required with ``clip="external"``). The recorder then does not clip this step. Wraps
         the call: ``rec.clipped(torch.nn.utils.clip_grad_norm_(params, 1.0), 1.0)``.
