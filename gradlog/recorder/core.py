@@ -4,7 +4,8 @@ Arguments are checked by :mod:`gradlog.recorder.config`, cadences kept by
 :mod:`gradlog.recorder.schedule`, a step's per-task gradients measured by
 :mod:`gradlog.recorder.balance` (on :mod:`~gradlog.recorder.norms` and
 :mod:`~gradlog.recorder.capture`), records laid out by :mod:`gradlog.recorder.records` and
-stored by :mod:`gradlog.recorder.writers`. docs/recorder.md explains the two measurement modes.
+stored by :mod:`gradlog.recorder.writers`; clipping is :mod:`gradlog.recorder.clipping`'s.
+docs/recorder.md explains the two measurement modes.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from gradlog import classify
 from gradlog.errors import RecorderConfigError
 from gradlog.format import Record
 from gradlog.recorder.balance import PendingBalance
+from gradlog.recorder.clipping import ClipMethods, Clipping, clip_values
 from gradlog.recorder.config import (
     DEFAULT_FLUSH_SECONDS,
     PARAMETERS,
@@ -40,12 +42,12 @@ from gradlog.recorder.norms import parameter_grad_norms
 from gradlog.recorder.pending import DeviceValues, PendingRecord, pending_event, task_losses
 from gradlog.recorder.records import event_record, run_record
 from gradlog.recorder.schedule import BALANCE, STATS, Schedule
-from gradlog.recorder.writers import NullWriter, check_log_path, open_writer
+from gradlog.recorder.writers import NullWriter
 
 __all__ = ["GradientRecorder", "PARAMETERS", "REPRESENTATION"]
 
 
-class GradientRecorder:
+class GradientRecorder(ClipMethods):
     """Records per-task gradient norms, gradient conflict and global gradient statistics.
 
     Typical use, replacing ``loss.backward()``::
@@ -104,6 +106,9 @@ class GradientRecorder:
             rank 0 alone writes, with task gradients reduced over the ranks.
         window, min_samples: the collapse window of the live echo.
         original: the live echo judges as ``gradlog report --original`` does.
+        clip: a max norm: the recorder clips every step (``clip_grad_norm_``) after the backward,
+            or at :meth:`clip_grad_norm_`, and the statistics are of the clipped gradients,
+            with the norm before clipping; ``"external"``: you clip (see :meth:`clipped`).
 
     Epoch cadences fire on the first call of an epoch number divisible by N; step cadences on
     steps divisible by N, ``step`` counting calls from 1 unless passed. Both may be set.
@@ -133,6 +138,7 @@ class GradientRecorder:
         window: int = classify.DEFAULT_WINDOW,
         min_samples: int = classify.DEFAULT_MIN_SAMPLES,
         original: bool = False,
+        clip: float | str | None = None,
     ) -> None:
         check_module(model)
         config = RecorderConfig(
@@ -155,6 +161,7 @@ class GradientRecorder:
             window=window,
             min_samples=min_samples,
             original=original,
+            clip=clip,
         )
         inner = distributed.unwrap(model)
         distributed.refuse_sharded(inner)
@@ -179,7 +186,8 @@ class GradientRecorder:
             self.world_size if self._reduce else None,
             representation=self.mode == REPRESENTATION,
         )
-        self._writer = self._open_writer(path)
+        self._clipping = Clipping(config.clip, self._params)
+        self._writer = distributed.open_rank_writer(path, config, self.rank, self.per_rank)
         self._writes_nothing = isinstance(self._writer, NullWriter)
         self._values = DeviceValues()
         self.path = self._writer.path
@@ -206,6 +214,7 @@ class GradientRecorder:
                 model=type(inner).__name__,
                 n_params=sum(p.numel() for p in self._params),
                 torch_version=torch.__version__,
+                stats_at=self._clipping.stats_at,
             )
         )
         if self._echo is not None:
@@ -222,20 +231,6 @@ class GradientRecorder:
         self._record_rank = self.rank if self.per_rank else None
         run_id = run_id or uuid.uuid4().hex[:12]
         self.run_id = distributed.broadcast_text(run_id) if self._distributed else run_id
-
-    def _open_writer(self, path: str | os.PathLike[str]) -> Any:
-        if self.per_rank:
-            path = distributed.rank_path(path, self.rank)
-        if self.per_rank or self.rank == 0:
-            return open_writer(
-                path,
-                fsync=self.config.fsync,
-                buffer_records=self.config.buffer,
-                flush_seconds=self.config.flush_seconds,
-            )
-        # other ranks measure (the reductions are collective) but write nothing
-        check_log_path(path)
-        return NullWriter(path)
 
     # -- scheduling ---------------------------------------------------------------------------
 
@@ -264,8 +259,9 @@ class GradientRecorder:
 
         Task gradients are measured around the backward (parameter mode: before it, with
         ``autograd.grad``, which leaves ``.grad`` alone; representation mode: during it),
-        global statistics after it. ``shared``: the representation tensor, in representation
-        mode without ``shared=`` at construction. Returns the weighted total loss.
+        global statistics after it (and after clipping, with ``clip=``). ``shared``: the
+        representation tensor, in representation mode without ``shared=`` at construction.
+        Returns the weighted total loss.
         """
         self._before(losses, epoch, step, shared, None, exact=True)
         total = weighted_sum(losses, self.weights)
@@ -344,6 +340,7 @@ class GradientRecorder:
 
     def _finish(self, losses, epoch, step) -> None:
         step = self._schedule.advance(step)
+        clipped = self._clipping.finish()  # every step is clipped, recorded or not
         if self._shared is not None:
             self._shared.reset()
         gram = self._balance.take()
@@ -357,10 +354,12 @@ class GradientRecorder:
         if self._writes_nothing:
             return  # the reductions, collective, are done; nothing is written on this rank
         # Queued on the device, fetched when the writer flushes (pending.py): no waiting here.
+        stats = parameter_grad_norms(self._params) if stats_due else None
         entry = pending_event(
             self._values,
             event_record(self.run_id, epoch, step, self._record_rank),
-            stats=parameter_grad_norms(self._params) if stats_due else None,
+            stats=stats,
+            clip=None if stats is None or clipped is None else clip_values(clipped, stats[1]),
             names=self._names if self.layers else None,
             balance=None if gram is None else (gram, task_losses([losses[t] for t in self.tasks])),
             tasks=self.tasks,

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from gradlog.errors import RecorderConfigError
+from gradlog.recorder.config import RecorderConfig
+from gradlog.recorder.writers import NullWriter, check_log_path, open_writer
 
 
 def current() -> tuple[int, int] | None:
@@ -60,6 +63,24 @@ def rank_path(path: str | os.PathLike[str], rank: int) -> Path:
     """``runs/train.jsonl`` -> ``runs/train.rank1.jsonl`` (the per-rank file of rank 1)."""
     path = Path(path)
     return path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
+
+
+def open_rank_writer(
+    path: str | os.PathLike[str], config: RecorderConfig, rank: int, per_rank: bool
+) -> Any:
+    """The writer of this rank: its own file with ``per_rank``, else rank 0's log on rank 0."""
+    if per_rank:
+        path = rank_path(path, rank)
+    if per_rank or rank == 0:
+        return open_writer(
+            path,
+            fsync=config.fsync,
+            buffer_records=config.buffer,
+            flush_seconds=config.flush_seconds,
+        )
+    # other ranks measure (the reductions are collective) but write nothing
+    check_log_path(path)
+    return NullWriter(path)
 
 
 def broadcast_text(text: str) -> str:
