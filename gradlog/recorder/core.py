@@ -20,7 +20,7 @@ import torch
 import gradlog.recorder.distributed as distributed
 from gradlog import classify
 from gradlog.errors import RecorderConfigError
-from gradlog.format import Record
+from gradlog.format import STATS_AFTER_CLIPPING, Record
 from gradlog.recorder.balance import PendingBalance
 from gradlog.recorder.clipping import ClipMethods, Clipping, clip_values
 from gradlog.recorder.config import (
@@ -218,7 +218,8 @@ class GradientRecorder(ClipMethods):
             )
         )
         if self._echo is not None:
-            self._echo.start(self.log_every, self.log_every_steps)
+            after = self._clipping.stats_at == STATS_AFTER_CLIPPING
+            self._echo.start(self.log_every, self.log_every_steps, after_clipping=after)
 
     def _join_ranks(self, per_rank: bool, run_id: str | None) -> None:
         dist = distributed.current()

@@ -41,12 +41,16 @@ class LiveEcho:
         self._means: list[float] = []  # finite logged mean norms, for the summary
         self._maxes: list[float] = []
         self._n_stats = 0
+        self._after_clipping = False
 
     def print(self, lines: list[str]) -> None:
         self._stream.write("\n".join(lines) + "\n")
         self._stream.flush()
 
-    def start(self, log_every: int | None, log_every_steps: int | None) -> None:
+    def start(
+        self, log_every: int | None, log_every_steps: int | None, *, after_clipping: bool = False
+    ) -> None:
+        self._after_clipping = after_clipping  # the run record's stats_at
         self.print([messages.enabled_line(log_every, log_every_steps), ""])
 
     def record(self, record: Record, balance: list[float] | None) -> None:
@@ -70,6 +74,7 @@ class LiveEcho:
                 record["n_exploding"],
                 record.get("clip_coef"),
                 record.get("pre_clip_norm"),
+                self._after_clipping,
             )
             lines.append("")
         if balance is not None and len(self._tasks) >= 2:

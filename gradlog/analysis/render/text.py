@@ -19,6 +19,7 @@ from gradlog.analysis.render.closing import Line, closing_lines, verdict_style
 from gradlog.analysis.render.columns import template, title
 from gradlog.analysis.status import EMPHASIS, Status
 from gradlog.classify import Collapse
+from gradlog.format import STATS_AFTER_CLIPPING
 from gradlog.frames import IN_MEMORY
 
 EVENTS_PER_BLOCK = 20_000  # events rendered (and held as text) at a time
@@ -109,6 +110,7 @@ _LINE_TEMPLATES = [
     messages.STATS_MEAN,
     messages.STATS_MAX,
     messages.CLIPPED,
+    messages.CLIPPED_AFTER,
     messages.EXPLODING_BEFORE_CLIPPING,
     messages.VANISHING_WARNING,
     messages.EXPLODING_WARNING,
@@ -125,16 +127,27 @@ def _event_lines(ev: pl.DataFrame, runs: dict[int, RunReport]) -> pl.DataFrame:
     specs = columns.fields(_LINE_TEMPLATES)
     coef = col("clip_coef") if "clip_coef" in ev.columns else lit(None, pl.Float64)
     pre_clip = col("pre_clip_norm") if "pre_clip_norm" in ev.columns else lit(None, pl.Float64)
-    # classify.clipped, with the norm before clipping logged
-    clipped = col("mean_norm").is_not_null() & pre_clip.is_not_null() & (coef > 0) & (coef < 1)
-    ev = ev.with_columns(_clipped=clipped.fill_null(False), _pre_mean=col("mean_norm") / coef)
+    # messages.stats_block's clipping lines, as columns
+    after = col("pos").replace_strict(
+        {pos: run.stats_at == STATS_AFTER_CLIPPING for pos, run in runs.items()},
+        default=False,
+        return_dtype=pl.Boolean,
+    )
+    logged = col("mean_norm").is_not_null() & pre_clip.is_not_null()
+    clipped = logged & (coef > 0) & (coef < 1) & pre_clip.is_finite()  # classify.clipped
+    ev = ev.with_columns(
+        _after=after,
+        _clipped=clipped.fill_null(False),
+        _lost=(logged & after & ~pre_clip.is_finite()).fill_null(False),
+        _pre_mean=col("mean_norm") / coef,
+    )
     ev = columns.format_numbers(
         ev,
         {
             "pre_mean": col("_pre_mean"),
             "pre_max": col("max_norm") / coef,
             "pre": pre_clip,
-            "coef": coef,
+            "post": pre_clip * coef,
             "mean": col("mean_norm"),
             "max": col("max_norm"),
             "r": col("ratio"),
@@ -220,10 +233,13 @@ def _event_lines(ev: pl.DataFrame, runs: dict[int, RunReport]) -> pl.DataFrame:
         at(stats, template(messages.STATS_HEAD, label=label), EMPHASIS),
         at(stats, template(messages.STATS_MEAN)),
         at(stats, template(messages.STATS_MAX)),
-        at(col("_clipped"), template(messages.CLIPPED)),
+        at(col("_lost"), messages.NONFINITE_BEFORE_CLIPPING, Status.NONFINITE.style),
+        at(col("_clipped") & col("_after"), template(messages.CLIPPED)),
+        at(col("_clipped") & ~col("_after"), template(messages.CLIPPED_AFTER)),
         at(
             # Polars orders NaN above every number; Python's comparison, as the echo's, does not
             col("_clipped")
+            & col("_after")
             & (col("_pre_mean") > classify.EXPLODING_NORM)
             & ~col("_pre_mean").is_nan(),
             template(messages.EXPLODING_BEFORE_CLIPPING),
