@@ -118,3 +118,10 @@ def test_the_recorders_echo_of_a_clipped_run_is_its_report(tmp_path):
     report = run_gradlog("report", str(path)).stdout.decode()
     assert "  Before clipping: mean norm" in report
     assert echo.getvalue() == report[: report.index("\n" + "-" * 60)]
+
+
+def test_original_prints_no_clipping_lines(tmp_path):
+    """The original printed none: ``--original`` stays word for word."""
+    result = run_gradlog("report", str(write(tmp_path / "run.jsonl")), "--original")
+    assert "clipping" not in result.stdout.decode().lower()
+    assert "WARNING: Exploding" not in result.stdout.decode()

@@ -72,8 +72,9 @@ class LiveEcho:
                 record["max_norm"],
                 record["n_vanishing"],
                 record["n_exploding"],
-                record.get("clip_coef"),
-                record.get("pre_clip_norm"),
+                # --original prints the original's lines alone
+                None if self._original else record.get("clip_coef"),
+                None if self._original else record.get("pre_clip_norm"),
                 self._after_clipping,
             )
             lines.append("")

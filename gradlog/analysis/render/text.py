@@ -133,7 +133,9 @@ def _event_lines(ev: pl.DataFrame, runs: dict[int, RunReport]) -> pl.DataFrame:
         default=False,
         return_dtype=pl.Boolean,
     )
-    logged = col("mean_norm").is_not_null() & pre_clip.is_not_null()
+    original = any(run.original for run in runs.values())
+    # --original prints the original's lines alone (it printed none about clipping)
+    logged = col("mean_norm").is_not_null() & pre_clip.is_not_null() & (not original)
     clipped = logged & (coef > 0) & (coef < 1) & pre_clip.is_finite()  # classify.clipped
     ev = ev.with_columns(
         _after=after,
@@ -157,7 +159,6 @@ def _event_lines(ev: pl.DataFrame, runs: dict[int, RunReport]) -> pl.DataFrame:
         },
         specs | {("w", ".2f"), ("s", ".2f"), ("sample_spread", ".2f")},
     )
-    original = any(run.original for run in runs.values())
     ev = ev.with_columns(
         _undefined=pl.Series(_undefined_lines(ev, runs), dtype=pl.String),
         # the original judged its pair alone, and printed no shares
