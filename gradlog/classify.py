@@ -210,6 +210,32 @@ def window_logs(
     return {t: math.fsum(math.log(s[t]) for s in recent) / len(recent) for t in recent[0]}
 
 
+def clipped(clip_coef: float | None) -> bool:
+    """Whether clipping changed an event's gradients (its factor below 1; docs/format.md)."""
+    return clip_coef is not None and 0 < clip_coef < 1
+
+
+# --original (docs/report.md): the original printed "Tasks balanced" only on epochs that are
+# multiples of this, a collapse line after every sample, and nothing before its window was full.
+ORIGINAL_BALANCED_EVERY = 10
+
+
+def original_window(ratios: Sequence[float], window: int) -> float | None:
+    """The original's window: the arithmetic mean of the pair's last ``window`` ratios, once
+    there are ``window`` of them."""
+    recent = ratios[-window:]
+    return math.fsum(recent) / window if len(recent) == window else None
+
+
+def original_line_shown(verdict: Collapse, epoch: int | None) -> bool:
+    """Whether the original printed a sample's collapse-check line."""
+    if verdict in (Collapse.NUMERATOR_DOMINATES, Collapse.DENOMINATOR_DOMINATES):
+        return True
+    return (
+        verdict is Collapse.BALANCED and epoch is not None and epoch % ORIGINAL_BALANCED_EVERY == 0
+    )
+
+
 def spread_band(log_spread: float) -> RatioBand:
     """The band of a window's spread (largest over smallest window norm), given as its log."""
     if math.isnan(log_spread):
@@ -347,12 +373,13 @@ def weight_flags(weights: Mapping[str, float] | None, tasks: Sequence[str]) -> s
     return " ".join(f"{t}={w:.4g}" for t, w in weights.items())
 
 
-def default_pair(tasks: Sequence[str]) -> tuple[str, str] | None:
+def default_pair(tasks: Sequence[str], *, any_count: bool = False) -> tuple[str, str] | None:
     """The pair messages print for a run of two tasks: pointer/type, else the two in order.
-    Three or more tasks have none: messages name the dominant and the starved task."""
-    if len(tasks) != 2:
+    Three or more tasks have none (messages name the dominant and the starved task), except
+    with ``any_count``, the original's rule: pointer/type, else the first two."""
+    if len(tasks) < 2 or (len(tasks) > 2 and not any_count):
         return None
-    if set(tasks) == {"pointer", "type"}:
+    if {"pointer", "type"} <= set(tasks):
         return ("pointer", "type")
     return (tasks[0], tasks[1])
 

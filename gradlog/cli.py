@@ -26,6 +26,7 @@ from gradlog.options import (
     MaxStreamBytes,
     MinSamples,
     NoColor,
+    Original,
     Output,
     Pair,
     ReportFormat,
@@ -99,6 +100,7 @@ def report(
         bool, typer.Option("--chart", help="Add a small text chart of the ratio (text format).")
     ] = False,
     unweighted: Unweighted = False,
+    original: Original = False,
     strict: Strict = False,
 ) -> None:
     """Print the collapse report and summary of a gradient log."""
@@ -113,6 +115,7 @@ def report(
         min_samples=min_samples,
         pair=parse_pair(pair),
         unweighted=unweighted,
+        original=original,
         run=run_id,
         strict=strict,
     )
@@ -193,6 +196,7 @@ def batch(
     no_color: NoColor = False,
     wide: Wide = False,
     unweighted: Unweighted = False,
+    original: Original = False,
 ) -> None:
     """Summarise many logs: one row per run, worst first; exit 2 if a file was unreadable."""
     from gradlog.analysis import api, output
@@ -209,6 +213,7 @@ def batch(
             min_samples=min_samples,
             pair=parse_pair(pair),
             unweighted=unweighted,
+            original=original,
             progress=progress,
         )
     for note in dict.fromkeys(note for row in result.rows for note in row.notes):
@@ -254,6 +259,7 @@ def compare(
     no_color: NoColor = False,
     wide: Wide = False,
     unweighted: Unweighted = False,
+    original: Original = False,
 ) -> None:
     """Compare two runs (or two sets of runs): did HEAD make training worse than BASE?"""
     from gradlog.analysis import engine, output
@@ -262,7 +268,11 @@ def compare(
 
     levels = fail_on_levels(fail_on)
     judging = engine.Options(
-        window=window, min_samples=min_samples, pair=parse_pair(pair), unweighted=unweighted
+        window=window,
+        min_samples=min_samples,
+        pair=parse_pair(pair),
+        unweighted=unweighted,
+        original=original,
     )
     comparison = compare_runs([base], [head], judging)
     out = output.Output(out_path, color=output.use_color(no_color), width=output.table_width(wide))
@@ -294,6 +304,7 @@ def plot(
     pair: Pair = None,
     title: Annotated[str | None, typer.Option(help="Title of the picture.")] = None,
     unweighted: Unweighted = False,
+    original: Original = False,
     strict: Strict = False,
 ) -> None:
     """Draw task norms, the ratio with its bands, and mean/max norm (needs matplotlib)."""
@@ -310,6 +321,7 @@ def plot(
             min_samples=min_samples,
             pair=parse_pair(pair),
             unweighted=unweighted,
+            original=original,
             run=run_id,
             strict=strict,
         )

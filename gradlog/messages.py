@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from gradlog.classify import COLLAPSE_RATIO, HEALTHY_RANGE, Collapse
+from gradlog.classify import COLLAPSE_RATIO, EXPLODING_NORM, HEALTHY_RANGE, Collapse, clipped
 
 PREFIX = "[PHASE 4]"
 _HIGH = f"{COLLAPSE_RATIO:.1f}"
@@ -26,6 +26,19 @@ ENABLED = PREFIX + " Gradient monitoring enabled (log frequency: {cadence})"
 STATS_HEAD = "{label} Gradient Stats:"
 STATS_MEAN = "  Mean norm: {mean:.4f}"
 STATS_MAX = "  Max norm:  {max:.4f}"
+# A clipped event (docs/format.md "Clipping"). Clipping scales every gradient by one factor,
+# so when the statistics are of the clipped gradients, the norms before it are the logged ones
+# over that factor; when they were read before clipping, only the clipping itself is news.
+CLIPPED = (
+    "  Before clipping: mean norm {pre_mean:.4f}, max norm {pre_max:.4f}, total norm {pre:.4f} "
+    "(clipped to {post:.4f})"
+)
+CLIPPED_AFTER = "  Then clipped: total norm {pre:.4f} to {post:.4f}"
+EXPLODING_BEFORE_CLIPPING = (
+    "  WARNING: Exploding gradients before clipping (mean norm {pre_mean:.4f} > "
+    + f"{EXPLODING_NORM:.1f})"
+)
+NONFINITE_BEFORE_CLIPPING = "  WARNING: Non-finite gradient norm before clipping"
 NONFINITE_WARNING = "  WARNING: Non-finite gradient norms"
 VANISHING_WARNING = "  WARNING: Vanishing gradients in {n} layers"
 EXPLODING_WARNING = "  WARNING: Exploding gradients in {n} layers"
@@ -98,19 +111,51 @@ def stats_block(
     max_norm: float,
     n_vanishing: int | None,
     n_exploding: int | None,
+    clip_coef: float | None = None,
+    pre_clip_norm: float | None = None,
+    after_clipping: bool = False,
 ) -> list[str]:
-    """``Epoch N Gradient Stats:`` and its lines; ``label`` is e.g. ``Epoch 10``."""
+    """``Epoch N Gradient Stats:`` and its lines; ``label`` is e.g. ``Epoch 10``;
+    ``after_clipping``: the statistics are of the clipped gradients (``meta.stats_at``)."""
     lines = [
         render(STATS_HEAD, label=label),
         render(STATS_MEAN, mean=mean_norm),
         render(STATS_MAX, max=max_norm),
     ]
+    lines += _clipping_lines(mean_norm, max_norm, clip_coef, pre_clip_norm, after_clipping)
     if not (math.isfinite(mean_norm) and math.isfinite(max_norm)):
         lines.append(NONFINITE_WARNING)
     if n_vanishing:
         lines.append(render(VANISHING_WARNING, n=n_vanishing))
     if n_exploding:
         lines.append(render(EXPLODING_WARNING, n=n_exploding))
+    return lines
+
+
+def _clipping_lines(
+    mean_norm: float,
+    max_norm: float,
+    clip_coef: float | None,
+    pre_clip_norm: float | None,
+    after_clipping: bool,
+) -> list[str]:
+    if pre_clip_norm is None:
+        return []
+    if after_clipping and not math.isfinite(pre_clip_norm):
+        return [NONFINITE_BEFORE_CLIPPING]
+    if not clipped(clip_coef):
+        return []
+    post = pre_clip_norm * clip_coef
+    if not after_clipping:
+        return [render(CLIPPED_AFTER, pre=pre_clip_norm, post=post)]
+    pre_mean = mean_norm / clip_coef
+    lines = [
+        render(
+            CLIPPED, pre_mean=pre_mean, pre_max=max_norm / clip_coef, pre=pre_clip_norm, post=post
+        )
+    ]
+    if pre_mean > EXPLODING_NORM:
+        lines.append(render(EXPLODING_BEFORE_CLIPPING, pre_mean=pre_mean))
     return lines
 
 

@@ -50,6 +50,14 @@ Unweighted = Annotated[
         help="Judge each task's norm divided by its loss weight (the raw task gradient).",
     ),
 ]
+Original = Annotated[
+    bool,
+    typer.Option(
+        "--original",
+        help="Judge by the original monitor's rules: raw norms, the mean of the pair's ratio "
+        "over a full window, its gating (docs/report.md).",
+    ),
+]
 Strict = Annotated[
     bool,
     typer.Option("--strict", help="Refuse (exit 2) what would be skipped with a note."),

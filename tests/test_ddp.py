@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import textwrap
@@ -25,6 +26,7 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = 3
 WORLD = 2
+PYPATH = os.environ.get("PYTHONPATH", "")
 
 if not torch.distributed.is_available():
     pytest.skip("torch.distributed is not available", allow_module_level=True)
@@ -70,6 +72,7 @@ from torch.nn.parallel import DistributedDataParallel
 from gradlog import GradientRecorder
 
 rank, init, out, mode, per_rank = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] == "1"
+clip = float(sys.argv[6]) if len(sys.argv) > 6 else None
 dist.init_process_group("gloo", init_method="file://" + init, rank=rank, world_size=2)
 torch.manual_seed(0)
 model = Model()
@@ -78,7 +81,7 @@ optimizer = torch.optim.SGD(ddp.parameters(), lr=0.5)
 extra = {"shared": model.encoder} if mode == "representation" else {}
 rec = GradientRecorder(ddp, TASKS, out, weights=WEIGHTS, mode=mode, log_every=None,
                        balance_every=None, log_every_steps=1, balance_every_steps=1,
-                       per_rank=per_rank, run_id=f"rank{rank}-id", **extra)
+                       per_rank=per_rank, run_id=f"rank{rank}-id", clip=clip, **extra)
 for step in range(1, STEPS + 1):
     x, pointers, types = (t[rank * 4:(rank + 1) * 4] for t in batch(step))
     optimizer.zero_grad()
@@ -91,7 +94,7 @@ dist.destroy_process_group()
 ).replace("STEPS", str(STEPS))
 
 
-def run_ranks(tmp_path: Path, mode: str, per_rank: bool) -> Path:
+def run_ranks(tmp_path: Path, mode: str, per_rank: bool, clip: float | None = None) -> Path:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     out = tmp_path / "run.jsonl"
@@ -107,10 +110,13 @@ def run_ranks(tmp_path: Path, mode: str, per_rank: bool) -> Path:
                 str(out),
                 mode,
                 "1" if per_rank else "0",
+                *([] if clip is None else [str(clip)]),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=ROOT,
+            # the script's own folder comes first on sys.path, not the cwd: import this checkout
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), PYPATH]))},
         )
         for rank in range(WORLD)
     ]
@@ -125,7 +131,7 @@ def run_ranks(tmp_path: Path, mode: str, per_rank: bool) -> Path:
     return out
 
 
-def reference(mode: str, halves: tuple[int, ...]):
+def reference(mode: str, halves: tuple[int, ...], clip: float | None = None):
     """Single-process training on the whole batch, measuring task gradients on ``halves``
     (both: the whole batch, as DDP trains; one: that rank's own half)."""
     namespace: dict = {}
@@ -166,6 +172,7 @@ def reference(mode: str, halves: tuple[int, ...]):
         optimizer.zero_grad()
         whole = namespace["losses"](model, *full)
         sum(weights[k] * whole[k] for k in tasks).backward()
+        pre_clip = None if clip is None else float(torch.nn.utils.clip_grad_norm_(params, clip))
         grad_norms = [float(q.grad.double().norm()) for q in params]
         optimizer.step()
         a, b = vectors["pointer"], vectors["type"]
@@ -175,6 +182,7 @@ def reference(mode: str, halves: tuple[int, ...]):
                 "cosine": float(a @ b / (a.norm() * b.norm())),
                 "mean_norm": sum(grad_norms) / len(grad_norms),
                 "max_norm": max(grad_norms),
+                "pre_clip_norm": pre_clip,
             }
         )
     return expected, [p.detach() for p in params]
@@ -211,6 +219,25 @@ def test_rank_zero_writes_the_synchronised_measurements(tmp_path: Path, mode: st
         trained = torch.load(f"{out}.params{rank}")
         for p, q in zip(trained, params):
             assert torch.allclose(p, q, rtol=1e-5, atol=1e-7)
+
+
+def test_every_rank_clips(tmp_path: Path) -> None:
+    """clip=: every rank clips (rank 1, which writes nothing, too), so the ranks stay in step
+    and train as one clipped process; rank 0 logs the synchronised norm before clipping."""
+    clip = 0.05
+    out = run_ranks(tmp_path, "parameters", per_rank=False, clip=clip)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert records[0]["meta"]["stats_at"] == "after_clipping"
+    expected, params = reference("parameters", halves=(0, 1), clip=clip)
+    logged = events(out)
+    check(logged, expected)
+    for event, want in zip(logged, expected):
+        assert want["pre_clip_norm"] > clip  # every step was clipped
+        assert event["pre_clip_norm"] == pytest.approx(want["pre_clip_norm"], rel=1e-5)
+    ranks = [torch.load(f"{out}.params{rank}") for rank in range(WORLD)]
+    for p, q, r in zip(*ranks, params):
+        assert torch.equal(p, q)
+        assert torch.allclose(p, r, rtol=1e-5, atol=1e-7)
 
 
 def test_per_rank_files(tmp_path: Path) -> None:

@@ -51,6 +51,19 @@ def test_json_report_matches_golden(sample, update_golden):
     _check(sample.replace(".jsonl", ".json"), result.stdout.decode("utf-8"), update_golden)
 
 
+@pytest.mark.parametrize("fmt", ["text", "json", "markdown"])
+@pytest.mark.parametrize("sample", ["pointer_collapse.jsonl", "type_collapse.jsonl"])
+def test_original_report_matches_golden(sample, fmt, update_golden):
+    """``--original`` over a window of 3 (the samples hold six balance samples): the original's
+    raw norms, arithmetic window and gating, in every format."""
+    result = run_gradlog(
+        "report", f"sample_logs/{sample}", "--original", "--window", "3", "--format", fmt
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    suffix = {"text": ".txt", "json": ".json", "markdown": ".md"}[fmt]
+    _check("original/" + sample.replace(".jsonl", suffix), result.stdout.decode(), update_golden)
+
+
 def test_crashed_log_notes_the_cut_line():
     result = run_gradlog("report", "sample_logs/crashed.jsonl")
     assert result.returncode == 0

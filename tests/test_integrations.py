@@ -76,7 +76,9 @@ def dataset(n: int = 32):
 # -- Lightning ----------------------------------------------------------------------------------
 
 
-def lightning_fit(tmp_path: Path, callbacks: list, returns: str = "dict", epochs: int = 1):
+def lightning_fit(
+    tmp_path: Path, callbacks: list, returns: str = "dict", epochs: int = 1, **trainer_args
+):
     lightning = pytest.importorskip("lightning")
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -107,6 +109,7 @@ def lightning_fit(tmp_path: Path, callbacks: list, returns: str = "dict", epochs
         enable_progress_bar=False,
         enable_model_summary=False,
         default_root_dir=tmp_path,
+        **trainer_args,
     )
     loader = DataLoader(TensorDataset(*dataset(8 * STEPS)), batch_size=8)
     trainer.fit(module, loader)
@@ -159,10 +162,85 @@ def test_lightning_callback_warns_about_other_weights(tmp_path: Path) -> None:
         lightning_fit(tmp_path, [callback])
 
 
+CLIP = 0.05  # below the tiny model's gradient norms: every step is clipped
+
+
+def clip_callback(module_name: str, path: Path, **kwargs):
+    callbacks = pytest.importorskip(f"gradlog.recorder.integrations.{module_name}")
+    return callbacks.GradlogCallback(
+        TASKS,
+        str(path),
+        weights=WEIGHTS,
+        log_every=None,
+        balance_every=None,
+        log_every_steps=1,
+        balance_every_steps=1,
+        **kwargs,
+    )
+
+
+# On a CPU Lightning runs "16-mixed" as bf16 (no loss scaler): the plain-loop GradScaler test in
+# test_clip.py covers unscaling.
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_lightning_logs_its_clipping_before_it(tmp_path: Path, precision: str) -> None:
+    """gradient_clip_val: the statistics are read before Lightning clips (after unscaling), with
+    the total norm and the factor Lightning's clipping then applies; training unchanged."""
+    pytest.importorskip("lightning")
+    path = tmp_path / "run.jsonl"
+    args = {"gradient_clip_val": CLIP, "precision": precision}
+    trained = lightning_fit(tmp_path, [clip_callback("lightning", path)], **args)
+    events = check_log(path, "parameters")
+    assert records(path)[0]["meta"]["stats_at"] == "before_clipping"
+    for event in events:
+        assert event["pre_clip_norm"] == pytest.approx(event["total_norm"], rel=1e-6)
+        assert event["clip_coef"] == pytest.approx(CLIP / (event["pre_clip_norm"] + 1e-6))
+        assert event["clip_coef"] < 1
+    plain = lightning_fit(tmp_path, [], **args)
+    for p, q in zip(plain.parameters(), trained.parameters()):
+        assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize(
+    ("precision", "accumulate"), [("32-true", 1), ("bf16-mixed", 1), ("bf16-mixed", 2)]
+)
+def test_lightning_callback_clips_with_clip(tmp_path: Path, precision: str, accumulate: int):
+    """clip= on the callback: gradlog clips in on_before_optimizer_step (after AMP's unscaling
+    and the last micro-batch), exactly as Lightning's gradient_clip_val would have."""
+    pytest.importorskip("lightning")
+    path = tmp_path / "run.jsonl"
+    args = {"precision": precision, "accumulate_grad_batches": accumulate}
+    callback = clip_callback("lightning", path, clip=CLIP)
+    trained = lightning_fit(tmp_path, [callback], **args)
+    events = check_log(path, "parameters", steps=STEPS // accumulate)
+    assert records(path)[0]["meta"]["stats_at"] == "after_clipping"
+    for event in events:
+        assert event["pre_clip_norm"] > CLIP and event["clip_coef"] < 1
+        assert event["total_norm"] == pytest.approx(CLIP, rel=1e-4)
+    plain = lightning_fit(tmp_path, [], gradient_clip_val=CLIP, **args)
+    for p, q in zip(plain.parameters(), trained.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_lightning_refuses_clipping_twice(tmp_path: Path) -> None:
+    pytest.importorskip("lightning")
+    callback = clip_callback("lightning", tmp_path / "run.jsonl", clip=CLIP)
+    with pytest.raises(RecorderConfigError, match="clip in one place"):
+        lightning_fit(tmp_path, [callback], gradient_clip_val=CLIP)
+
+
+def test_lightning_without_clipping_logs_no_clip_fields(tmp_path: Path) -> None:
+    pytest.importorskip("lightning")
+    path = tmp_path / "run.jsonl"
+    lightning_fit(tmp_path, [clip_callback("lightning", path)])
+    log = records(path)
+    assert log[0]["meta"]["stats_at"] == "before_clipping"
+    assert not any("pre_clip_norm" in e or "clip_coef" in e for e in log[1:])
+
+
 # -- Hugging Face -------------------------------------------------------------------------------
 
 
-def hf_train(tmp_path: Path, callbacks: list, max_grad_norm: float = 0.0):
+def hf_train(tmp_path: Path, callbacks: list, max_grad_norm: float = 0.0, **training_args):
     transformers = pytest.importorskip("transformers")
 
     class Model(nn.Module):
@@ -220,6 +298,7 @@ def hf_train(tmp_path: Path, callbacks: list, max_grad_norm: float = 0.0):
         logging_strategy="no",
         disable_tqdm=True,
         seed=0,
+        **training_args,
     )
     trainer = transformers.Trainer(
         model=model, args=args, train_dataset=Data(), callbacks=callbacks
@@ -262,6 +341,48 @@ def test_huggingface_callback_warns_that_clipping_comes_first(tmp_path: Path) ->
         hf_train(tmp_path, [callback], max_grad_norm=1.0)
 
 
+def test_huggingface_trainer_clipping_is_after_clipping(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    path = tmp_path / "run.jsonl"
+    with pytest.warns(UserWarning, match="clips gradients"):
+        hf_train(tmp_path, [clip_callback("huggingface", path)], max_grad_norm=CLIP)
+    events = check_log(path, "parameters")
+    assert records(path)[0]["meta"]["stats_at"] == "after_clipping"  # the Trainer clipped first
+    assert all(e["total_norm"] == pytest.approx(CLIP, rel=1e-4) for e in events)
+    assert not any("pre_clip_norm" in e for e in events)  # it keeps the norm to itself
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_huggingface_callback_clips_with_clip(tmp_path: Path, bf16: bool) -> None:
+    """max_grad_norm=0 and clip= on the callback: gradlog clips in on_pre_optimizer_step and
+    logs the norm before clipping; training is the Trainer's own clipping, bit for bit."""
+    pytest.importorskip("transformers")
+    path = tmp_path / "run.jsonl"
+    trained = hf_train(tmp_path, [clip_callback("huggingface", path, clip=CLIP)], bf16=bf16)
+    events = check_log(path, "parameters")
+    assert records(path)[0]["meta"]["stats_at"] == "after_clipping"
+    for event in events:
+        assert event["pre_clip_norm"] > CLIP and event["clip_coef"] < 1
+        assert event["total_norm"] == pytest.approx(CLIP, rel=1e-4)
+    plain = hf_train(tmp_path, [], max_grad_norm=CLIP, bf16=bf16)
+    for p, q in zip(plain.parameters(), trained.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_huggingface_refuses_clipping_twice(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    callback = clip_callback("huggingface", tmp_path / "run.jsonl", clip=CLIP)
+    with pytest.raises(RecorderConfigError, match="clip in one place"):
+        hf_train(tmp_path, [callback], max_grad_norm=1.0)
+
+
+def test_huggingface_without_clipping_is_before_clipping(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    path = tmp_path / "run.jsonl"
+    hf_train(tmp_path, [clip_callback("huggingface", path)])
+    assert records(path)[0]["meta"]["stats_at"] == "before_clipping"
+
+
 # -- the examples, as users run them -------------------------------------------------------------
 
 
@@ -282,7 +403,8 @@ def test_examples_run_and_their_logs_report(
         capture_output=True,
         timeout=300,
         cwd=ROOT,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        # the example's folder comes first on sys.path, not the cwd: import this checkout
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)},
     )
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     report = subprocess.run(

@@ -100,6 +100,7 @@ def train(
     *,
     own_backward: bool = False,
     echo: io.StringIO | None = None,
+    clip: float | None = None,
 ) -> None:
     """100 logged steps, statistics and task balance at every one."""
     torch.manual_seed(0)
@@ -119,6 +120,7 @@ def train(
         layers=True,
         buffer=16,  # several flushes during the run, each counted as one
         echo=echo or False,
+        clip=clip,
         **extra,
     )
     generator = torch.Generator().manual_seed(1)
@@ -223,3 +225,20 @@ def test_the_originals_moments_transfer_nothing_outside_flushes(
     assert events.height == 25  # a step's statistics and sample share its event
     if mode == "representation":
         assert events["skipped"].drop_nulls().len() == 10
+
+
+@pytest.mark.parametrize("mode", ["parameters", "representation"])
+@pytest.mark.parametrize("own_backward", [False, True])
+def test_clipping_adds_no_transfer(
+    tmp_path: Path, syncs: Syncs, mode: str, own_backward: bool
+) -> None:
+    """clip=: clip_grad_norm_ at every step, its norm and factor logged, none of them fetched
+    before the flush (clip_grad_norm_ itself never reads the norm on the host)."""
+    path = tmp_path / "run.jsonl"
+    train(path, mode, 2, own_backward=own_backward, clip=0.01)
+    assert syncs.outside == Counter(), syncs.where[:10]
+    assert 0 < sum(syncs.in_flush.values()) <= STEPS // 16 + 4
+    events = read_log(path).frame.filter(kind="event")
+    assert events.height == STEPS
+    assert events["clip_coef"].max() < 1  # clipping did clip
+    assert (events["total_norm"] < 0.0101).all()

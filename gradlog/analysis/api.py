@@ -30,13 +30,18 @@ def _paths(paths: PathLike | Sequence[PathLike]) -> list[str]:
 
 
 def _options(
-    window: int, min_samples: int, pair: tuple[str, str] | None, unweighted: bool
+    window: int,
+    min_samples: int,
+    pair: tuple[str, str] | None,
+    unweighted: bool,
+    original: bool,
 ) -> engine.Options:
     return engine.Options(
         window=window,
         min_samples=min_samples,
         pair=tuple(pair) if pair else None,
         unweighted=unweighted,
+        original=original,
     )
 
 
@@ -70,6 +75,7 @@ def analyse(
     min_samples: int = engine.Options.min_samples,
     pair: tuple[str, str] | None = None,
     unweighted: bool = False,
+    original: bool = False,
     run: str | None = None,
     strict: bool = False,
 ) -> AnalysedReport:
@@ -82,7 +88,9 @@ def analyse(
     from gradlog.analysis.readers.limits import event_limit
 
     log = read_log(os.fspath(path), strict=strict, max_events=event_limit())
-    return analyse_log(log, _options(window, min_samples, pair, unweighted), run=run, strict=strict)
+    return analyse_log(
+        log, _options(window, min_samples, pair, unweighted, original), run=run, strict=strict
+    )
 
 
 def batch_result(
@@ -92,6 +100,7 @@ def batch_result(
     min_samples: int = engine.Options.min_samples,
     pair: tuple[str, str] | None = None,
     unweighted: bool = False,
+    original: bool = False,
     storage_options: dict | None = None,
     progress=None,
 ) -> BatchResult:
@@ -101,7 +110,7 @@ def batch_result(
 
     return run_batch(
         _paths(paths),
-        _options(window, min_samples, pair, unweighted),
+        _options(window, min_samples, pair, unweighted, original),
         BatchOptions(storage_options=storage_options),
         progress,
     )
@@ -114,6 +123,7 @@ def batch(
     min_samples: int = engine.Options.min_samples,
     pair: tuple[str, str] | None = None,
     unweighted: bool = False,
+    original: bool = False,
     storage_options: dict | None = None,
 ) -> pl.DataFrame:
     """``gradlog batch PATHS...``: one row per run (or unreadable file), in the order found,
@@ -126,6 +136,7 @@ def batch(
         min_samples=min_samples,
         pair=pair,
         unweighted=unweighted,
+        original=original,
         storage_options=storage_options,
     )
     return rows_frame(result.rows)

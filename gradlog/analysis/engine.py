@@ -49,10 +49,17 @@ class Options:
     min_samples: int = classify.DEFAULT_MIN_SAMPLES
     pair: tuple[str, str] | None = None  # the ratio to print; default: see module docstring
     unweighted: bool = False  # judge each norm divided by its loss weight
+    # The original monitor's rules (docs/report.md, "--original"): unweighted norms, the
+    # arithmetic mean of one pair's ratio over a full window, and the original's gating.
+    original: bool = False
 
     def __post_init__(self) -> None:
         if self.window < 1 or self.min_samples < 1:
             raise GradlogError("--window and --min-samples must be at least 1")
+        if self.original:
+            # frozen: the implied values set the way dataclasses document for __post_init__
+            object.__setattr__(self, "unweighted", True)
+            object.__setattr__(self, "min_samples", self.window)
         if self.pair is not None and (len(self.pair) != 2 or self.pair[0] == self.pair[1]):
             raise GradlogError(f"--pair: expected two different tasks, got {'/'.join(self.pair)}")
 
@@ -142,7 +149,9 @@ def _pairs(runs: pl.DataFrame, options: Options) -> pl.DataFrame:
     """Each run's named pair (``pair_a``/``pair_b``), or the task ``--pair`` names and it lacks.
 
     Two tasks: the documented pair (pointer/type, else the first two) unless ``--pair`` says
-    otherwise; three or more: ``--pair`` if given, else none (messages name the extremes).
+    otherwise; three or more: ``--pair`` if given, else none (messages name the extremes), or
+    with ``--original`` the original's pair (pointer/type, else the first two), which alone is
+    judged.
     """
     a, b, missing = [], [], []
     for tasks in runs.get_column("tasks").to_list():
@@ -151,8 +160,8 @@ def _pairs(runs: pl.DataFrame, options: Options) -> pl.DataFrame:
         if options.pair is not None:
             absent = next((t for t in options.pair if t not in tasks), None)
             pair = None if absent is not None else options.pair
-        elif len(tasks) == 2:
-            pair = classify.default_pair(tasks)
+        elif len(tasks) == 2 or (options.original and len(tasks) > 2):
+            pair = classify.default_pair(tasks, any_count=options.original)
         a.append(pair[0] if pair else None)
         b.append(pair[1] if pair else None)
         missing.append(absent)
@@ -161,6 +170,8 @@ def _pairs(runs: pl.DataFrame, options: Options) -> pl.DataFrame:
         pl.Series("pair_b", b, dtype=pl.String),
         pl.Series("missing_task", missing, dtype=pl.String),
         n_tasks=pl.col("tasks").list.len().cast(pl.Int64),
+        unweighted=pl.lit(options.unweighted),
+        original=pl.lit(options.original),
     )
 
 

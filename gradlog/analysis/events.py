@@ -34,7 +34,8 @@ def events_frame(
     events = records.filter(pl.col("kind") == KIND_EVENT)
     if samples is None:
         return events.select(columns)
-    optional = [c for c in ("total_norm", "n_vanishing", "n_exploding") if c in _names(records)]
+    detail = ("total_norm", "n_vanishing", "n_exploding", "pre_clip_norm", "clip_coef")
+    optional = [c for c in detail if c in _names(records)]
     sampled = _names(samples)[4:]  # after rid, row, epoch and step
     judged = sampled.index("pair_verdict") + 1
     return (

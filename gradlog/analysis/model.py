@@ -134,11 +134,14 @@ class RunReport:
     log_every: int | None
     log_every_steps: int | None
     started_at: str | None
+    stats_at: str | None  # "before_clipping" or "after_clipping" (docs/format.md); None: unknown
     tags: dict[str, str]
     window: int
     min_samples: int
     by_steps: bool  # events are labelled "Step N"
     parts: EventParts = field(repr=False, compare=False)
+    original: bool = False  # judged by the original monitor's rules (--original)
+    unweighted: bool = False  # task norms divided by their weights (--unweighted, --original)
 
     @property
     def run_id(self) -> str:
@@ -266,8 +269,13 @@ def _summary(r: dict, where, notes: tuple[str, ...]) -> RunSummary:
         worst_spread=r["worst_spread"],
         first_imbalance=r["first_imbalance"],
         first_collapse=r["first_collapse"],
-        window_norms=window_norms,
-        shares=classify.shares(window_norms) if window_norms and len(tasks) > 2 else None,
+        # under --original the window holds the pair's mean ratio, not norms (original.py)
+        window_norms=None if r["original"] else window_norms,
+        shares=(
+            classify.shares(window_norms)
+            if window_norms and len(tasks) > 2 and not r["original"]
+            else None
+        ),
         advice=_advice(r, tasks, final_band, norm_band, window_norms),
         conflicts=_conflicts(r.get("conflicts")),
         notes=notes + tuple(_order_notes(r, where)),
@@ -291,6 +299,9 @@ def _advice(
         return Advice(band, norm_band, withheld=withheld)
     logged = dict(zip(r["window_weight_names"] or [], r["window_weights"] or []))
     current, assumed = classify.current_weights(logged, r["meta_weights"], tasks)
+    if r["unweighted"]:
+        # raw norms: the weighted norm each task trained with is the raw norm times its weight
+        window_norms = {t: n * current[t] for t, n in window_norms.items() if t in current}
     weights = classify.balancing_weights(window_norms, current)
     return Advice(
         band,

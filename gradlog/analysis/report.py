@@ -76,7 +76,7 @@ def analyse(
         notes += summary.notes
     parts = EventParts(judged.events)
     meta = judged.runs.select(
-        "rid", "log_every", "log_every_steps", "started_at", "tags", "by_steps"
+        "rid", "log_every", "log_every_steps", "started_at", "stats_at", "tags", "by_steps"
     ).iter_rows(named=True)
     runs = tuple(
         RunReport(
@@ -85,11 +85,14 @@ def analyse(
             log_every=m["log_every"],
             log_every_steps=m["log_every_steps"],
             started_at=m["started_at"],
+            stats_at=m["stats_at"],
             tags={t["key"]: t["value"] for t in m["tags"] or [] if t and t["key"] is not None},
             window=options.window,
             min_samples=options.min_samples,
             by_steps=m["by_steps"],
             parts=parts,
+            original=options.original,
+            unweighted=options.unweighted,
         )
         for s, m in zip(found, meta)
     )

@@ -25,7 +25,7 @@ from typing import Protocol
 
 import polars as pl
 
-from gradlog.analysis import exprs
+from gradlog.analysis import exprs, original
 from gradlog.format import KIND_EVENT
 from gradlog.frames import IN_MEMORY
 
@@ -36,6 +36,7 @@ class Options(Protocol):
     window: int
     min_samples: int
     unweighted: bool
+    original: bool
 
 
 def by_run(runs: pl.DataFrame, column: str) -> pl.Expr:
@@ -229,9 +230,14 @@ def sample_frame(
     batch row), what the summaries read.
     """
     # the task samples feed several branches of the plan: made once
-    long = _defined(_in_task_order(_task_samples(records, runs, options).collect(engine=IN_MEMORY)))
+    long = _task_samples(records, runs, options).collect(engine=IN_MEMORY)
+    if options.original:
+        long = original.pair_only(long)
+    long = _defined(_in_task_order(long))
     everywhere = long.get_column("defined").all()
     windowed = _windowed(long if everywhere else long.filter("defined"), options)
+    if options.original:
+        windowed = original.arithmetic_window(windowed, options.window)
     n_tasks = long.get_column("n_tasks")
     by = ("rid", "row")
     if everywhere and not detail and n_tasks.n_unique() == 1:

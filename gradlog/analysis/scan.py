@@ -72,6 +72,8 @@ RECORDS_SCHEMA = pl.Schema(
         "total_norm": F64,
         "n_vanishing": pl.Int64,
         "n_exploding": pl.Int64,
+        "pre_clip_norm": F64,
+        "clip_coef": F64,
         "tasks": TASKS,
         "bad": pl.Boolean,
     }
@@ -87,6 +89,7 @@ META_SCHEMA = pl.Schema(
         "log_every": pl.Int64,
         "log_every_steps": pl.Int64,
         "started_at": pl.String,
+        "stats_at": pl.String,
         "tags": pl.List(pl.Struct({"key": pl.String, "value": pl.String})),
         "bad": pl.Boolean,
     }
@@ -160,6 +163,8 @@ def read_json(
             floats["total_norm"].alias("total_norm"),
             "n_vanishing",
             "n_exploding",
+            floats["pre_clip_norm"].alias("pre_clip_norm"),
+            floats["clip_coef"].alias("clip_coef"),
             tasks.alias("tasks"),
             lost=lost | _odd(),
             meta="meta",
@@ -307,18 +312,20 @@ def _meta_extras(meta: pl.Expr) -> dict[str, pl.Expr]:
         "log_every": field("log_every"),
         "log_every_steps": field("log_every_steps"),
         "started_at": field("started_at"),
+        "stats_at": field("stats_at"),
         "tags": field("tags"),
     }
 
 
 _FLAT = ("epoch", "step", "mean_norm", "max_norm")
-_DETAIL = ("total_norm", "n_vanishing", "n_exploding")  # what only a report's events show
+# what only a report's events show
+_DETAIL = ("total_norm", "n_vanishing", "n_exploding", "pre_clip_norm", "clip_coef")
 
 
 def _from_storage(lf: pl.LazyFrame, part: int, *, report: bool = False) -> Chunk:
     """The chunk of a batch's Parquet scan, or of a log the careful reader read (``report``);
     a batch leaves out the columns only a report shows, since each column of each file costs a
-    read (these three, a sixth of the scan of 1,000 files)."""
+    read (the first three, a sixth of the scan of 1,000 files)."""
     extra = ["conflicts"] if report else []
     detail = [pl.col(c) if report else pl.lit(None, RECORDS_SCHEMA[c]).alias(c) for c in _DETAIL]
     raw = (

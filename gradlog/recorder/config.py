@@ -19,6 +19,7 @@ from gradlog import classify
 from gradlog.errors import RecorderConfigError
 
 __all__ = [
+    "CLIP_EXTERNAL",
     "DEFAULT_BUFFER_RECORDS",
     "DEFAULT_FLUSH_SECONDS",
     "MODES",
@@ -30,6 +31,8 @@ __all__ = [
 PARAMETERS = "parameters"
 REPRESENTATION = "representation"
 MODES = (PARAMETERS, REPRESENTATION)
+# clip="external": something else clips before record() (a framework, the user's own code).
+CLIP_EXTERNAL = "external"
 
 # With a step cadence the log is buffered by default: at most this many records, or this many
 # seconds (checked when a record is written), stay in memory before one write.
@@ -67,6 +70,8 @@ class RecorderConfig:
     per_rank: bool = False
     window: int = classify.DEFAULT_WINDOW
     min_samples: int = classify.DEFAULT_MIN_SAMPLES
+    original: bool = False  # the live echo's rules
+    clip: float | str | None = None
 
     def __post_init__(self) -> None:
         tasks = _check_tasks(self.tasks)
@@ -79,11 +84,13 @@ class RecorderConfig:
         _check_mode(self.mode, self.shared)
         buffer = _check_buffer(self.buffer, self.by_steps)
         _check_flush_seconds(self.flush_seconds)
+        clip = _check_clip(self.clip)
         # Frozen, so the resolved values go in the way dataclasses document for __post_init__.
         object.__setattr__(self, "tasks", tuple(tasks))
         object.__setattr__(self, "weights", MappingProxyType(weights))
         object.__setattr__(self, "buffer", buffer)
         object.__setattr__(self, "per_rank", bool(self.per_rank))
+        object.__setattr__(self, "clip", clip)
 
     @property
     def by_steps(self) -> bool:
@@ -179,3 +186,15 @@ def _check_flush_seconds(flush_seconds: float) -> None:
         raise RecorderConfigError(f"flush_seconds must be a number, got {flush_seconds!r}")
     if not flush_seconds > 0:  # also refuses NaN
         raise RecorderConfigError(f"flush_seconds must be positive, got {flush_seconds!r}")
+
+
+def _check_clip(clip: float | str | None) -> float | str | None:
+    """None, :data:`CLIP_EXTERNAL`, or the max norm as a float (infinity: measure, never clip)."""
+    if clip is None or clip == CLIP_EXTERNAL:
+        return clip
+    if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0:
+        raise RecorderConfigError(
+            f"clip must be a positive max norm, {CLIP_EXTERNAL!r} (something else clips "
+            f"before record()) or None, got {clip!r}"
+        )
+    return float(clip)

@@ -4,7 +4,8 @@ Arguments are checked by :mod:`gradlog.recorder.config`, cadences kept by
 :mod:`gradlog.recorder.schedule`, a step's per-task gradients measured by
 :mod:`gradlog.recorder.balance` (on :mod:`~gradlog.recorder.norms` and
 :mod:`~gradlog.recorder.capture`), records laid out by :mod:`gradlog.recorder.records` and
-stored by :mod:`gradlog.recorder.writers`. docs/recorder.md explains the two measurement modes.
+stored by :mod:`gradlog.recorder.writers`; clipping is :mod:`gradlog.recorder.clipping`'s.
+docs/recorder.md explains the two measurement modes.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import torch
 
 import gradlog.recorder.distributed as distributed
 from gradlog import classify
-from gradlog.format import Record
+from gradlog.format import STATS_AFTER_CLIPPING, Record
 from gradlog.recorder.balance import PendingBalance
+from gradlog.recorder.clipping import ClipMethods, Clipping, clip_values
 from gradlog.recorder.config import (
     DEFAULT_FLUSH_SECONDS,
     PARAMETERS,
@@ -38,14 +40,14 @@ from gradlog.recorder.moments import Moments
 from gradlog.recorder.norms import parameter_grad_norms
 from gradlog.recorder.outputs import SharedOutput
 from gradlog.recorder.pending import DeviceValues, PendingRecord, pending_event, task_losses
-from gradlog.recorder.records import event_record, run_record
+from gradlog.recorder.records import run_record
 from gradlog.recorder.schedule import BALANCE, STATS, Schedule
 from gradlog.recorder.writers import NullWriter
 
 __all__ = ["GradientRecorder", "PARAMETERS", "REPRESENTATION"]
 
 
-class GradientRecorder(Moments):
+class GradientRecorder(ClipMethods, Moments):
     """Records per-task gradient norms, gradient conflict and global gradient statistics.
 
     Typical use, replacing ``loss.backward()``::
@@ -71,14 +73,6 @@ class GradientRecorder(Moments):
         rec.before_backward(losses, epoch=epoch)
         loss.backward(retain_graph=rec.needs_graph(epoch=epoch))
         rec.record(losses, epoch=epoch)
-
-    The original monitor's moments (docs/recorder.md): ``stats_every_batch=True`` logs every
-    batch of a logged epoch, and :meth:`sample_balance` the task balance of a batch held for
-    it, at the end of an epoch, in eval mode::
-
-        model.eval()
-        rec.sample_balance(task_losses(model, held_batch), epoch=epoch)
-        model.train()
 
     Args:
         model: the module whose trainable parameters are measured (resolved once, here). A
@@ -113,6 +107,10 @@ class GradientRecorder(Moments):
             (``NAME.rankR.jsonl``, records carrying ``rank``) from its own batch; default:
             rank 0 alone writes, with task gradients reduced over the ranks.
         window, min_samples: the collapse window of the live echo.
+        original: the live echo judges as ``gradlog report --original`` does.
+        clip: a max norm: the recorder clips every step (``clip_grad_norm_``) after the backward,
+            or at :meth:`clip_grad_norm_`, and the statistics are of the clipped gradients,
+            with the norm before clipping; ``"external"``: you clip (see :meth:`clipped`).
 
     Epoch cadences fire on the first call of an epoch number divisible by N; step cadences on
     steps divisible by N, ``step`` counting calls from 1 unless passed. Both may be set.
@@ -142,6 +140,8 @@ class GradientRecorder(Moments):
         per_rank: bool = False,
         window: int = classify.DEFAULT_WINDOW,
         min_samples: int = classify.DEFAULT_MIN_SAMPLES,
+        original: bool = False,
+        clip: float | str | None = None,
     ) -> None:
         check_module(model)
         config = RecorderConfig(
@@ -164,6 +164,8 @@ class GradientRecorder(Moments):
             per_rank=per_rank,
             window=window,
             min_samples=min_samples,
+            original=original,
+            clip=clip,
         )
         inner = distributed.unwrap(model)
         distributed.refuse_sharded(inner)
@@ -188,6 +190,7 @@ class GradientRecorder(Moments):
             self.world_size if self._reduce else None,
             representation=self.mode == REPRESENTATION,
         )
+        self._clipping = Clipping(config.clip, self._params)
         self._writer = distributed.open_rank_writer(path, config, self.rank, self.per_rank)
         self._writes_nothing = isinstance(self._writer, NullWriter)
         self._values = DeviceValues()
@@ -202,6 +205,7 @@ class GradientRecorder(Moments):
                 by_steps=config.by_steps,
                 window=config.window,
                 min_samples=config.min_samples,
+                original=config.original,
             )
         self._shared = None if shared_module is None else SharedOutput(shared_name, shared_module)
         self._warned_skips: set[str] = set()
@@ -215,10 +219,12 @@ class GradientRecorder(Moments):
                 model=type(inner).__name__,
                 n_params=sum(p.numel() for p in self._params),
                 torch_version=torch.__version__,
+                stats_at=self._clipping.stats_at,
             )
         )
         if self._echo is not None:
-            self._echo.start(self.log_every, self.log_every_steps)
+            after = self._clipping.stats_at == STATS_AFTER_CLIPPING
+            self._echo.start(self.log_every, self.log_every_steps, after_clipping=after)
 
     def _join_ranks(self, per_rank: bool, run_id: str | None) -> None:
         dist = distributed.current()
@@ -259,8 +265,9 @@ class GradientRecorder(Moments):
 
         Task gradients are measured around the backward (parameter mode: before it, with
         ``autograd.grad``, which leaves ``.grad`` alone; representation mode: during it),
-        global statistics after it. ``shared``: the representation tensor, in representation
-        mode without ``shared=`` at construction. Returns the weighted total loss.
+        global statistics after it (and after clipping, with ``clip=``). ``shared``: the
+        representation tensor, in representation mode without ``shared=`` at construction.
+        Returns the weighted total loss.
         """
         self._before(losses, epoch, step, shared, None, exact=True)
         total = weighted_sum(losses, self.weights)
@@ -332,6 +339,7 @@ class GradientRecorder(Moments):
 
     def _finish(self, losses, epoch, step) -> None:
         step = self._schedule.advance(step)
+        clipped = self._clipping.finish()  # every step is clipped, recorded or not
         if self._shared is not None:
             self._shared.reset()
         gram = self._balance.take()
@@ -345,14 +353,13 @@ class GradientRecorder(Moments):
             self._schedule.done(BALANCE, epoch)
         if self._writes_nothing:
             return  # the reductions, collective, are done; nothing is written on this rank
-        header = event_record(self.run_id, epoch, step, self._record_rank)
-        if skipped is not None:
-            header["skipped"] = skipped
         # Queued on the device, fetched when the writer flushes (pending.py): no waiting here.
+        stats = parameter_grad_norms(self._params) if stats_due else None
         entry = pending_event(
             self._values,
-            header,
-            stats=parameter_grad_norms(self._params) if stats_due else None,
+            self._event_header(epoch, step, skipped),
+            stats=stats,
+            clip=None if stats is None or clipped is None else clip_values(clipped, stats[1]),
             names=self._names if self.layers else None,
             balance=None if gram is None else (gram, task_losses([losses[t] for t in self.tasks])),
             tasks=self.tasks,

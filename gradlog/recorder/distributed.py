@@ -68,7 +68,7 @@ def rank_path(path: str | os.PathLike[str], rank: int) -> Path:
 def open_rank_writer(
     path: str | os.PathLike[str], config: RecorderConfig, rank: int, per_rank: bool
 ) -> Any:
-    """This rank's writer: the log (rank 0), its own file (``per_rank``), or none."""
+    """The writer of this rank: its own file with ``per_rank``, else rank 0's log on rank 0."""
     if per_rank:
         path = rank_path(path, rank)
     if per_rank or rank == 0:

@@ -27,23 +27,30 @@ class LiveEcho:
         by_steps: bool,
         window: int,
         min_samples: int,
+        original: bool = False,
     ) -> None:
         self._stream = stream
         self._tasks = tasks
         self._by_steps = by_steps
         self._window = window
         self._min_samples = min_samples
-        self._pair = classify.default_pair(tasks)
+        self._original = original  # the original's rules, as ``gradlog report --original``
+        self._pair = classify.default_pair(tasks, any_count=original)
         self._samples: deque[dict[str, float]] = deque(maxlen=window)  # the collapse window
+        self._ratios: deque[float] = deque(maxlen=window)  # the original's window of the pair
         self._means: list[float] = []  # finite logged mean norms, for the summary
         self._maxes: list[float] = []
         self._n_stats = 0
+        self._after_clipping = False
 
     def print(self, lines: list[str]) -> None:
         self._stream.write("\n".join(lines) + "\n")
         self._stream.flush()
 
-    def start(self, log_every: int | None, log_every_steps: int | None) -> None:
+    def start(
+        self, log_every: int | None, log_every_steps: int | None, *, after_clipping: bool = False
+    ) -> None:
+        self._after_clipping = after_clipping  # the run record's stats_at
         self.print([messages.enabled_line(log_every, log_every_steps), ""])
 
     def record(self, record: Record, balance: list[float] | None) -> None:
@@ -65,10 +72,20 @@ class LiveEcho:
                 record["max_norm"],
                 record["n_vanishing"],
                 record["n_exploding"],
+                # --original prints the original's lines alone
+                None if self._original else record.get("clip_coef"),
+                None if self._original else record.get("pre_clip_norm"),
+                self._after_clipping,
             )
             lines.append("")
         if balance is not None and len(self._tasks) >= 2:
-            lines += self._balance(dict(zip(self._tasks, balance)), label[:1].lower() + label[1:])
+            norms = dict(zip(self._tasks, balance))
+            when = label[:1].lower() + label[1:]
+            if self._original:
+                weights = {t["name"]: t.get("weight") for t in record["tasks"]}
+                lines += self._original_balance(norms, weights, when, record["epoch"])
+            else:
+                lines += self._balance(norms, when)
         if lines:
             self.print(lines)
 
@@ -92,6 +109,35 @@ class LiveEcho:
             lines.append(messages.shares_line(classify.shares(norms)))
         lines.append("")
         return lines
+
+    def _original_balance(
+        self,
+        norms: dict[str, float],
+        weights: dict[str, float | None],
+        when: str,
+        epoch: int | None,
+    ) -> list[str]:
+        """One balance sample's lines by the original's rules (raw norms, the pair alone)."""
+        num, den = self._pair
+        raw = {t: _raw(norms[t], weights.get(t)) for t in (num, den)}
+        if not classify.defined_sample(raw):
+            return [messages.undefined_line(when, raw), ""]
+        ratio = raw[num] / raw[den]
+        self._ratios.append(ratio)
+        lines: list[str] = []
+        if classify.outside_healthy_range(ratio):
+            lines += [*messages.imbalance_lines(when, num, den, ratio), ""]
+        line, verdict = self._original_window(summary=False)
+        if classify.original_line_shown(verdict, epoch):
+            lines += [line, ""]
+        return lines
+
+    def _original_window(self, *, summary: bool) -> tuple[str, classify.Collapse]:
+        num, den = self._pair
+        mean = classify.original_window(list(self._ratios), self._window)
+        verdict = classify.collapse_check_log(None if mean is None else _log(mean))
+        templates = messages.SUMMARY if summary else messages.LINE
+        return messages.render(templates[verdict], num=num, den=den, r=mean), verdict
 
     def _order(self) -> list[str]:
         pair = list(self._pair or ())
@@ -124,13 +170,26 @@ class LiveEcho:
             "",
             None,
         )[:-1]
-        lines += self._window_lines(summary=True)
+        if self._original:
+            lines.append(self._original_window(summary=True)[0])
+        else:
+            lines += self._window_lines(summary=True)
         if self._n_stats > len(means):
             lines.append(messages.nonfinite_summary_line(self._n_stats - len(means), self._n_stats))
         logs = classify.window_logs(list(self._samples), self._window, self._min_samples)
-        if logs is not None and len(self._tasks) > 2:
+        if logs is not None and len(self._tasks) > 2 and not self._original:
             lines.append(
                 "  "
                 + messages.shares_line(classify.shares({t: math.exp(v) for t, v in logs.items()}))
             )
         self.print(lines)
+
+
+def _raw(norm: float, weight: float | None) -> float:
+    """A weighted norm as the raw one the original measured; no raw norm for a weight of 0."""
+    weight = 1.0 if weight is None else weight
+    return norm / weight if weight != 0 else math.nan
+
+
+def _log(value: float) -> float:
+    return math.log(value) if value > 0 else math.nan

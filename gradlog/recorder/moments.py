@@ -23,6 +23,7 @@ from collections.abc import Mapping
 import torch
 
 from gradlog.errors import RecorderConfigError, SkippedSampleWarning
+from gradlog.format import Record
 from gradlog.recorder.config import REPRESENTATION
 from gradlog.recorder.graph import Shared
 from gradlog.recorder.pending import pending_event, task_losses
@@ -103,12 +104,9 @@ class Moments:
     def _log_sample(self, epoch, step, skipped, balance=None) -> None:
         if self._writes_nothing:
             return  # the reductions, collective, are done; nothing is written on this rank
-        header = event_record(self.run_id, epoch, step, self._record_rank)
-        if skipped is not None:
-            header["skipped"] = skipped
         entry = pending_event(
             self._values,
-            header,
+            self._event_header(epoch, step, skipped),
             stats=None,
             names=None,
             balance=balance,
@@ -119,6 +117,12 @@ class Moments:
         if self._echo is not None and balance is not None and len(self.tasks) > 1:
             record = entry.resolve()  # the echo prints now: one transfer
             self._echo.record(record, [t["grad_norm"] for t in record["tasks"]])
+
+    def _event_header(self, epoch: int | None, step: int | None, skipped: str | None) -> Record:
+        header = event_record(self.run_id, epoch, step, self._record_rank)
+        if skipped is not None:
+            header["skipped"] = skipped
+        return header
 
     # -- representation mode at a step --------------------------------------------------------
 

@@ -134,6 +134,7 @@ def pending_event(
     header: Record,
     *,
     stats: tuple[list[int], list[torch.Tensor]] | None,
+    clip: list[torch.Tensor] | None = None,
     names: Sequence[str] | None,
     balance: tuple[DeviceGram, list[torch.Tensor]] | None,
     tasks: Sequence[str],
@@ -142,17 +143,21 @@ def pending_event(
     """An event whose measurements are still on the device.
 
     ``stats``: the indices of the parameters with a gradient and their norms (tensors whose
-    values are in index order), or None; ``names``: every parameter's name, to list each norm
+    values are in index order), or None; ``clip``: with ``stats``, the step's pre-clip norm and
+    clip factor (two scalars), or None; ``names``: every parameter's name, to list each norm
     (``layers=True``), or None. ``balance``: the task gradients' Gram matrix and the task losses
     (tensors holding one value per task, in task order, as :func:`task_losses` gives them), or
     None.
     """
     tensors: list[torch.Tensor] = []
-    n_norms = n_gram = 0
+    n_norms = n_gram = n_clip = 0
     if stats is not None:
         index, norms = stats
         tensors += norms
         n_norms = len(index)
+        if clip is not None:
+            tensors += clip
+            n_clip = len(clip)
     if balance is not None:
         gram, losses = balance
         tensors += gram.tensors
@@ -162,11 +167,13 @@ def pending_event(
     def build(values: list[float]) -> Record:
         record = header
         if stats is not None:
-            record.update(stats_fields(index, values[:n_norms], names))
+            clipping = values[n_norms : n_norms + n_clip] if n_clip else None
+            record.update(stats_fields(index, values[:n_norms], names, clipping))
         if balance is not None:
-            matrix = gram.matrix(values[n_norms : n_norms + n_gram])
+            start = n_norms + n_clip
+            matrix = gram.matrix(values[start : start + n_gram])
             norms, cosines = norms_and_cosines(matrix)
-            task_losses = values[n_norms + n_gram :]
+            task_losses = values[start + n_gram :]
             record.update(balance_fields(tasks, weights, task_losses, norms, cosines))
         return record
 

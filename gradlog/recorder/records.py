@@ -29,8 +29,10 @@ def run_record(
     model: str,
     n_params: int,
     torch_version: str,
+    stats_at: str = STATS_BEFORE_CLIPPING,
 ) -> Record:
-    """The record that opens a run. ``rank``: set only when every rank writes its own file."""
+    """The record that opens a run. ``rank``: set only when every rank writes its own file;
+    ``stats_at``: whether the statistics are read before or after clipping."""
     tasks = list(config.tasks)
     meta = {
         "tasks": tasks,
@@ -48,7 +50,7 @@ def run_record(
         "host": socket.gethostname(),
         "gradlog_version": __version__,
         "torch_version": torch_version,
-        "stats_at": STATS_BEFORE_CLIPPING,
+        "stats_at": stats_at,
         "tags": [{"key": str(k), "value": str(v)} for k, v in (config.tags or {}).items()],
     }
     record: Record = {
@@ -79,15 +81,20 @@ def event_record(run_id: str, epoch: int | None, step: int, rank: int | None) ->
 
 
 def stats_fields(
-    index: Sequence[int], norms: Sequence[float], names: Sequence[str] | None
+    index: Sequence[int],
+    norms: Sequence[float],
+    names: Sequence[str] | None,
+    clip: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """The global statistics of the parameters' gradient norms.
 
     ``index`` and ``norms``: as :func:`~gradlog.recorder.norms.parameter_grad_norms` returns
-    them; ``names``: every measured parameter's name, to list each norm, or None for counts only.
+    them; ``names``: every measured parameter's name, to list each norm, or None for counts only;
+    ``clip``: the step's ``(pre_clip_norm, clip_coef)``, or None.
     """
+    clipping = {} if clip is None else {"pre_clip_norm": clip[0], "clip_coef": clip[1]}
     if not norms:
-        return {"n_grads": 0}
+        return {"n_grads": 0, **clipping}
     # A NaN gradient is the maximum (the first NaN), not silently skipped
     nan = next((n for n in norms if n != n), None)
     stats: dict[str, Any] = {
@@ -97,6 +104,7 @@ def stats_fields(
         "n_grads": len(norms),
         "n_vanishing": sum(map(classify.layer_is_vanishing, norms)),
         "n_exploding": sum(map(classify.layer_is_exploding, norms)),
+        **clipping,
     }
     if names is not None:
         stats["layers"] = [{"name": names[i], "norm": n} for i, n in zip(index, norms)]

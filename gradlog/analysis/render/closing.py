@@ -112,7 +112,7 @@ def advice_items(run: RunReport) -> list[Advice]:
         reason = "fewer than two tasks" if len(s.tasks) < 2 else "not enough balance samples"
         items.append(Advice("Task balance", f"no verdict ({reason})"))
     else:
-        if len(s.tasks) >= 3:
+        if len(s.tasks) >= 3 and not run.original:  # the original judges its pair alone
             detail = f"spread {messages.fmt2(s.spread)}"
         else:
             detail = f"window ratio {messages.fmt2(s.window_ratio)}"

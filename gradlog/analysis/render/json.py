@@ -28,6 +28,8 @@ EVENT_COLUMNS = (
     "total_norm",
     "n_vanishing",
     "n_exploding",
+    "pre_clip_norm",
+    "clip_coef",
     "norm_band",
     "has_balance",
     "defined",
@@ -98,9 +100,11 @@ def run_data(run: RunReport, events: dict[str, list] | None = None) -> dict:
         "log_every": run.log_every,
         "log_every_steps": run.log_every_steps,
         "started_at": run.started_at,
+        "stats_at": run.stats_at,
         "tags": run.tags,
         "window": run.window,
         "min_samples": run.min_samples,
+        "original": run.original,
         "events": shown,
     }
 

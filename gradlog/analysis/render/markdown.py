@@ -125,6 +125,8 @@ def summary_table(run: RunReport) -> list[str]:
         rows.append(["Undefined ratios", f"{s.n_undefined} of {s.n_balance} samples"])
     if run.started_at:
         rows.append(["Started", md.code(run.started_at)])
+    if run.stats_at:
+        rows.append(["Statistics", md.code(run.stats_at.replace("_", " "))])
     if run.tags:
         rows.append(
             ["Tags", ", ".join(f"{md.code(k)} = {md.code(v)}" for k, v in run.tags.items())]
@@ -150,10 +152,12 @@ def findings(run: RunReport) -> list[str]:
             f"{low}–{high} at {s.first_imbalance}."
         )
     if s.first_collapse:
-        out.append(
-            f"- {Status.COLLAPSE.badge} Task collapse from {s.first_collapse}: the spread of "
-            "the task norms over the window (largest over smallest) passed 5.0."
+        what = (
+            "the mean of the pair's ratio over the window (the original's rule) left 0.2–5.0"
+            if run.original
+            else "the spread of the task norms over the window (largest over smallest) passed 5.0"
         )
+        out.append(f"- {Status.COLLAPSE.badge} Task collapse from {s.first_collapse}: {what}.")
     if s.worst_band is not None and s.worst_band not in (RatioBand.HEALTHY, RatioBand.UNDEFINED):
         out.append(
             f"- {_badge_ratio(s.worst_band)} Worst spread: "
@@ -264,7 +268,8 @@ def norms_chart(run: RunReport) -> list[str]:
         y_range=(0.0, top),
         lines=series,
     )
-    legend = "Gradient norm of each task's weighted loss: " + ", ".join(
+    of = "loss divided by its weight (raw)" if run.unweighted else "weighted loss"
+    legend = f"Gradient norm of each task's {of}: " + ", ".join(
         f"{colour} {md.code(t)}" for colour, t in zip(COLOUR_NAMES, tasks)
     )
     return [legend + ".", "", *chart, ""]

@@ -12,13 +12,14 @@ from collections.abc import Iterator
 
 import polars as pl
 
-from gradlog import messages
+from gradlog import classify, messages
 from gradlog.analysis.model import Report, RunReport
 from gradlog.analysis.render import columns
 from gradlog.analysis.render.closing import Line, closing_lines, verdict_style
 from gradlog.analysis.render.columns import template, title
 from gradlog.analysis.status import EMPHASIS, Status
 from gradlog.classify import Collapse
+from gradlog.format import STATS_AFTER_CLIPPING
 from gradlog.frames import IN_MEMORY
 
 EVENTS_PER_BLOCK = 20_000  # events rendered (and held as text) at a time
@@ -108,6 +109,9 @@ _LINE_TEMPLATES = [
     messages.STATS_HEAD,
     messages.STATS_MEAN,
     messages.STATS_MAX,
+    messages.CLIPPED,
+    messages.CLIPPED_AFTER,
+    messages.EXPLODING_BEFORE_CLIPPING,
     messages.VANISHING_WARNING,
     messages.EXPLODING_WARNING,
     messages.IMBALANCE_HEAD,
@@ -121,9 +125,31 @@ def _event_lines(ev: pl.DataFrame, runs: dict[int, RunReport]) -> pl.DataFrame:
     """Every event's lines (``pos, part=1, k, line, style``), in file order within each run."""
     col, lit = pl.col, pl.lit
     specs = columns.fields(_LINE_TEMPLATES)
+    coef = col("clip_coef") if "clip_coef" in ev.columns else lit(None, pl.Float64)
+    pre_clip = col("pre_clip_norm") if "pre_clip_norm" in ev.columns else lit(None, pl.Float64)
+    # messages.stats_block's clipping lines, as columns
+    after = col("pos").replace_strict(
+        {pos: run.stats_at == STATS_AFTER_CLIPPING for pos, run in runs.items()},
+        default=False,
+        return_dtype=pl.Boolean,
+    )
+    original = any(run.original for run in runs.values())
+    # --original prints the original's lines alone (it printed none about clipping)
+    logged = col("mean_norm").is_not_null() & pre_clip.is_not_null() & (not original)
+    clipped = logged & (coef > 0) & (coef < 1) & pre_clip.is_finite()  # classify.clipped
+    ev = ev.with_columns(
+        _after=after,
+        _clipped=clipped.fill_null(False),
+        _lost=(logged & after & ~pre_clip.is_finite()).fill_null(False),
+        _pre_mean=col("mean_norm") / coef,
+    )
     ev = columns.format_numbers(
         ev,
         {
+            "pre_mean": col("_pre_mean"),
+            "pre_max": col("max_norm") / coef,
+            "pre": pre_clip,
+            "post": pre_clip * coef,
             "mean": col("mean_norm"),
             "max": col("max_norm"),
             "r": col("ratio"),
@@ -135,7 +161,8 @@ def _event_lines(ev: pl.DataFrame, runs: dict[int, RunReport]) -> pl.DataFrame:
     )
     ev = ev.with_columns(
         _undefined=pl.Series(_undefined_lines(ev, runs), dtype=pl.String),
-        _shares=_shares_lines(ev),
+        # the original judged its pair alone, and printed no shares
+        _shares=pl.lit(None, pl.String) if original else _shares_lines(ev),
     )
     label, mean, maxn = col("label"), col("mean_norm"), col("max_norm")
     when = pl.concat_str(label.str.slice(0, 1).str.to_lowercase(), label.str.slice(1))
@@ -192,10 +219,33 @@ def _event_lines(ev: pl.DataFrame, runs: dict[int, RunReport]) -> pl.DataFrame:
         ).fill_null(False)
     )
     imbalance = balance & defined & col("imbalance")
+    verdict_shown = balance
+    if original:
+        # classify.original_line_shown, as a column
+        shown = col("shown_verdict")
+        verdict_shown = balance & (
+            shown.is_in([Collapse.NUMERATOR_DOMINATES.value, Collapse.DENOMINATOR_DOMINATES.value])
+            | (
+                (shown == Collapse.BALANCED.value)
+                & (col("epoch") % classify.ORIGINAL_BALANCED_EVERY == 0)
+            )
+        ).fill_null(False)
     entries = [
         at(stats, template(messages.STATS_HEAD, label=label), EMPHASIS),
         at(stats, template(messages.STATS_MEAN)),
         at(stats, template(messages.STATS_MAX)),
+        at(col("_lost"), messages.NONFINITE_BEFORE_CLIPPING, Status.NONFINITE.style),
+        at(col("_clipped") & col("_after"), template(messages.CLIPPED)),
+        at(col("_clipped") & ~col("_after"), template(messages.CLIPPED_AFTER)),
+        at(
+            # Polars orders NaN above every number; Python's comparison, as the echo's, does not
+            col("_clipped")
+            & col("_after")
+            & (col("_pre_mean") > classify.EXPLODING_NORM)
+            & ~col("_pre_mean").is_nan(),
+            template(messages.EXPLODING_BEFORE_CLIPPING),
+            warn,
+        ),
         at(
             stats & ~(mean.is_finite() & maxn.is_finite()),
             messages.NONFINITE_WARNING,
@@ -211,8 +261,10 @@ def _event_lines(ev: pl.DataFrame, runs: dict[int, RunReport]) -> pl.DataFrame:
         at(imbalance & extremes_differ, ratio_line("dominant", "starved", "sample_spread"), warn),
         at(imbalance, ""),
         (
-            pl.when(balance).then(verdict_line("shown_verdict", "window_num", "window_den", "w")),
-            pl.when(balance).then(verdict_style_expr("shown_verdict")),
+            pl.when(verdict_shown).then(
+                verdict_line("shown_verdict", "window_num", "window_den", "w")
+            ),
+            pl.when(verdict_shown).then(verdict_style_expr("shown_verdict")),
         ),
         (
             pl.when(balance & window_differs).then(
@@ -221,7 +273,7 @@ def _event_lines(ev: pl.DataFrame, runs: dict[int, RunReport]) -> pl.DataFrame:
             pl.when(balance & window_differs).then(verdict_style_expr("verdict")),
         ),
         at(balance & col("_shares").is_not_null(), col("_shares")),
-        at(balance, ""),
+        at(verdict_shown, ""),
     ]
     # each line exists only where printed (null elsewhere): one frame per kind of line, stacked
     # and put in order (a list column per event would cost ten times more)
@@ -260,9 +312,12 @@ def _undefined_lines(ev: pl.DataFrame, runs: dict[int, RunReport]) -> list[str |
         "_i", "pos", "label", "names", "norms"
     ).iter_rows():
         run = runs[pos]
-        order = (
-            list(run.pair) + [t for t in run.tasks if t not in run.pair] if run.pair else run.tasks
-        )
+        if run.original:  # the original's samples hold its pair alone
+            order = list(run.pair or run.tasks)
+        elif run.pair:
+            order = list(run.pair) + [t for t in run.tasks if t not in run.pair]
+        else:
+            order = run.tasks
         found = dict(zip(names or [], norms or []))
         shown = {t: _or_nan(found[t]) if t in found else None for t in order}
         out[i] = messages.undefined_line(_when(label), shown)

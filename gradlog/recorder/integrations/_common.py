@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from gradlog.errors import RecorderConfigError
+from gradlog.recorder.config import CLIP_EXTERNAL
 
 LOSSES_KEY = "losses"
 SHARED_KEY = "shared"
@@ -94,12 +95,26 @@ class StepRecorder:
         self._step: tuple[dict[str, torch.Tensor], dict[str, int]] | None = None
         self._checked = False
 
-    def start(self, model: torch.nn.Module) -> None:
+    def start(
+        self, model: torch.nn.Module, framework_clip: str | None, *, clips_first: bool
+    ) -> None:
+        """Make the recorder. ``framework_clip``: how the framework clips (``"max_grad_norm=1.0"``),
+        if it does, or None; ``clips_first``: whether it does so before the step is recorded
+        (the statistics are then after clipping)."""
         from gradlog.recorder.core import GradientRecorder
 
-        self.recorder = GradientRecorder(
-            model, self.tasks, self.path, weights=self.weights, **self.recorder_args
-        )
+        args = dict(self.recorder_args)
+        if framework_clip is not None:
+            if args.get("clip") is not None:
+                # a step clipped twice is not the training the user configured
+                raise RecorderConfigError(
+                    f"gradlog: the trainer clips gradients ({framework_clip}) and the callback "
+                    f"was given clip={args['clip']!r}: clip in one place (turn the trainer's "
+                    "clipping off to let gradlog clip and log the norm before clipping)"
+                )
+            if clips_first:
+                args["clip"] = CLIP_EXTERNAL
+        self.recorder = GradientRecorder(model, self.tasks, self.path, weights=self.weights, **args)
 
     def before_backward(self, output: Any, where: str, when: dict[str, int]) -> None:
         """The step's output (``where`` names what returned it, for messages)."""
@@ -112,10 +127,13 @@ class StepRecorder:
         self._step = (losses, when)
         self.recorder.before_backward(losses, shared=shared, total=total, **when)
 
-    def after_backward(self) -> None:
+    def after_backward(self, clip_ahead: float | None = None) -> None:
+        """Record the step. ``clip_ahead``: the max norm the framework clips to after this."""
         if self.recorder is None or self._step is None:
             return
         (losses, when), self._step = self._step, None
+        if clip_ahead is not None:
+            self.recorder._clipping.ahead(clip_ahead)
         self.recorder.record(losses, **when)
 
     def close(self) -> None:

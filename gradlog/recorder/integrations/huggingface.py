@@ -17,10 +17,15 @@
 (Give the config ``keys_to_ignore_at_inference = ["losses"]``, or the Trainer's ``evaluate``
 collects the dict as logits.) A forward hook on the model reads the losses of the first
 micro-batch of each optimizer step and measures the task gradients around its backward; the
-global statistics are taken in ``on_pre_optimizer_step``. The Trainer clips gradients
-(``max_grad_norm``, 1.0 by default) *before* any callback can see them, so with clipping on
-the logged mean/max/total norms are after clipping (a warning says so); the task norms and
-cosines are measured before it and are not affected. Steps are optimizer steps
+global statistics are taken in ``on_pre_optimizer_step``, after the last micro-batch and
+AMP's unscaling. The Trainer clips gradients (``max_grad_norm``, 1.0 by default) *before*
+any callback can see them and keeps the norm before clipping to itself (it only logs it, as
+``grad_norm``, at its logging steps), so with its clipping on the log says ``stats_at:
+"after_clipping"`` and holds no ``pre_clip_norm`` (a warning says so). To log the norm before
+clipping, let gradlog clip: ``max_grad_norm=0`` in the ``TrainingArguments`` and
+``GradlogCallback(..., clip=1.0)`` (not under ``fp16``, whose loss scaler may not have
+unscaled the gradients when callbacks see them); training is the same. The task norms and
+cosines are measured during the backward, before any clipping. Steps are optimizer steps
 (``state.global_step + 1``), epochs ``floor(state.epoch) + 1``. Under DDP rank 0 writes.
 """
 
@@ -34,6 +39,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from gradlog.errors import RecorderConfigError
 from gradlog.recorder.core import GradientRecorder
 from gradlog.recorder.integrations._common import StepRecorder
 
@@ -73,15 +79,23 @@ class GradlogCallback(TrainerCallback):
             return
         if model is None:
             raise ValueError("gradlog: the Trainer passed no model to the callback")
-        if args.max_grad_norm and args.max_grad_norm > 0:
+        clips = bool(args.max_grad_norm and args.max_grad_norm > 0)
+        if self._steps.recorder_args.get("clip") is not None and getattr(args, "fp16", False):
+            raise RecorderConfigError(
+                "gradlog: clip= under fp16: the Trainer's loss scaler may not have unscaled the "
+                "gradients when callbacks see them; let the Trainer clip (max_grad_norm)"
+            )
+        framework_clip = f"max_grad_norm={args.max_grad_norm}" if clips else None
+        self._steps.start(model, framework_clip, clips_first=True)
+        if clips:
             warnings.warn(
                 f"gradlog: the Trainer clips gradients (max_grad_norm={args.max_grad_norm}) "
                 "before callbacks see them: the logged mean/max/total gradient norms are after "
-                "clipping (task norms and cosines are not). Set max_grad_norm=0 to log them "
-                "unclipped.",
+                "clipping and the norm before clipping is not logged (task norms and cosines "
+                "are not affected). To log it, set max_grad_norm=0 and pass clip= to the "
+                "callback.",
                 stacklevel=2,
             )
-        self._steps.start(model)
         self._handle = model.register_forward_hook(self._on_forward)
 
     def on_step_begin(self, args, state, control, **kwargs):

@@ -14,8 +14,13 @@ total ``loss`` (what Lightning backpropagates) and the per-task ``losses``, unwe
 
 Lightning's hooks give the order gradlog needs: the callback reads the step's losses after
 ``training_step``, measures the task gradients around the backward (``on_before_backward``),
-and takes the global statistics in ``on_before_optimizer_step``, after AMP's unscaling and
-before gradient clipping. Steps are optimizer steps (``trainer.global_step + 1``), epochs
+and takes the global statistics in ``on_before_optimizer_step``, after AMP's unscaling and the
+last micro-batch, *before* Lightning's gradient clipping (``gradient_clip_val``): the log says
+``stats_at: "before_clipping"``, and with ``gradient_clip_algorithm="norm"`` each statistics
+event also holds the total norm (``pre_clip_norm``) and the factor Lightning's clipping then
+applies (``clip_coef``). To log the statistics of the clipped gradients instead, let gradlog
+clip: ``GradlogCallback(..., clip=1.0)`` and no ``gradient_clip_val`` (``stats_at:
+"after_clipping"``; training is the same, ``clip_grad_norm_`` at the same moment). Steps are optimizer steps (``trainer.global_step + 1``), epochs
 ``trainer.current_epoch + 1``; with gradient accumulation, task gradients are those of the
 first micro-batch of each step. Under DDP (``strategy="ddp"``) rank 0 writes, as for the
 recorder. Automatic optimization with one optimizer only.
@@ -27,6 +32,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.utilities.enums import GradClipAlgorithmType
 
 from gradlog.recorder.core import GradientRecorder
 from gradlog.recorder.integrations._common import StepRecorder
@@ -57,6 +63,7 @@ class GradlogCallback(pl.Callback):
         self._output: Any = None
         self._micro_batch = 0
         self._module = None
+        self._clip_ahead: float | None = None
 
     @property
     def recorder(self) -> GradientRecorder | None:
@@ -65,7 +72,12 @@ class GradlogCallback(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit" or self.recorder is not None:
             return
-        self._steps.start(pl_module)
+        clip_val = trainer.gradient_clip_val
+        by_norm = trainer.gradient_clip_algorithm in (None, GradClipAlgorithmType.NORM)
+        framework_clip = f"gradient_clip_val={clip_val}" if clip_val else None
+        self._steps.start(pl_module, framework_clip, clips_first=False)
+        # A factor is what clipping by norm applies; clipping by value has none to log.
+        self._clip_ahead = float(clip_val) if clip_val and by_norm else None
         original = pl_module.training_step
 
         def training_step(*args: Any, **kwargs: Any) -> Any:
@@ -87,7 +99,7 @@ class GradlogCallback(pl.Callback):
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module, optimizer) -> None:
         self._micro_batch = 0
-        self._steps.after_backward()
+        self._steps.after_backward(clip_ahead=self._clip_ahead)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
