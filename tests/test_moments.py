@@ -482,3 +482,91 @@ def test_an_evaluation_loop_with_gradients_and_too_many_views(tmp_path: Path) ->
     taken, skipped = events(path)
     assert_sample(taken, vectors)
     assert skipped["skipped"].startswith("the shared module 'encoder' ran more than 16 times")
+
+
+# -- the original's console, from a real run recorded at its moments -------------------------
+
+
+def original_training(path: Path | None, weights: dict[str, float]):
+    """60 epochs of two batches, clipped at 0.5. With ``path``: recorded at the original's
+    moments. Without: the original monitor's own measurement, by hand (tests/original_monitor.py
+    turns it into its console): the statistics of every batch of every 10th epoch (0-based)
+    after clip_grad_norm_, and at the end of every 5th epoch, in eval mode on one held batch,
+    the raw norm of each unweighted task loss by a backward of its own."""
+    from original_monitor import Epoch
+
+    torch.manual_seed(9)
+    model = Net()
+    # a bias before batch normalisation has no gradient: a vanishing layer, whose warning
+    # line the re-implementation leaves out
+    model.encoder[0] = nn.Linear(6, 16, bias=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.2)
+    params = list(model.parameters())
+    held = make_batch(5000, n=16)
+    rec = None
+    if path is not None:
+        rec = GradientRecorder(
+            model,
+            TASKS,
+            path,
+            weights=weights,
+            log_every=10,
+            stats_every_batch=True,
+            clip=0.5,
+            balance_every=None,
+        )
+    epochs, grads = [], []
+    for e in range(60):
+        epoch = Epoch()
+        for b in range(2):
+            batch = make_batch(100 * e + b)
+            optimizer.zero_grad()
+            losses = losses_at(model, model.encoder(batch[0]), batch)
+            if rec is not None:
+                rec.backward(losses, epoch=e)
+            else:
+                sum(weights[t] * losses[t] for t in TASKS).backward()
+                torch.nn.utils.clip_grad_norm_(params, 0.5)
+                if e % 10 == 0:
+                    norms = [p.grad.norm().item() for p in params]
+                    epoch.batches.append((sum(norms) / len(norms), max(norms)))
+            grads.append([p.grad.clone() for p in params])
+            optimizer.step()
+        if (e + 1) % 5 == 0:
+            model.eval()
+            losses = losses_at(model, model.encoder(held[0]), held)
+            if rec is not None:
+                rec.sample_balance(losses, epoch=e + 1)
+            else:
+                raw = []
+                for t in TASKS:
+                    task_grads = torch.autograd.grad(
+                        losses[t], params, retain_graph=True, allow_unused=True
+                    )
+                    squares = [float(g.double().pow(2).sum()) for g in task_grads if g is not None]
+                    raw.append(math.sqrt(sum(squares)))
+                epoch.balance = (raw[0], raw[1])
+            model.train()
+        epochs.append(epoch)
+    if rec is not None:
+        rec.close()
+    return (model, grads), epochs
+
+
+@pytest.mark.parametrize("weights", [{"pointer": 1.0, "type": 1.0}, {"pointer": 1.0, "type": 0.02}])
+def test_the_originals_console_from_a_run_recorded_at_its_moments(
+    tmp_path: Path, weights: dict[str, float]
+) -> None:
+    from original_monitor import console
+
+    path = tmp_path / "run.jsonl"
+    recorded, _ = original_training(path, weights)
+    plain, epochs = original_training(None, weights)
+    assert_same_training(recorded, plain)
+    result = run_gradlog("report", str(path), "--original")
+    assert result.returncode == 0, result.stderr.decode()
+    lines = result.stdout.decode().splitlines()
+    expected = console(epochs)
+    assert lines[: len(expected)] == expected
+    assert sum(line.startswith("Epoch 0 Gradient Stats:") for line in lines) == 2
+    assert sum(line.startswith("[PHASE 4] Task imbalance detected") for line in lines) >= 1
