@@ -7,6 +7,7 @@ every recorded run is compared, gradient for gradient, with the same run unrecor
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import warnings
@@ -487,7 +488,7 @@ def test_an_evaluation_loop_with_gradients_and_too_many_views(tmp_path: Path) ->
 # -- the original's console, from a real run recorded at its moments -------------------------
 
 
-def original_training(path: Path | None, weights: dict[str, float]):
+def original_training(path: Path | None, weights: dict[str, float], echo=None):
     """60 epochs of two batches, clipped at 0.5. With ``path``: recorded at the original's
     moments. Without: the original monitor's own measurement, by hand (tests/original_monitor.py
     turns it into its console): the statistics of every batch of every 10th epoch (0-based)
@@ -514,6 +515,8 @@ def original_training(path: Path | None, weights: dict[str, float]):
             stats_every_batch=True,
             clip=0.5,
             balance_every=None,
+            echo=echo or False,
+            original=True,
         )
     epochs, grads = [], []
     for e in range(60):
@@ -559,14 +562,16 @@ def test_the_originals_console_from_a_run_recorded_at_its_moments(
 ) -> None:
     from original_monitor import console
 
-    path = tmp_path / "run.jsonl"
-    recorded, _ = original_training(path, weights)
+    path, echo = tmp_path / "run.jsonl", io.StringIO()
+    recorded, _ = original_training(path, weights, echo)
     plain, epochs = original_training(None, weights)
     assert_same_training(recorded, plain)
     result = run_gradlog("report", str(path), "--original")
     assert result.returncode == 0, result.stderr.decode()
-    lines = result.stdout.decode().splitlines()
+    report = result.stdout.decode()
+    lines = report.splitlines()
     expected = console(epochs)
     assert lines[: len(expected)] == expected
+    assert echo.getvalue() == report[: report.index("\n" + "-" * 60)]  # the live echo too
     assert sum(line.startswith("Epoch 0 Gradient Stats:") for line in lines) == 2
     assert sum(line.startswith("[PHASE 4] Task imbalance detected") for line in lines) >= 1
