@@ -175,7 +175,7 @@ def test_extra_forwards_never_stop_representation_mode(tmp_path: Path, own_backw
         warnings.simplefilter("always")
         recorded, expected = train_with_views(path, own_backward)
     assert skip_warnings(caught) == [
-        f"gradlog skipped the balance sample of epoch 1, step 2: {TWO_VIEWS}. Training goes on; "
+        f"gradlog skipped the balance sample at epoch 1, step 2: {TWO_VIEWS}. Training goes on; "
         "every sample skipped for this reason is marked in the log (the event's 'skipped' "
         "field), without another warning"
     ]
@@ -305,7 +305,7 @@ def test_a_sample_that_cannot_be_taken_is_skipped(tmp_path: Path, mode: str) -> 
         model.eval()
         with torch.no_grad():
             losses = losses_at(model, model.encoder(held[0]), held)
-        with pytest.warns(SkippedSampleWarning, match="no graph"):
+        with pytest.warns(SkippedSampleWarning, match="sample at epoch 2: the .* no graph"):
             rec.sample_balance(losses, epoch=2)
         losses = losses_at(model, model.encoder(held[0]), held)
         sum(losses.values()).backward()

@@ -155,9 +155,12 @@ class Moments:
         key = re.sub(r"\d+", "#", reason)  # counts vary from step to step; the reason doesn't
         if key not in self._warned_skips:
             self._warned_skips.add(key)
-            when = f"step {step}" if epoch is None else f"epoch {epoch}, step {step}"
+            when = ", ".join(
+                f"{k} {v}" for k, v in (("epoch", epoch), ("step", step)) if v is not None
+            )
+            at = f" at {when}" if when else ""
             warnings.warn(
-                f"gradlog skipped the balance sample of {when}: {reason}. Training goes on; "
+                f"gradlog skipped the balance sample{at}: {reason}. Training goes on; "
                 "every sample skipped for this reason is marked in the log (the event's "
                 "'skipped' field), without another warning",
                 SkippedSampleWarning,
