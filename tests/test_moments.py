@@ -556,7 +556,14 @@ def original_training(path: Path | None, weights: dict[str, float], echo=None):
     return (model, grads), epochs
 
 
-@pytest.mark.parametrize("weights", [{"pointer": 1.0, "type": 1.0}, {"pointer": 1.0, "type": 0.02}])
+@pytest.mark.parametrize(
+    "weights",
+    [
+        {"pointer": 1.0, "type": 1.0},  # balanced
+        {"pointer": 1.0, "type": 0.02},  # type-starved
+        {"pointer": 0.02, "type": 1.0},  # pointer-starved
+    ],
+)
 def test_the_originals_console_from_a_run_recorded_at_its_moments(
     tmp_path: Path, weights: dict[str, float]
 ) -> None:
