@@ -105,6 +105,7 @@ FILE_LOG = (
 FILE_BROKEN = "@SUM(A1)\x1b]0;title\x07\nforged\u202eline.jsonl"
 MISSING_RUN = "nope" + CONTROLS
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+SKIPPED = "=views" + CONTROLS + "Error: forged"  # why a recorder skipped a sample
 
 
 def write_log(path: Path, scale: float) -> Path:
@@ -129,6 +130,7 @@ def write_log(path: Path, scale: float) -> Path:
                     ],
                 }
             )
+        writer.write({"v": 1, "run": rid, "kind": "event", "epoch": 6, "skipped": SKIPPED})
     writer.close()
     with open(path, "ab") as fh:
         fh.write(b"not json \x1b[2J\n")
@@ -215,9 +217,11 @@ def test_every_output_and_file_is_inert(hostile) -> None:
 
 def test_stderr_is_one_line_per_note_or_error(hostile) -> None:
     _, done = hostile
-    note = done["report"].stderr.decode()
-    assert note.startswith("Note: ") and note.count("\n") == 1, note
-    assert for_terminal(FILE_LOG) in note  # the file named, visibly escaped
+    notes = done["report"].stderr.decode().splitlines()
+    # the broken line's note, then one per run for its skipped sample
+    assert len(notes) == 1 + len(RUN_IDS) and all(n.startswith("Note: ") for n in notes), notes
+    assert for_terminal(FILE_LOG) in notes[0]  # the file named, visibly escaped
+    assert all(for_terminal(SKIPPED) in note for note in notes[1:])
     for name in ("missing-run", "broken-file", "missing-file"):
         err = done[name].stderr.decode()
         assert err.startswith("Error: ") and err.count("\n") == 1, (name, err)
@@ -766,4 +770,4 @@ def test_gzip_member_with_hostile_name_field(hostile_log: Path) -> None:
     path = hostile_log.with_name("run.jsonl.gz")
     path.write_bytes(gzip.compress(hostile_log.read_bytes()))
     frame = read_log(path).frame
-    assert isinstance(frame, pl.DataFrame) and frame.height == 6 * 6
+    assert isinstance(frame, pl.DataFrame) and frame.height == 6 * 7  # a run, six events

@@ -193,6 +193,11 @@ def test_extra_forwards_never_stop_representation_mode(tmp_path: Path, own_backw
     report = run_gradlog("report", str(path))
     assert report.returncode == 0, report.stderr
     assert "Gradient Monitoring Summary" in report.stdout.decode()
+    n = sum("skipped" in e for e in logged)
+    assert report.stderr.decode().splitlines() == [
+        f"Note: {path}: run {logged[0]['run']}: {n} balance samples skipped by the recorder "
+        f"(the first at epoch 1, step 2: {TWO_VIEWS})"
+    ]
 
 
 def test_an_epoch_cadence_skips_once_and_measures_the_next_epoch(tmp_path: Path) -> None:
@@ -344,6 +349,15 @@ def test_a_sample_of_a_run_labelled_by_steps_has_the_last_steps_number(tmp_path:
             rec.backward(losses_at(model, model.encoder(batch[0]), batch))
         rec.sample_balance(losses_at(model, model.encoder(batch[0]), batch))
     assert [(e["step"], "tasks" in e) for e in events(path)] == [(2, False), (3, True)]
+    rec = GradientRecorder(
+        model, TASKS, tmp_path / "b.jsonl", log_every_steps=1, balance_every=None
+    )
+    with rec:
+        rec.backward(losses_at(model, model.encoder(batch[0]), batch))
+        rec.sample_balance(losses_at(model, model.encoder(batch[0]), batch))
+    # the sample shares its step's number (1) without repeating the step's event
+    result = run_gradlog("report", str(tmp_path / "b.jsonl"))
+    assert result.returncode == 0 and result.stderr == b"", result.stderr.decode()
 
 
 # -- (3) statistics on every batch of a logged epoch ------------------------------------------

@@ -329,9 +329,10 @@ def _repeats(events: pl.LazyFrame) -> pl.LazyFrame:
     the first one is.
 
     A hash of (run, epoch, step) finds the few events that may repeat, which are then compared
-    by value: comparing every event's values costs four times the hash.
+    by value: comparing every event's values costs four times the hash. A balance sample taken
+    apart from its step (``rec.sample_balance``) shares the step's number without repeating it.
     """
-    key = pl.struct("rid", "epoch", "step")
+    key = pl.struct("rid", "epoch", "step", "sampled")
     known = pl.col("epoch").is_not_null() | pl.col("step").is_not_null()
     return (
         events.filter(key.hash().is_duplicated())

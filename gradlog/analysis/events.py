@@ -30,6 +30,7 @@ def events_frame(
         .then(pl.col("max_norm").fill_null(float("nan")))
         .alias("max_norm"),
         exprs.norm_band(mean).alias("norm_band"),
+        (pl.col("tasks").list.len().fill_null(0) > 0).alias("sampled"),
     ]
     events = records.filter(pl.col("kind") == KIND_EVENT)
     if samples is None:

@@ -69,7 +69,7 @@ def analyse(
     for summary in found:
         if summary.error is not None:
             raise GradlogError(summary.error)
-    notes = list(log.notes)
+    notes = list(log.notes) + _skipped_notes(frame, log.path)
     for summary in found:
         if summary.notes and strict:
             raise LogFormatError(f"{summary.notes[0]}; refused with --strict", log.path)
@@ -97,3 +97,28 @@ def analyse(
         for s, m in zip(found, meta)
     )
     return AnalysedReport(log.path, runs, tuple(notes), judged.events)
+
+
+def _skipped_notes(frame: pl.DataFrame, path: str) -> list[str]:
+    """A note per run whose recorder skipped balance samples it could not take (the log's
+    ``skipped``, docs/format.md): they are no samples, and a run that skipped many would
+    otherwise look merely short of data."""
+    if "skipped" not in frame.columns:
+        return []
+    skipped = frame.filter(pl.col("skipped").is_not_null())
+    if skipped.height == 0:
+        return []
+    notes = []
+    for run in (
+        skipped.group_by("run", maintain_order=True)
+        .agg(pl.len(), pl.col("epoch", "step", "skipped").first())
+        .iter_rows(named=True)
+    ):
+        n = run["len"]
+        when = ", ".join(f"{k} {run[k]}" for k in ("epoch", "step") if run[k] is not None)
+        at = f" at {when}" if when else ""
+        notes.append(
+            f"{path}: run {run['run']}: {n} balance sample{'s' * (n != 1)} skipped by the "
+            f"recorder (the first{at}: {run['skipped']})"
+        )
+    return notes
