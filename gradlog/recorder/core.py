@@ -36,7 +36,7 @@ from gradlog.recorder.model import (
     trainable_parameters,
     weighted_sum,
 )
-from gradlog.recorder.moments import Moments
+from gradlog.recorder.moments import NOT_HOOKED, Moments
 from gradlog.recorder.norms import parameter_grad_norms
 from gradlog.recorder.outputs import SharedOutput
 from gradlog.recorder.pending import DeviceValues, PendingRecord, pending_event, task_losses
@@ -323,13 +323,10 @@ class GradientRecorder(ClipMethods, Moments):
         if self._balance.step not in (None, step_no):
             self._balance.drop()  # prepared for another step: never misattribute it
         if self._balance.step is None and self._balance_due(epoch, step):
-            if self.mode == REPRESENTATION:
-                raise RuntimeError(
-                    "gradlog's representation mode hooks the backward: call "
-                    "recorder.before_backward(losses, epoch=..., step=...) before your "
-                    "backward, or use recorder.backward(losses)"
-                )
-            self._balance.measure_after_backward(step_no, [losses[t] for t in self.tasks])
+            if self.mode == REPRESENTATION:  # the backward is over: too late to hook it
+                self._balance.skip(step_no, self._skip(NOT_HOOKED, epoch, step_no, stacklevel=3))
+            else:
+                self._balance.measure_after_backward(step_no, [losses[t] for t in self.tasks])
         self._finish(losses, epoch, step)
 
     def _check_losses(self, losses: Mapping[str, torch.Tensor]) -> None:

@@ -38,6 +38,12 @@ FREED = (
     "first, or keep the graph (retain_graph=True)"
 )
 
+NOT_HOOKED = (
+    "the representation mode hooks the backward, and record() came after one that "
+    "before_backward() had not prepared: call recorder.before_backward(losses, ...) before "
+    "your backward, or use recorder.backward(losses)"
+)
+
 
 class Moments:
     """:meth:`sample_balance`, and the skipped samples of the representation mode."""
