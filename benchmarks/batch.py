@@ -237,6 +237,7 @@ from gradlog.frames import storage_schema
 from gradlog.format import REQUIRED_FIELDS
 columns = [*REQUIRED_FIELDS, "epoch", "step", "mean_norm", "max_norm", "tasks", "meta"]
 lf = pl.scan_parquet(sys.argv[1:], schema=storage_schema(), missing_columns="insert",
+                     cast_options=pl.ScanCastOptions(missing_struct_fields="insert"),
                      extra_columns="ignore", include_file_paths="source")
 print(lf.select("source", *columns).collect(engine="streaming").height)
 """

@@ -55,6 +55,12 @@ from gradlog.frames import json_schema, storage_schema
 from gradlog.record_rules import validate_record
 
 F64 = pl.Float64
+# A Parquet log written before (or after) a field was added within version 1 lacks (or has
+# more) fields in its structs (meta.stats_at): read as null, or ignored, as a reader of JSON
+# Lines does, never refused.
+LOGS_OF_ANY_MINOR_VERSION = pl.ScanCastOptions(
+    missing_struct_fields="insert", extra_struct_fields="ignore"
+)
 ROW_BLOCK = 1 << 40  # row numbers of part k start at k * ROW_BLOCK: unique across parts
 
 TASKS = pl.List(pl.Struct({"name": pl.String, "grad_norm": F64, "loss": F64, "weight": F64}))
@@ -250,6 +256,7 @@ def read_parquet(sources: list[str], part: int, *, storage_options: dict | None 
         schema=storage_schema(),
         missing_columns="insert",
         extra_columns="ignore",
+        cast_options=LOGS_OF_ANY_MINOR_VERSION,
         include_file_paths="source",
         storage_options=storage_options,
     )
@@ -264,6 +271,7 @@ def read_dataset(root: str, part: int, *, storage_options: dict | None = None) -
         schema=storage_schema(),
         missing_columns="insert",
         extra_columns="ignore",
+        cast_options=LOGS_OF_ANY_MINOR_VERSION,
         storage_options=storage_options,
     ).with_columns(source=pl.lit(root))
     return _from_storage(lf, part)
