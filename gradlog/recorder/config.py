@@ -17,6 +17,7 @@ from typing import IO, Any
 
 from gradlog import classify
 from gradlog.errors import RecorderConfigError
+from gradlog.recorder.mirror import check_mirror
 
 __all__ = [
     "CLIP_EXTERNAL",
@@ -72,6 +73,7 @@ class RecorderConfig:
     min_samples: int = classify.DEFAULT_MIN_SAMPLES
     original: bool = False  # the live echo's rules
     clip: float | str | None = None
+    mirror: Any = None  # a SummaryWriter or a callable: gradlog.recorder.mirror
 
     def __post_init__(self) -> None:
         tasks = _check_tasks(self.tasks)
@@ -85,6 +87,7 @@ class RecorderConfig:
         buffer = _check_buffer(self.buffer, self.by_steps)
         _check_flush_seconds(self.flush_seconds)
         clip = _check_clip(self.clip)
+        check_mirror(self.mirror)
         # Frozen, so the resolved values go in the way dataclasses document for __post_init__.
         object.__setattr__(self, "tasks", tuple(tasks))
         object.__setattr__(self, "weights", MappingProxyType(weights))

@@ -29,6 +29,7 @@ from gradlog.recorder.config import (
     RecorderConfig,
 )
 from gradlog.recorder.echo import LiveEcho
+from gradlog.recorder.mirror import Mirror, MirrorMethods
 from gradlog.recorder.model import (
     check_losses,
     check_module,
@@ -47,7 +48,7 @@ from gradlog.recorder.writers import NullWriter
 __all__ = ["GradientRecorder", "PARAMETERS", "REPRESENTATION"]
 
 
-class GradientRecorder(ClipMethods, Moments):
+class GradientRecorder(ClipMethods, Moments, MirrorMethods):
     """Records per-task gradient norms, gradient conflict and global gradient statistics.
 
     Typical use, replacing ``loss.backward()``::
@@ -111,6 +112,8 @@ class GradientRecorder(ClipMethods, Moments):
         clip: a max norm: the recorder clips every step (``clip_grad_norm_``) after the backward,
             or at :meth:`clip_grad_norm_`, and the statistics are of the clipped gradients,
             with the norm before clipping; ``"external"``: you clip (see :meth:`clipped`).
+        mirror: a TensorBoard ``SummaryWriter`` or a callable ``(scalars, step)`` that also
+            gets each event's few scalars (docs/format.md) when the writer fetches its values.
 
     Epoch cadences fire on the first call of an epoch number divisible by N; step cadences on
     steps divisible by N, ``step`` counting calls from 1 unless passed. Both may be set.
@@ -142,6 +145,7 @@ class GradientRecorder(ClipMethods, Moments):
         min_samples: int = classify.DEFAULT_MIN_SAMPLES,
         original: bool = False,
         clip: float | str | None = None,
+        mirror: Any = None,
     ) -> None:
         check_module(model)
         config = RecorderConfig(
@@ -166,6 +170,7 @@ class GradientRecorder(ClipMethods, Moments):
             min_samples=min_samples,
             original=original,
             clip=clip,
+            mirror=mirror,
         )
         inner = distributed.unwrap(model)
         distributed.refuse_sharded(inner)
@@ -194,19 +199,11 @@ class GradientRecorder(ClipMethods, Moments):
         self._writer = distributed.open_rank_writer(path, config, self.rank, self.per_rank)
         self._writes_nothing = isinstance(self._writer, NullWriter)
         self._values = DeviceValues()
+        if config.mirror is not None:
+            self._values.listeners.append(Mirror(config.mirror))
         self.path = self._writer.path
         self._closed = False
-        stream = config.echo_stream()
-        self._echo = None
-        if stream is not None and self.rank == 0:
-            self._echo = LiveEcho(
-                stream,
-                self.tasks,
-                by_steps=config.by_steps,
-                window=config.window,
-                min_samples=config.min_samples,
-                original=config.original,
-            )
+        self._echo = LiveEcho.of(config) if self.rank == 0 else None
         self._shared = None if shared_module is None else SharedOutput(shared_name, shared_module)
         self._warned_skips: set[str] = set()
         self._write(

@@ -10,10 +10,13 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from gradlog import classify, messages
 from gradlog.format import Record
+
+if TYPE_CHECKING:
+    from gradlog.recorder.config import RecorderConfig
 
 
 class LiveEcho:
@@ -42,6 +45,21 @@ class LiveEcho:
         self._maxes: list[float] = []
         self._n_stats = 0
         self._after_clipping = False
+
+    @classmethod
+    def of(cls, config: RecorderConfig) -> LiveEcho | None:
+        """The echo ``config`` asks for, or None."""
+        stream = config.echo_stream()
+        if stream is None:
+            return None
+        return cls(
+            stream,
+            list(config.tasks),
+            by_steps=config.by_steps,
+            window=config.window,
+            min_samples=config.min_samples,
+            original=config.original,
+        )
 
     def print(self, lines: list[str]) -> None:
         self._stream.write("\n".join(lines) + "\n")

@@ -9,6 +9,11 @@ transferred when"): the first one resolved fetches the values of every record wa
 transfer per device, and each then builds its record from plain floats with the arithmetic the
 recorder has always used on the host, so the log is byte-for-byte what it would be had every
 value been fetched at its own step.
+
+A record is built once, when it is first resolved, and handed then to the recorder's
+listeners (the ``mirror=`` of :mod:`gradlog.recorder.mirror`, a callback's trainer loggers):
+they receive each event's values when the writer fetches them, never earlier, so that a mirror
+adds no transfer to a step.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ class PendingRecord:
                 self._source.fetch()
             self._record = self._build(self._values)
             self._build = self._values = None
+            self._source.built(self._record)
         return self._record
 
 
@@ -55,6 +61,21 @@ class DeviceValues:
 
     def __init__(self) -> None:
         self._waiting: list[PendingRecord] = []
+        self._unbuilt: list[PendingRecord] = []  # fetched, not yet resolved: for resolve_all
+        self.listeners: list[Callable[[Record], None]] = []
+
+    def built(self, record: Record) -> None:
+        """A record was just built from its values: every listener gets it, once."""
+        for listener in self.listeners:
+            listener(record)
+
+    def resolve_all(self) -> None:
+        """Build every record waiting now (one transfer per device), in the order they were
+        made, so that the listeners have them before the writer writes them out."""
+        self.fetch()
+        unbuilt, self._unbuilt = self._unbuilt, []
+        for entry in unbuilt:
+            entry.resolve()
 
     def defer(
         self, tensors: list[torch.Tensor], build: Callable[[list[float]], Record]
@@ -79,6 +100,8 @@ class DeviceValues:
     def fetch(self) -> None:
         """Every waiting record's values, in one transfer per device."""
         waiting, self._waiting = self._waiting, []
+        if self.listeners:  # only resolve_all needs them, and only when someone listens
+            self._unbuilt = [e for e in self._unbuilt if e._record is None] + waiting
         groups: dict[torch.device, list[torch.Tensor]] = {}
         for entry in waiting:
             for tensor in entry._tensors:
