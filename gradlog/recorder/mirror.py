@@ -138,3 +138,8 @@ class MirrorMethods:
         at a moment of its own: the Hugging Face callback calls it at the Trainer's logging
         steps, where the Trainer itself reads its loss from the device."""
         self._values.resolve_all()
+
+    def _listen(self, listener: Callable[[Record], None]) -> None:
+        """Also give every event record to ``listener`` when it is built (the callbacks'
+        trainer loggers, beside the user's ``mirror=``)."""
+        self._values.listeners.append(listener)

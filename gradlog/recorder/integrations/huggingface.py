@@ -27,6 +27,15 @@ clipping, let gradlog clip: ``max_grad_norm=0`` in the ``TrainingArguments`` and
 unscaled the gradients when callbacks see them); training is the same. The task norms and
 cosines are measured during the backward, before any clipping. Steps are optimizer steps
 (``state.global_step + 1``), epochs ``floor(state.epoch) + 1``. Under DDP rank 0 writes.
+
+``log_to_trainer=True`` also adds each event's few scalars (``grad_norm/{task}``,
+``cos_grad_sim/{a}_vs_{b}``, ``grad_stats/...``: docs/format.md) to the Trainer's logs: in
+``on_log``, every key takes its latest value among the events since the last log (fetched
+then, in one transfer, where the Trainer reads its own loss from the device), in the ``logs``
+the callbacks after this one receive and in ``state.log_history`` (``trainer_state.json``).
+The Trainer runs its ``report_to`` integrations (TensorBoard, W&B...) *before* the callbacks
+it is given: for them to see the keys, put this callback ahead of them with
+``callback.attach(trainer)`` after making the Trainer.
 """
 
 from __future__ import annotations
@@ -38,10 +47,13 @@ from typing import Any
 
 import torch
 from transformers import TrainerCallback
+from transformers.trainer_callback import DefaultFlowCallback
 
 from gradlog.errors import RecorderConfigError
+from gradlog.format import Record
 from gradlog.recorder.core import GradientRecorder
 from gradlog.recorder.integrations._common import StepRecorder
+from gradlog.recorder.mirror import scalars
 
 __all__ = ["GradlogCallback"]
 
@@ -54,6 +66,8 @@ class GradlogCallback(TrainerCallback):
         path: the log file (``.jsonl`` or ``.parquet``).
         weights: the loss weight of each task, as the model's ``loss`` applies them
             (checked once).
+        log_to_trainer: also add each event's scalars to the Trainer's logs (module
+            docstring; see :meth:`attach`); default False.
         **recorder_args: any other :class:`~gradlog.GradientRecorder` argument (``mode``,
             ``shared`` as a module name, cadences, ``tags``, ``buffer``, ``per_rank``...).
     """
@@ -64,11 +78,30 @@ class GradlogCallback(TrainerCallback):
         path: str,
         *,
         weights: Mapping[str, float] | None = None,
+        log_to_trainer: bool = False,
         **recorder_args: Any,
     ) -> None:
         self._steps = StepRecorder(tasks, path, weights, recorder_args)
         self._handle = None
         self._when: dict[str, int] | None = None  # set for the first micro-batch of a step
+        self._log_to_trainer = bool(log_to_trainer)
+        self._latest: dict[str, float] = {}  # each key's latest value since the last log
+        self._attached = False
+
+    def attach(self, trainer: Any) -> GradlogCallback:
+        """Put this callback ahead of ``trainer``'s ``report_to`` integrations (after its
+        ``DefaultFlowCallback``), adding it if it is not there, so that the keys it adds to the
+        logs reach them. Returns the callback."""
+        callbacks = trainer.callback_handler.callbacks
+        if self in callbacks:
+            callbacks.remove(self)
+        first = next(
+            (i for i, c in enumerate(callbacks) if not isinstance(c, DefaultFlowCallback)),
+            len(callbacks),
+        )
+        callbacks.insert(first, self)
+        self._attached = True
+        return self
 
     @property
     def recorder(self) -> GradientRecorder | None:
@@ -97,6 +130,19 @@ class GradlogCallback(TrainerCallback):
                 stacklevel=2,
             )
         self._handle = model.register_forward_hook(self._on_forward)
+        if self._log_to_trainer:
+            self.recorder._listen(self._keep)
+            if args.report_to and not self._attached:
+                warnings.warn(
+                    f"gradlog: log_to_trainer=True, and the Trainer's integrations "
+                    f"{list(args.report_to)} log before this callback: call "
+                    "callback.attach(trainer) for them to get gradlog's keys",
+                    stacklevel=2,
+                )
+
+    def _keep(self, record: Record) -> None:
+        if record.get("kind") == "event":
+            self._latest.update(scalars(record))
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._when = {"epoch": math.floor(state.epoch or 0) + 1, "step": state.global_step + 1}
@@ -109,6 +155,18 @@ class GradlogCallback(TrainerCallback):
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
         self._steps.after_backward()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not self._log_to_trainer or self.recorder is None or logs is None:
+            return
+        self.recorder.fetch()  # the events since the last log reach _keep
+        if not self._latest:
+            return
+        latest, self._latest = self._latest, {}
+        logs.update(latest)
+        # The Trainer appended a copy of the logs to its history before calling the callbacks.
+        if state.log_history and state.log_history[-1].get("step") == state.global_step:
+            state.log_history[-1].update(latest)
 
     def on_train_end(self, args, state, control, **kwargs):
         if self._handle is not None:

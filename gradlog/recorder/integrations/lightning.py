@@ -24,18 +24,29 @@ clip: ``GradlogCallback(..., clip=1.0)`` and no ``gradient_clip_val`` (``stats_a
 ``trainer.current_epoch + 1``; with gradient accumulation, task gradients are those of the
 first micro-batch of each step. Under DDP (``strategy="ddp"``) rank 0 writes, as for the
 recorder. Automatic optimization with one optimizer only.
+
+``log_to_trainer=True`` also logs each event's few scalars (``grad_norm/{task}``,
+``cos_grad_sim/{a}_vs_{b}``, ``grad_stats/...``: docs/format.md) to the trainer's loggers,
+``logger.log_metrics(metrics, step)``, at the step and with the ``epoch`` Lightning's own
+``self.log`` gives that batch (both counted from 0). ``self.log`` cannot be used: the values stay
+on the device until they are fetched (docs/recorder.md, "What is transferred when"), which
+happens at Lightning's logging steps (``log_every_n_steps``), one transfer for every event
+since the last, and at the writer's flushes.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.utilities.enums import GradClipAlgorithmType
 
+from gradlog.format import Record
 from gradlog.recorder.core import GradientRecorder
 from gradlog.recorder.integrations._common import StepRecorder
+from gradlog.recorder.mirror import Mirror
 
 __all__ = ["GradlogCallback"]
 
@@ -47,6 +58,8 @@ class GradlogCallback(pl.Callback):
         tasks: task names, as the keys of the ``losses`` dict ``training_step`` returns.
         path: the log file (``.jsonl`` or ``.parquet``).
         weights: the loss weight of each task, as your ``loss`` applies them (checked once).
+        log_to_trainer: also log each event's scalars to the trainer's loggers (module
+            docstring); default False.
         **recorder_args: any other :class:`~gradlog.GradientRecorder` argument (``mode``,
             ``shared`` as a module name, cadences, ``tags``, ``buffer``, ``per_rank``...).
     """
@@ -57,9 +70,11 @@ class GradlogCallback(pl.Callback):
         path: str,
         *,
         weights: Mapping[str, float] | None = None,
+        log_to_trainer: bool = False,
         **recorder_args: Any,
     ) -> None:
         self._steps = StepRecorder(tasks, path, weights, recorder_args)
+        self._log_to_trainer = bool(log_to_trainer)
         self._output: Any = None
         self._micro_batch = 0
         self._module = None
@@ -78,6 +93,13 @@ class GradlogCallback(pl.Callback):
         self._steps.start(pl_module, framework_clip, clips_first=False)
         # A factor is what clipping by norm applies; clipping by value has none to log.
         self._clip_ahead = float(clip_val) if clip_val and by_norm else None
+        if self._log_to_trainer:
+            if not trainer.loggers:
+                warnings.warn(
+                    "gradlog: log_to_trainer=True but the trainer has no logger (logger=False)",
+                    stacklevel=2,
+                )
+            self.recorder._listen(_ToLoggers(trainer))
         original = pl_module.training_step
 
         def training_step(*args: Any, **kwargs: Any) -> Any:
@@ -101,6 +123,13 @@ class GradlogCallback(pl.Callback):
         self._micro_batch = 0
         self._steps.after_backward(clip_ahead=self._clip_ahead)
 
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx):
+        # Where Lightning writes its own logs, its loggers get gradlog's events since the last:
+        # one transfer every log_every_n_steps, not one per step.
+        if self._log_to_trainer and self.recorder is not None:
+            if trainer.global_step % max(trainer.log_every_n_steps, 1) == 0:
+                self.recorder.fetch()
+
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
@@ -108,3 +137,15 @@ class GradlogCallback(pl.Callback):
             self._module.__dict__.pop("training_step", None)  # the class's method again
             self._module = None
         self._steps.close()
+
+
+class _ToLoggers(Mirror):
+    """Sends an event's scalars to every logger of ``trainer``, as Lightning's ``self.log``
+    would have for the batch: gradlog's steps and epochs count from 1, Lightning's from 0."""
+
+    def send(self, values: dict[str, float], record: Record) -> None:
+        metrics = dict(values)
+        if record.get("epoch") is not None:
+            metrics["epoch"] = record["epoch"] - 1
+        for logger in self.target.loggers:
+            logger.log_metrics(metrics, step=record["step"] - 1)
