@@ -70,6 +70,11 @@ class Syncs:
 
 @pytest.fixture
 def syncs(monkeypatch: pytest.MonkeyPatch) -> Syncs:
+    return count_syncs(monkeypatch)
+
+
+def count_syncs(monkeypatch: pytest.MonkeyPatch) -> Syncs:
+    """Patch every synchronising method to count its calls (other tests use it too)."""
     seen = Syncs()
     for name in SYNCING:
         real = getattr(torch.Tensor, name)
@@ -101,6 +106,7 @@ def train(
     own_backward: bool = False,
     echo: io.StringIO | None = None,
     clip: float | None = None,
+    mirror=None,
 ) -> None:
     """100 logged steps, statistics and task balance at every one."""
     torch.manual_seed(0)
@@ -121,6 +127,7 @@ def train(
         buffer=16,  # several flushes during the run, each counted as one
         echo=echo or False,
         clip=clip,
+        mirror=mirror,
         **extra,
     )
     generator = torch.Generator().manual_seed(1)
@@ -242,3 +249,16 @@ def test_clipping_adds_no_transfer(
     assert events.height == STEPS
     assert events["clip_coef"].max() < 1  # clipping did clip
     assert (events["total_norm"] < 0.0101).all()
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+@pytest.mark.parametrize("mode", ["parameters", "representation"])
+def test_a_mirror_adds_no_transfer(tmp_path: Path, syncs: Syncs, suffix: str, mode: str) -> None:
+    """mirror=: each event's scalars are handed over when the writer fetches its values, so the
+    steps transfer nothing more, and the flushes no more than without a mirror."""
+    got: list[int] = []
+    path = tmp_path / f"run{suffix}"
+    train(path, mode, 2, mirror=lambda values, step: got.append(step))
+    assert syncs.outside == Counter(), syncs.where[:10]
+    assert 0 < sum(syncs.in_flush.values()) <= STEPS // 16 + 4
+    assert got == list(range(1, STEPS + 1))
