@@ -162,6 +162,42 @@ def test_mirror_gets_the_clipping_keys(tmp_path: Path) -> None:
     assert all(v["grad_stats/clip_coef"] < 1 and "grad_stats/pre_clip_norm" in v for v in got)
 
 
+def test_mirror_files_a_sample_without_a_step_at_the_last_step(tmp_path: Path) -> None:
+    """sample_balance with epoch cadences: the log's event has no step (it belongs to its
+    epoch); the mirror files it at the step of the last call before it."""
+    got: list[tuple[int, dict[str, float]]] = []
+    path = tmp_path / "run.jsonl"
+    torch.manual_seed(0)
+    net = Net()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    x, pointers, types = dataset(32)
+    rec = GradientRecorder(
+        net,
+        TASKS,
+        path,
+        weights=WEIGHTS,
+        log_every=1,
+        balance_every=None,
+        mirror=lambda values, step: got.append((step, values)),
+    )
+    for epoch in (1, 2):
+        for i in range(3):
+            optimizer.zero_grad()
+            rec.backward(net.losses(x[8 * i : 8 * i + 8], pointers[:8], types[:8]), epoch=epoch)
+            optimizer.step()
+        rec.sample_balance(net.losses(x[24:], pointers[24:], types[24:]), epoch=epoch)
+    rec.close()
+    logged = events(path)
+    assert [(e["epoch"], e["step"], "tasks" in e) for e in logged] == [
+        (1, 1, False),
+        (1, None, True),
+        (2, 4, False),
+        (2, None, True),
+    ]
+    assert [step for step, _ in got] == [1, 3, 4, 6]
+    assert [values for _, values in got] == [expected(e) for e in logged]
+
+
 def test_mirror_summary_writer(tmp_path: Path) -> None:
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -87,28 +87,28 @@ class Mirror:
         self._walltime = self._add_scalar is not None and _takes(self._add_scalar, "walltime")
         self._failed = False
 
-    def __call__(self, record: Record) -> None:
+    def __call__(self, record: Record, step: int | None) -> None:
+        """One event, and the step it belongs at: its own, or for a sample taken apart from a
+        step (``sample_balance`` with epoch cadences), the step of the last call before it."""
         if self._failed or record.get("kind") != "event":
             return
         values = scalars(record)
         if not values:
             return
         try:
-            self.send(values, record)
+            self.send(values, record, step)
         except Exception as exc:  # never lose the log's records to a logger's failure
             self._failed = True
             warnings.warn(
-                f"gradlog: the mirror {type(self.target).__name__} failed at step "
-                f"{record.get('step')} "
+                f"gradlog: the mirror {type(self.target).__name__} failed at step {step} "
                 f"({type(exc).__name__}: {exc}); nothing more is sent to it (the log is "
                 "unaffected)",
                 RuntimeWarning,
                 stacklevel=2,
             )
 
-    def send(self, values: dict[str, float], record: Record) -> None:
+    def send(self, values: dict[str, float], record: Record, step: int | None) -> None:
         """Give one event's scalars to the target."""
-        step = record.get("step")
         if self._add_scalar is None:
             self.target(values, step)
             return
@@ -139,7 +139,7 @@ class MirrorMethods:
         steps, where the Trainer itself reads its loss from the device."""
         self._values.resolve_all()
 
-    def _listen(self, listener: Callable[[Record], None]) -> None:
+    def _listen(self, listener: Callable[[Record, int | None], None]) -> None:
         """Also give every event record to ``listener`` when it is built (the callbacks'
         trainer loggers, beside the user's ``mirror=``)."""
         self._values.listeners.append(listener)

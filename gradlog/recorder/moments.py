@@ -118,6 +118,7 @@ class Moments:
             balance=balance,
             tasks=self.tasks,
             weights=self.weights,
+            at_step=self._schedule.last_step,  # a sample without a step follows the last one
         )
         self._write(entry)
         if self._echo is not None and balance is not None and len(self.tasks) > 1:

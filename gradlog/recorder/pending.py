@@ -31,15 +31,17 @@ from gradlog.recorder.records import balance_fields, stats_fields
 class PendingRecord:
     """A record whose values are still tensors; :meth:`resolve` gives the record."""
 
-    __slots__ = ("_source", "_tensors", "_build", "_values", "_record")
+    __slots__ = ("_source", "_tensors", "_build", "_values", "_record", "step")
 
     def __init__(
         self,
         source: DeviceValues,
         tensors: list[torch.Tensor],
         build: Callable[[list[float]], Record],
+        step: int | None = None,
     ) -> None:
         self._source = source
+        self.step = step  # where listeners file the event (pending_event's ``at_step``)
         self._tensors: list[torch.Tensor] | None = tensors
         self._build: Callable[[list[float]], Record] | None = build
         self._values: list[float] | None = None
@@ -52,7 +54,7 @@ class PendingRecord:
                 self._source.fetch()
             self._record = self._build(self._values)
             self._build = self._values = None
-            self._source.built(self._record)
+            self._source.built(self._record, self.step)
         return self._record
 
 
@@ -62,12 +64,12 @@ class DeviceValues:
     def __init__(self) -> None:
         self._waiting: list[PendingRecord] = []
         self._unbuilt: list[PendingRecord] = []  # fetched, not yet resolved: for resolve_all
-        self.listeners: list[Callable[[Record], None]] = []
+        self.listeners: list[Callable[[Record, int | None], None]] = []
 
-    def built(self, record: Record) -> None:
+    def built(self, record: Record, step: int | None) -> None:
         """A record was just built from its values: every listener gets it, once."""
         for listener in self.listeners:
-            listener(record)
+            listener(record, step)
 
     def resolve_all(self) -> None:
         """Build every record waiting now (one transfer per device), in the order they were
@@ -78,10 +80,13 @@ class DeviceValues:
             entry.resolve()
 
     def defer(
-        self, tensors: list[torch.Tensor], build: Callable[[list[float]], Record]
+        self,
+        tensors: list[torch.Tensor],
+        build: Callable[[list[float]], Record],
+        step: int | None = None,
     ) -> PendingRecord:
         """A record to be built by ``build`` from the values of ``tensors`` (flattened, in
-        order) when it is resolved.
+        order) when it is resolved; ``step``: where listeners file it.
 
         The tensors are copied, now, into one flat tensor on their device (one per device
         where they are spread over several): the copy is a single operation here, where the
@@ -93,7 +98,7 @@ class DeviceValues:
                 tensors = [_flatten(tensors)]
             else:  # model parallel: each tensor copied on its own device
                 tensors = [_flatten([t]) for t in tensors]
-        entry = PendingRecord(self, tensors, build)
+        entry = PendingRecord(self, tensors, build, step)
         self._waiting.append(entry)
         return entry
 
@@ -162,6 +167,7 @@ def pending_event(
     balance: tuple[DeviceGram, list[torch.Tensor]] | None,
     tasks: Sequence[str],
     weights: dict[str, float],
+    at_step: int | None = None,
 ) -> PendingRecord:
     """An event whose measurements are still on the device.
 
@@ -170,7 +176,8 @@ def pending_event(
     clip factor (two scalars), or None; ``names``: every parameter's name, to list each norm
     (``layers=True``), or None. ``balance``: the task gradients' Gram matrix and the task losses
     (tensors holding one value per task, in task order, as :func:`task_losses` gives them), or
-    None.
+    None. ``at_step``: the step listeners file the event at, when its header has none (a
+    sample taken apart from a step: the recorder's last step).
     """
     tensors: list[torch.Tensor] = []
     n_norms = n_gram = n_clip = 0
@@ -200,7 +207,8 @@ def pending_event(
             record.update(balance_fields(tasks, weights, task_losses, norms, cosines))
         return record
 
-    return source.defer(tensors, build)
+    step = header.get("step")
+    return source.defer(tensors, build, at_step if step is None else step)
 
 
 def task_losses(losses: Sequence[torch.Tensor]) -> list[torch.Tensor]:

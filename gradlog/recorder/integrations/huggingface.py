@@ -140,7 +140,7 @@ class GradlogCallback(TrainerCallback):
                     stacklevel=2,
                 )
 
-    def _keep(self, record: Record) -> None:
+    def _keep(self, record: Record, step: int | None) -> None:
         if record.get("kind") == "event":
             self._latest.update(scalars(record))
 

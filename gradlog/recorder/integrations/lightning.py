@@ -143,9 +143,9 @@ class _ToLoggers(Mirror):
     """Sends an event's scalars to every logger of ``trainer``, as Lightning's ``self.log``
     would have for the batch: gradlog's steps and epochs count from 1, Lightning's from 0."""
 
-    def send(self, values: dict[str, float], record: Record) -> None:
+    def send(self, values: dict[str, float], record: Record, step: int | None) -> None:
         metrics = dict(values)
         if record.get("epoch") is not None:
             metrics["epoch"] = record["epoch"] - 1
         for logger in self.target.loggers:
-            logger.log_metrics(metrics, step=record["step"] - 1)
+            logger.log_metrics(metrics, step=step - 1)
