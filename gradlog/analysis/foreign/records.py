@@ -43,8 +43,12 @@ _KEYS = pl.Schema(
 _QUANTITY = ["run", "step", "field", "task", "a", "b", "param"]
 
 
-def to_log(scalars: Scalars, mapping: Mapping) -> LoadedLog:
-    """``scalars`` as a log of gradlog's schema; raises LogFormatError when no tag maps."""
+def to_log(scalars: Scalars, mapping: Mapping, read: dict[str, str] | None = None) -> LoadedLog:
+    """``scalars`` as a log of gradlog's schema; raises LogFormatError when no tag maps.
+
+    ``read``: what the reader knows of where a field came from (``{"epoch": "..."}``), for the
+    run record's tags beside the templates'.
+    """
     frame = scalars.frame
     tags = frame.get_column("tag").unique(maintain_order=True).to_list()
     keys = _winners(_tag_table(tags, mapping))
@@ -61,6 +65,7 @@ def to_log(scalars: Scalars, mapping: Mapping) -> LoadedLog:
     events = _events(points)
     used = keys.select("rule", "field").unique().sort("rule")
     sources = _read_tags(scalars.kind, used, mapping)
+    sources += [{"key": READ_TAG + k, "value": v} for k, v in (read or {}).items()]
     run_frame = records_to_frame([_run_record(r, points, events, sources) for r in runs])
     order = pl.DataFrame(
         {"run": runs, "_ord": range(len(runs))}, schema_overrides={"run": pl.String}

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import polars as pl
 
+from gradlog.analysis.foreign import has_event_files, is_gradlog_head, read_foreign, sniff
 from gradlog.analysis.readers.jsonl import read_json_file, read_json_stream
 from gradlog.analysis.readers.limits import too_many_events
 from gradlog.analysis.readers.loaded import LoadedLog, Notes
@@ -45,9 +46,17 @@ __all__ = ["LoadedLog", "read_log"]
 
 
 def read_log(
-    path: str | os.PathLike[str], *, strict: bool = False, max_events: int | None = None
+    path: str | os.PathLike[str],
+    *,
+    strict: bool = False,
+    max_events: int | None = None,
+    mapping=None,
 ) -> LoadedLog:
     """Read a ``.jsonl``, ``.jsonl.gz`` or ``.parquet`` log, or ``-`` for standard input.
+
+    Another tool's log (a TensorBoard event file or run directory, Lightning's ``metrics.csv``,
+    Hugging Face's ``trainer_state.json``, a W&B history export), told by its content, is read
+    through ``mapping`` (:mod:`gradlog.analysis.foreign.mapping`; default: the current one).
 
     A pipe, FIFO or device (``<(cat log.jsonl)``, ``/dev/stdin``) is read as a stream, as
     standard input is, within the bounds of :mod:`.streams`. Raises
@@ -63,6 +72,8 @@ def read_log(
         return _read_stream_log(sys.stdin.buffer.read, "<stdin>", notes, max_events)
     p = Path(path)
     if p.is_dir():
+        if has_event_files(p):
+            return _bounded(read_foreign(p, None, mapping), max_events)
         raise LogFormatError("is a directory, expected a log file", name)
     if not p.exists():
         journal = journal_path(p)
@@ -83,11 +94,21 @@ def read_log(
             return _read_stream_log(stream.read, name, notes, max_events)
     try:
         with open(p, "rb") as fh:
-            head = fh.read(4)
+            head = fh.read(8)
     except OSError as exc:
         raise LogFormatError(f"cannot read: {exc.strerror}", name) from exc
-    if head == PARQUET_MAGIC or name.endswith(".parquet"):
-        return _bounded(read_parquet(p, name, notes), max_events)
+    if head.startswith(PARQUET_MAGIC) or name.endswith(".parquet"):
+        try:
+            return _bounded(read_parquet(p, name, notes), max_events)
+        except LogFormatError:  # a W&B export is Parquet too: only then is it looked at again
+            kind = sniff(p)
+            if kind is None:
+                raise
+            return _bounded(read_foreign(name, kind, mapping), max_events)
+    if not head.startswith(GZIP_MAGIC) and not is_gradlog_head(head):
+        kind = sniff(p)
+        if kind is not None:
+            return _bounded(read_foreign(name, kind, mapping), max_events)
     return read_json_file(p, name, notes, max_events)
 
 
