@@ -17,6 +17,8 @@ from pathlib import Path
 from gradlog.analysis.foreign.scalars import HUGGINGFACE, LIGHTNING_CSV, TENSORBOARD, WANDB
 
 HEAD_BYTES = 64 * 1024
+SOURCE_TAG = "gradlog.source"  # meta.tags: which tool's log a run was read from
+READ_TAG = "gradlog.read."  # meta.tags: gradlog.read.FIELD = the template(s) FIELD was read from
 TFEVENTS = "events.out.tfevents."
 _BLANK = b"\xef\xbb\xbf \t\r\n"  # a byte-order mark and JSON's whitespace
 _NAMES = {
@@ -33,6 +35,18 @@ _EPOCH_READ = {
 
 def describe(kind: str) -> str:
     return _NAMES.get(kind, kind)
+
+
+def read_from(tags: dict[str, str]) -> str | None:
+    """What a report says of a run read from another tool's log: the tool, and each field's
+    template (from the run record's tags); None for gradlog's own logs."""
+    source = tags.get(SOURCE_TAG)
+    if source is None:
+        return None
+    fields = "; ".join(
+        f"{k.removeprefix(READ_TAG)} from {v}" for k, v in tags.items() if k.startswith(READ_TAG)
+    )
+    return f"Read from a {describe(source)}: {fields}"
 
 
 def is_gradlog_head(head: bytes) -> bool:

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 
 import polars as pl
 
+from gradlog.analysis.foreign import READ_TAG, SOURCE_TAG
 from gradlog.analysis.foreign.mapping import (
     GLOBAL_FIELDS,
     MAP_HINT,
@@ -26,8 +27,6 @@ from gradlog.errors import LogFormatError
 from gradlog.format import KIND_EVENT, KIND_RUN, SCHEMA_VERSION
 from gradlog.frames import COLUMNS, records_to_frame, storage_schema
 
-SOURCE_TAG = "gradlog.source"  # meta.tags: which tool's log this was
-READ_TAG = "gradlog.read."  # meta.tags: gradlog.read.FIELD = the template(s) it was read from
 _KEYS = pl.Schema(
     {
         "tag": pl.String,
