@@ -43,9 +43,11 @@ def read_from(tags: dict[str, str]) -> str | None:
     source = tags.get(SOURCE_TAG)
     if source is None:
         return None
-    fields = "; ".join(
-        f"{k.removeprefix(READ_TAG)} from {v}" for k, v in tags.items() if k.startswith(READ_TAG)
-    )
+    by_template: dict[str, list[str]] = {}
+    for key, value in tags.items():
+        if key.startswith(READ_TAG):
+            by_template.setdefault(value, []).append(key.removeprefix(READ_TAG))
+    fields = "; ".join(f"{', '.join(f)} from {v}" for v, f in by_template.items())
     return f"Read from a {describe(source)}: {fields}"
 
 

@@ -61,9 +61,17 @@ def to_log(scalars: Scalars, mapping: Mapping, read: dict[str, str] | None = Non
         points = points.filter(pl.col("step").is_not_null())
     points = _last_values(points)
     runs = frame.get_column("run").unique(maintain_order=True).to_list()
-    events = _events(points)
+    # Only the total norm (Hugging Face's grad_norm): the gradient seen as one tensor, whose mean
+    # and largest per-tensor norm are that norm, so that the report's statistics part is there.
+    fields = set(keys.get_column("field").to_list())
+    whole = "total_norm" in fields and not fields & {"mean_norm", "max_norm", PARAM_FIELD}
+    events = _events(points, whole)
     used = keys.select("rule", "field").unique().sort("rule")
     sources = _read_tags(scalars.kind, used, mapping)
+    if whole:
+        total = next(t["value"] for t in sources if t["key"] == READ_TAG + "total_norm")
+        said = f"{total} (the total norm: no per-parameter norms)"
+        sources += [{"key": READ_TAG + f, "value": said} for f in ("mean_norm", "max_norm")]
     sources += [{"key": READ_TAG + k, "value": v} for k, v in (read or {}).items()]
     run_frame = records_to_frame([_run_record(r, points, events, sources) for r in runs])
     order = pl.DataFrame(
@@ -119,7 +127,7 @@ def _field(points: pl.DataFrame, field: str, keys: list[str]) -> pl.DataFrame:
     return points.filter(pl.col("field") == field).select(*keys, pl.col("value").alias(field))
 
 
-def _events(points: pl.DataFrame) -> pl.DataFrame:
+def _events(points: pl.DataFrame, whole: bool) -> pl.DataFrame:
     at = ["run", "step"]
     base = points.group_by(at).agg(epoch=pl.col("epoch").max(), time=pl.col("time").min())
     for field in GLOBAL_FIELDS:
@@ -141,8 +149,8 @@ def _events(points: pl.DataFrame) -> pl.DataFrame:
         .join(_tasks(points), on=at, how="left")
         .join(_conflicts(points), on=at, how="left")
         .with_columns(
-            mean_norm=pl.coalesce("mean_norm", "_mean"),
-            max_norm=pl.coalesce("max_norm", "_max"),
+            mean_norm=pl.coalesce("mean_norm", "_mean", *(["total_norm"] if whole else [])),
+            max_norm=pl.coalesce("max_norm", "_max", *(["total_norm"] if whole else [])),
             conflicts=pl.when(pl.col("tasks").is_not_null()).then(pl.col("conflicts")),
         )
         .filter(
