@@ -29,7 +29,7 @@ import polars as pl
 from gradlog.analysis.foreign import has_event_files, is_gradlog_head, read_foreign, sniff
 from gradlog.analysis.readers.jsonl import read_json_file, read_json_stream
 from gradlog.analysis.readers.limits import too_many_events
-from gradlog.analysis.readers.loaded import LoadedLog, Notes
+from gradlog.analysis.readers.loaded import JSON_BLANK, UTF8_BOM, LoadedLog, Notes
 from gradlog.analysis.readers.parquet import read_parquet, read_parquet_data
 from gradlog.analysis.readers.streams import (
     Read,
@@ -40,9 +40,14 @@ from gradlog.analysis.readers.streams import (
 )
 from gradlog.errors import LogFormatError
 from gradlog.files import has_whole_line
-from gradlog.format import GZIP_MAGIC, KIND_EVENT, PARQUET_MAGIC, journal_path
+from gradlog.format import GZIP_MAGIC, KIND_EVENT, PARQUET_MAGIC, journal_path, log_kind
 
 __all__ = ["LoadedLog", "read_log"]
+
+UNKNOWN_LOG = (
+    "not a log gradlog can read: neither its own JSON Lines or Parquet nor a TensorBoard, "
+    "Lightning CSV, Hugging Face trainer_state.json or W&B history log (docs/import.md)"
+)
 
 
 def read_log(
@@ -109,6 +114,8 @@ def read_log(
         kind = sniff(p)
         if kind is not None:
             return _bounded(read_foreign(name, kind, mapping), max_events)
+        if log_kind(name) is None and not head.lstrip(JSON_BLANK + UTF8_BOM).startswith(b"{"):
+            raise LogFormatError(UNKNOWN_LOG, name)
     return read_json_file(p, name, notes, max_events)
 
 
