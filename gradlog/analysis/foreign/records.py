@@ -7,6 +7,7 @@ of points, and Python's per-row work on them would take longer than the report i
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 import polars as pl
 
@@ -49,6 +50,8 @@ def to_log(scalars: Scalars, mapping: Mapping, read: dict[str, str] | None = Non
     run record's tags beside the templates'.
     """
     frame = scalars.frame
+    if frame.get_column("run").null_count():  # a run record needs an id: the file's name
+        frame = frame.with_columns(pl.col("run").fill_null(Path(scalars.path).name or "run"))
     tags = frame.get_column("tag").unique(maintain_order=True).to_list()
     keys = _winners(_tag_table(tags, mapping))
     if keys.height == 0:
@@ -241,13 +244,14 @@ def _run_record(run: str, points: pl.DataFrame, events: pl.DataFrame, tags: list
         .group_by("task", maintain_order=True)
         .agg(pl.col("value").first())
     )
+    first = dict(weights.iter_rows())  # each task's first weight, listed in the tasks' order
     times = points.filter(pl.col("run") == run).get_column("time").drop_nulls()
     started = times.min() if times.len() else None
     meta = {
         "tasks": order,
         "log_every_steps": _cadence(stats.get_column("step")),
         "balance_every_steps": _cadence(balance.get_column("step")),
-        "weights": [{"name": t, "weight": w} for t, w in weights.iter_rows()] or None,
+        "weights": [{"name": t, "weight": first[t]} for t in order if t in first] or None,
         "started_at": (
             datetime.fromtimestamp(started, timezone.utc).isoformat()
             if started is not None
