@@ -325,3 +325,45 @@ def test_non_finite_values_survive(tmp_path: Path) -> None:
     events = gradlog.read(path).filter(pl.col("kind") == "event")
     values = events.get_column("total_norm").to_list()
     assert values[0] == 0.3 and math.isnan(values[1]) and values[2] == math.inf
+
+
+def test_real_tensorboard_and_lightning_files_are_told_apart(tmp_path: Path) -> None:
+    """Event files from TensorBoard's own writer, metrics.csv from Lightning's CSVLogger."""
+    tensorboard = pytest.importorskip("torch.utils.tensorboard")
+    loggers = pytest.importorskip("lightning.pytorch.loggers")
+    writer = tensorboard.SummaryWriter(str(tmp_path / "tb"))
+    writer.add_scalar("grad_norm/pointer", 1.0, 1)
+    writer.close()
+    (event,) = (tmp_path / "tb").iterdir()
+    renamed = tmp_path / "renamed"
+    renamed.write_bytes(event.read_bytes())
+    logger = loggers.CSVLogger(str(tmp_path / "lightning"))
+    logger.log_metrics({"grad_2.0_norm/layer.weight": 1.0, "train_loss": 0.5, "epoch": 0}, step=0)
+    logger.save()
+    (metrics,) = (tmp_path / "lightning").rglob("metrics.csv")
+    assert [sniff(p) for p in (tmp_path / "tb", event, renamed)] == ["tensorboard"] * 3
+    assert sniff(metrics) == "lightning-csv"
+
+
+def test_batch_finds_other_tools_logs_in_folders(tmp_path: Path) -> None:
+    from gradlog.analysis.sources import CAREFUL, find_sources
+
+    run = tmp_path / "tb" / "run1"
+    run.mkdir(parents=True)
+    header = (24).to_bytes(8, "little") + b"\0" * 4 + b"\x09" + b"\0" * 20
+    (run / "events.out.tfevents.1.host").write_bytes(header)
+    (run / "events.out.tfevents.2.host").write_bytes(header)  # resumed: still one run
+    (tmp_path / "metrics.csv").write_text("epoch,step,train_loss\n0,0,1.0\n")
+    write_history(tmp_path / "history.csv", collapsing())
+    (tmp_path / "history.jsonl").write_text('{"_step": 1, "grad_norm": 0.5}\n')
+    (tmp_path / "trainer_state.json").write_text('{"log_history": []}')
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "other.json").write_text("[]")
+    found = {Path(s.path).name: s.how for s in find_sources([str(tmp_path)], note=print)}
+    assert found == {
+        "run1": CAREFUL,
+        "metrics.csv": CAREFUL,
+        "history.csv": CAREFUL,
+        "history.jsonl": CAREFUL,
+        "trainer_state.json": CAREFUL,
+    }
