@@ -367,3 +367,11 @@ def test_batch_finds_other_tools_logs_in_folders(tmp_path: Path) -> None:
         "history.jsonl": CAREFUL,
         "trainer_state.json": CAREFUL,
     }
+
+
+def test_ignore_leaves_out_a_tag_a_built_in_template_would_misread(tmp_path: Path) -> None:
+    columns = {**collapsing("{}_grad_norm"), "pre_clip_grad_norm": [3.0] * STEPS}
+    path = write_history(tmp_path / "h.csv", columns)
+    assert report_json(path)["tasks"] == ["pointer", "type", "pre_clip"]
+    run = report_json(path, "--map", "pre_clip_grad_norm=ignore")
+    assert run["tasks"] == ["pointer", "type"] and run["status"] == "collapse"

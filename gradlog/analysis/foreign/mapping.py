@@ -22,7 +22,9 @@ TASK_FIELDS = ("grad_norm", "loss", "weight")
 PAIR_FIELD = "cosine"
 PARAM_FIELD = "param_norm"
 GLOBAL_FIELDS = ("total_norm", "mean_norm", "max_norm")
-FIELDS = (*TASK_FIELDS, PAIR_FIELD, PARAM_FIELD, *GLOBAL_FIELDS)
+# A tag a built-in template would misread (``pre_clip_grad_norm`` is no task "pre_clip"): left out.
+IGNORE = "ignore"
+FIELDS = (*TASK_FIELDS, PAIR_FIELD, PARAM_FIELD, *GLOBAL_FIELDS, IGNORE)
 _PLACEHOLDERS = {"task": "[^/]+?", "a": "[^/]+?", "b": "[^/]+", "param": ".+"}
 _NEEDS = {
     **{f: {"task"} for f in TASK_FIELDS},
@@ -63,7 +65,7 @@ class Rule:
 def rule(template: str, field: str, *, built_in: bool = False, where: str = "--map") -> Rule:
     """One rule, checked: a known field, and the placeholders that field needs."""
     what = f"{where} '{template}={field}'"
-    if field not in _NEEDS:
+    if field not in _NEEDS and field != IGNORE:
         raise GradlogError(f"{what}: unknown field '{field}' (expected one of {', '.join(FIELDS)})")
     parts = re.split(r"(\{[^{}]*\})", template)
     names = [p[1:-1] for p in parts[1::2]]
@@ -73,7 +75,9 @@ def rule(template: str, field: str, *, built_in: bool = False, where: str = "--m
             f"{what}: unknown placeholder '{{{unknown[0]}}}' (expected {{task}}, {{a}} and "
             "{b}, or {param})"
         )
-    if set(names) != _NEEDS[field] or len(names) != len(set(names)):
+    if len(names) != len(set(names)):
+        raise GradlogError(f"{what}: a placeholder named twice")
+    if field != IGNORE and set(names) != _NEEDS[field]:
         need = " and ".join(f"{{{n}}}" for n in sorted(_NEEDS[field])) or "no placeholder"
         raise GradlogError(f"{what}: field '{field}' needs {need} in the template")
     if not template:

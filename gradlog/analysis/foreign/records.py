@@ -14,6 +14,7 @@ import polars as pl
 from gradlog.analysis.foreign import READ_TAG, SOURCE_TAG
 from gradlog.analysis.foreign.mapping import (
     GLOBAL_FIELDS,
+    IGNORE,
     MAP_HINT,
     PAIR_FIELD,
     PARAM_FIELD,
@@ -109,6 +110,8 @@ def _tag_table(tags: list[str], mapping: Mapping) -> pl.DataFrame:
             m = r.pattern.fullmatch(tag)
             if m is None:
                 continue
+            if r.field == IGNORE:
+                break
             got = m.groupdict()
             rows.append((tag, i, r.field, *[got.get(k) for k in ("task", "a", "b", "param")]))
             break
