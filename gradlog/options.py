@@ -248,6 +248,6 @@ MapFile = Annotated[
         "--map-file",
         metavar="PATH",
         callback=_map_file_option,
-        help='A TOML file of such rules, under [map]: "gnorm/{task}" = "grad_norm".',
+        help='A TOML file of such rules, in its map table: "gnorm/{task}" = "grad_norm".',
     ),
 ]
