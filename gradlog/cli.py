@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +21,8 @@ from gradlog.options import (
     CompareFormat,
     FailOnOption,
     Github,
+    MapFile,
+    MapRules,
     MaxEvents,
     MaxStreamBytes,
     MinSamples,
@@ -37,7 +38,9 @@ from gradlog.options import (
     Unweighted,
     Wide,
     Window,
+    exit_for,
     fail_on_levels,
+    fail_with,
     parse_pair,
     set_limits,
 )
@@ -79,7 +82,7 @@ def report(
     run: Annotated[
         str,
         typer.Argument(
-            metavar="RUN", help="Log file (.jsonl, .jsonl.gz, .parquet), or - for standard input."
+            metavar="RUN", help="A log (.jsonl, .jsonl.gz, .parquet, docs/import.md), or - (stdin)."
         ),
     ],
     window: Window = 10,
@@ -102,6 +105,8 @@ def report(
     unweighted: Unweighted = False,
     original: Original = False,
     strict: Strict = False,
+    map_rules: MapRules = None,
+    map_file: MapFile = None,
 ) -> None:
     """Print the collapse report and summary of a gradient log."""
     from gradlog.analysis import api, output
@@ -138,22 +143,24 @@ def report(
     out.close()
     if github:
         output.to_github(format_markdown(result))
-    _exit(0, [r.summary for r in result.runs], fail_on)
+    exit_for(0, [r.summary for r in result.runs], fail_on)
 
 
 @app.command()
 def convert(
     source: Annotated[
         str,
-        typer.Argument(metavar="SOURCE", help="Log to read (.jsonl, .jsonl.gz, .parquet, or -)."),
+        typer.Argument(metavar="SOURCE", help="Log to read (.jsonl, .parquet, docs/import.md, -)."),
     ],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Log to write; its suffix picks the format.")
     ],
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUTPUT if it exists.")] = False,
     strict: Strict = False,
+    map_rules: MapRules = None,
+    map_file: MapFile = None,
 ) -> None:
-    """Convert a log between JSON Lines (optionally gzipped) and Parquet."""
+    """Convert a log between JSON Lines (optionally gzipped) and Parquet, or from another tool's."""
     from gradlog.analysis import output as out
     from gradlog.analysis.convert import convert_log
     from gradlog.analysis.readers import read_log
@@ -197,6 +204,8 @@ def batch(
     wide: Wide = False,
     unweighted: Unweighted = False,
     original: Original = False,
+    map_rules: MapRules = None,
+    map_file: MapFile = None,
 ) -> None:
     """Summarise many logs: one row per run, worst first; exit 2 if a file was unreadable."""
     from gradlog.analysis import api, output
@@ -235,7 +244,7 @@ def batch(
         output.say(line)
     if github:
         output.to_github(format_markdown(result.rows, rows, result.n_sources))
-    _exit(len(result.errors), result.rows, fail_on)
+    exit_for(len(result.errors), result.rows, fail_on)
 
 
 @app.command()
@@ -260,6 +269,8 @@ def compare(
     wide: Wide = False,
     unweighted: Unweighted = False,
     original: Original = False,
+    map_rules: MapRules = None,
+    map_file: MapFile = None,
 ) -> None:
     """Compare two runs (or two sets of runs): did HEAD make training worse than BASE?"""
     from gradlog.analysis import engine, output
@@ -287,7 +298,7 @@ def compare(
     if github:
         output.to_github(render.format_markdown(comparison, levels))
     failing = list(dict.fromkeys(lvl for lvl, _ in comparison.regressions(levels)))
-    _fail_with(len(comparison.errors), failing)
+    fail_with(len(comparison.errors), failing)
 
 
 @app.command()
@@ -306,6 +317,8 @@ def plot(
     unweighted: Unweighted = False,
     original: Original = False,
     strict: Strict = False,
+    map_rules: MapRules = None,
+    map_file: MapFile = None,
 ) -> None:
     """Draw task norms, the ratio with its bands, and mean/max norm (needs matplotlib)."""
     from gradlog.analysis import api
@@ -333,23 +346,6 @@ def plot(
 
 
 # -- shared by the commands ---------------------------------------------------------------------
-
-
-def _exit(errors: int, rows: Sequence, fail_on) -> None:
-    """Exit 2 for unreadable files, else 1 when a run's finding reaches a --fail-on level."""
-    levels = fail_on_levels(fail_on)
-    _fail_with(errors, [lvl for lvl in levels if any(r.reaches(lvl) for r in rows)])
-
-
-def _fail_with(errors: int, failing: list) -> None:
-    from gradlog.analysis import output
-
-    if errors:
-        output.say(f"gradlog: {errors} file(s) could not be read")
-        raise typer.Exit(2)
-    if failing:
-        output.say(f"gradlog: findings reach --fail-on {', '.join(lvl.value for lvl in failing)}")
-        raise typer.Exit(1)
 
 
 def _click_exception() -> type[Exception]:

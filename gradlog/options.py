@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -149,6 +150,23 @@ def fail_on_levels(values) -> list:
     return out
 
 
+def exit_for(errors: int, rows: Sequence, fail_on) -> None:
+    """Exit 2 for unreadable files, else 1 when a run's finding reaches a --fail-on level."""
+    levels = fail_on_levels(fail_on)
+    fail_with(errors, [lvl for lvl in levels if any(r.reaches(lvl) for r in rows)])
+
+
+def fail_with(errors: int, failing: list) -> None:
+    from gradlog.analysis import output
+
+    if errors:
+        output.say(f"gradlog: {errors} file(s) could not be read")
+        raise typer.Exit(2)
+    if failing:
+        output.say(f"gradlog: findings reach --fail-on {', '.join(lvl.value for lvl in failing)}")
+        raise typer.Exit(1)
+
+
 # -- the reading limits: options of the program, before any command -------------------------------
 
 MaxStreamBytes = Annotated[
@@ -180,3 +198,56 @@ def set_limits(max_stream_bytes: str | None, max_events: int | None) -> None:
         if parse_size(max_stream_bytes) is None:
             raise typer.BadParameter(SIZE_EXAMPLE, param_hint=f"'{MAX_STREAM_BYTES_FLAG}'")
         os.environ[MAX_STREAM_BYTES_ENV] = max_stream_bytes
+
+
+# -- reading other tools' logs: which of their keys are which of gradlog's fields ------------------
+
+_map_rules: dict[str, list] = {"--map": [], "--map-file": []}
+
+
+def _set_mapping(option: str, rules: list) -> None:
+    """Each option's rules, as Click reads it, make the mapping every reader of this command
+    uses (as set_limits sets the bounds): batch and compare read through layers that need not
+    carry it. ``--map`` rules are tried before the file's, and both before the built-in ones."""
+    from gradlog.analysis.foreign import mapping
+
+    _map_rules[option] = rules
+    mapping.set_mapping(mapping.DEFAULT.with_user(_map_rules["--map"] + _map_rules["--map-file"]))
+
+
+def _map_option(values: list[str] | None) -> list[str] | None:
+    if values:
+        from gradlog.analysis.foreign.mapping import parse_map
+
+        _set_mapping("--map", parse_map(values))
+    return values
+
+
+def _map_file_option(path: Path | None) -> Path | None:
+    if path is not None:
+        from gradlog.analysis.foreign.mapping import load_map_file
+
+        _set_mapping("--map-file", load_map_file(path))
+    return path
+
+
+MapRules = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--map",
+        metavar="TEMPLATE=FIELD",
+        callback=_map_option,
+        help="Read another tool's keys matching TEMPLATE as FIELD (repeatable): e.g. "
+        "'gnorm/{task}=grad_norm', 'cos/{a}-{b}=cosine', 'gn/{param}=param_norm', "
+        "'gn_total=total_norm' (docs/import.md).",
+    ),
+]
+MapFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--map-file",
+        metavar="PATH",
+        callback=_map_file_option,
+        help='A TOML file of such rules, in its map table: "gnorm/{task}" = "grad_norm".',
+    ),
+]

@@ -45,13 +45,35 @@ def _options(
     )
 
 
-def read(paths: PathLike | Sequence[PathLike], *, strict: bool = False) -> pl.DataFrame:
+def _mapping(rules: Sequence[str] | None, map_file: PathLike | None):
+    """``--map`` and ``--map-file`` as the API takes them: None keeps the current mapping."""
+    from gradlog.analysis.foreign.mapping import make_mapping, using_mapping
+
+    if not rules and map_file is None:
+        return using_mapping(None)
+    return using_mapping(make_mapping(list(rules or ()), map_file))
+
+
+def read(
+    paths: PathLike | Sequence[PathLike],
+    *,
+    strict: bool = False,
+    mapping: Sequence[str] | None = None,
+    map_file: PathLike | None = None,
+) -> pl.DataFrame:
     """Every record of every log under ``paths`` (files, directories, globs) as one long frame:
     the columns of docs/format.md, plus ``source`` (the file each record came from).
 
     Crashed logs are read up to their last whole record, as the report reads them; a log that
     cannot be read raises :class:`gradlog.errors.LogFormatError` naming the file and line.
+    Other tools' logs (docs/import.md) are read through the built-in templates, after
+    ``mapping`` (``["TEMPLATE=FIELD", ...]``, as ``--map``) and ``map_file`` (``--map-file``).
     """
+    with _mapping(mapping, map_file):
+        return _read(paths, strict)
+
+
+def _read(paths: PathLike | Sequence[PathLike], strict: bool) -> pl.DataFrame:
     from gradlog.analysis.readers import read_log
     from gradlog.analysis.sources import DATASET, MISSING, find_sources
 
@@ -78,16 +100,19 @@ def analyse(
     original: bool = False,
     run: str | None = None,
     strict: bool = False,
+    mapping: Sequence[str] | None = None,
+    map_file: PathLike | None = None,
 ) -> AnalysedReport:
     """``gradlog report PATH``: the report of one log (``-``: stdin).
 
     ``report.to_dict()`` is ``--format json``; ``report.to_polars()`` one row per run;
-    in a notebook the report shows as Markdown.
+    in a notebook the report shows as Markdown. ``mapping`` and ``map_file``: as :func:`read`.
     """
     from gradlog.analysis.readers import read_log
     from gradlog.analysis.readers.limits import event_limit
 
-    log = read_log(os.fspath(path), strict=strict, max_events=event_limit())
+    with _mapping(mapping, map_file):
+        log = read_log(os.fspath(path), strict=strict, max_events=event_limit())
     return analyse_log(
         log, _options(window, min_samples, pair, unweighted, original), run=run, strict=strict
     )
@@ -103,17 +128,20 @@ def batch_result(
     original: bool = False,
     storage_options: dict | None = None,
     progress=None,
+    mapping: Sequence[str] | None = None,
+    map_file: PathLike | None = None,
 ) -> BatchResult:
     """``gradlog batch``'s result objects (one :class:`~gradlog.analysis.model.RunSummary` per row)."""
     # imported here: gradlog report, which never batches, starts without the table renderer
     from gradlog.analysis.batch import BatchOptions, run_batch
 
-    return run_batch(
-        _paths(paths),
-        _options(window, min_samples, pair, unweighted, original),
-        BatchOptions(storage_options=storage_options),
-        progress,
-    )
+    with _mapping(mapping, map_file):
+        return run_batch(
+            _paths(paths),
+            _options(window, min_samples, pair, unweighted, original),
+            BatchOptions(storage_options=storage_options),
+            progress,
+        )
 
 
 def batch(
@@ -125,9 +153,11 @@ def batch(
     unweighted: bool = False,
     original: bool = False,
     storage_options: dict | None = None,
+    mapping: Sequence[str] | None = None,
+    map_file: PathLike | None = None,
 ) -> pl.DataFrame:
     """``gradlog batch PATHS...``: one row per run (or unreadable file), in the order found,
-    with the columns of ``gradlog batch --format csv``."""
+    with the columns of ``gradlog batch --format csv``; ``mapping``, ``map_file``: as :func:`read`."""
     from gradlog.analysis.render.batch import rows_frame
 
     result = batch_result(
@@ -138,5 +168,7 @@ def batch(
         unweighted=unweighted,
         original=original,
         storage_options=storage_options,
+        mapping=mapping,
+        map_file=map_file,
     )
     return rows_frame(result.rows)

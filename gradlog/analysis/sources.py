@@ -14,6 +14,11 @@ Inside a directory or a glob, a file that is not a regular file (a FIFO, a devic
 skipped with a note, since reading it could wait forever; named on its own, it is read as a
 stream, as ``gradlog report`` reads it. A folder that cannot be read is noted, never skipped
 silently.
+
+Other tools' logs (docs/import.md) are careful sources, read one at a time by ``read_log``: a
+folder holding TensorBoard event files is one run, and a ``.csv``, ``.json`` or JSON Lines file
+that is no gradlog log is looked at (its first :data:`~gradlog.analysis.foreign.HEAD_BYTES`) for
+Lightning's, Hugging Face's or W&B's; found in a folder, a file that is none of these is left out.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gradlog.analysis.foreign import TFEVENTS, is_gradlog_head
 from gradlog.errors import LogFormatError
-from gradlog.format import JOURNAL_SUFFIX, MAX_LINE_BYTES, PARQUET_MAGIC, log_kind
+from gradlog.format import GZIP_MAGIC, JOURNAL_SUFFIX, MAX_LINE_BYTES, PARQUET_MAGIC, log_kind
 
 URL_PATTERN = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 HIVE_PART = re.compile(r"^[^=]+=[^=]*$")
@@ -101,7 +107,7 @@ def _local(path: str, note: Note, *, explicit: bool) -> list[Source]:
         return _walk(p, note)
     if p.is_file():
         if not explicit and not _is_log_name(p.name):
-            return []
+            return [_foreign(p)] if _is_foreign(p) else []
         return [_file(p)]
     if os.path.exists(p):  # a FIFO, a device, a socket
         if explicit:
@@ -125,6 +131,24 @@ def _is_log_name(name: str) -> bool:
     return log_kind(name) is not None
 
 
+# Names under which other tools' logs are looked for in a folder (the content decides).
+_FOREIGN_SUFFIXES = (".csv", ".json")
+
+
+def _is_foreign(p: Path) -> bool:
+    from gradlog.analysis.foreign import sniff
+
+    name = p.name.lower()
+    if not (name.endswith(_FOREIGN_SUFFIXES) or name.startswith(TFEVENTS)):
+        return False
+    return _regular(p) and sniff(p) is not None
+
+
+def _foreign(p: Path) -> Source:
+    size = _tree_size(p) // 8 if p.is_dir() else _size(p)
+    return Source(str(p), CAREFUL, size)
+
+
 def _walk(root: Path, note: Note) -> list[Source]:
     def unreadable(exc: OSError) -> None:
         note(f"{exc.filename}: cannot read this folder ({exc.strerror}); its logs are left out")
@@ -133,6 +157,9 @@ def _walk(root: Path, note: Note) -> list[Source]:
     for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         dirnames.sort()
         here = Path(dirpath)
+        tensorboard = any(name.startswith(TFEVENTS) for name in filenames)
+        if tensorboard:  # a TensorBoard run: its event files together, as TensorBoard reads them
+            sources.append(_foreign(here))
         hive = [d for d in dirnames if HIVE_PART.match(d)]
         if hive:
             # key=value folders: a partitioned dataset rooted here, read as one source
@@ -143,6 +170,8 @@ def _walk(root: Path, note: Note) -> list[Source]:
             p = here / name
             is_journal = name.endswith(JOURNAL_SUFFIX)
             if not (is_journal or _is_log_name(name)):
+                if not (tensorboard and name.startswith(TFEVENTS)) and _is_foreign(p):
+                    sources.append(_foreign(p))
                 continue
             if _special(p):  # a FIFO could keep the batch waiting forever
                 note(_not_regular(p))
@@ -195,7 +224,13 @@ def _file(p: Path) -> Source:
         return Source(str(p), CAREFUL, size)  # a crashed Parquet writer: merge its journal
     try:
         with open(p, "rb") as fh:
-            head = fh.read(4)
+            head = fh.read(8)
+            if not head.startswith((PARQUET_MAGIC, GZIP_MAGIC)) and not is_gradlog_head(head):
+                from gradlog.analysis.foreign import sniff
+
+                if sniff(p) is not None:  # another tool's log, named .jsonl or .ndjson
+                    return Source(str(p), CAREFUL, size)
+            head = head[:4]
             if head == PARQUET_MAGIC:  # columnar and compressed: weigh what it expands to
                 return Source(str(p), CAREFUL if size * 4 > ALONE_BYTES else PARQUET, size * 4)
             if head[:2] == b"\x1f\x8b":  # compressed: weigh what it expands to

@@ -26,9 +26,10 @@ from pathlib import Path
 
 import polars as pl
 
+from gradlog.analysis.foreign import has_event_files, is_gradlog_head, read_foreign, sniff
 from gradlog.analysis.readers.jsonl import read_json_file, read_json_stream
 from gradlog.analysis.readers.limits import too_many_events
-from gradlog.analysis.readers.loaded import LoadedLog, Notes
+from gradlog.analysis.readers.loaded import JSON_BLANK, UTF8_BOM, LoadedLog, Notes
 from gradlog.analysis.readers.parquet import read_parquet, read_parquet_data
 from gradlog.analysis.readers.streams import (
     Read,
@@ -39,15 +40,28 @@ from gradlog.analysis.readers.streams import (
 )
 from gradlog.errors import LogFormatError
 from gradlog.files import has_whole_line
-from gradlog.format import GZIP_MAGIC, KIND_EVENT, PARQUET_MAGIC, journal_path
+from gradlog.format import GZIP_MAGIC, KIND_EVENT, PARQUET_MAGIC, journal_path, log_kind
 
 __all__ = ["LoadedLog", "read_log"]
 
+UNKNOWN_LOG = (
+    "not a log gradlog can read: neither its own JSON Lines or Parquet nor a TensorBoard, "
+    "Lightning CSV, Hugging Face trainer_state.json or W&B history log (docs/import.md)"
+)
+
 
 def read_log(
-    path: str | os.PathLike[str], *, strict: bool = False, max_events: int | None = None
+    path: str | os.PathLike[str],
+    *,
+    strict: bool = False,
+    max_events: int | None = None,
+    mapping=None,
 ) -> LoadedLog:
     """Read a ``.jsonl``, ``.jsonl.gz`` or ``.parquet`` log, or ``-`` for standard input.
+
+    Another tool's log (a TensorBoard event file or run directory, Lightning's ``metrics.csv``,
+    Hugging Face's ``trainer_state.json``, a W&B history export), told by its content, is read
+    through ``mapping`` (:mod:`gradlog.analysis.foreign.mapping`; default: the current one).
 
     A pipe, FIFO or device (``<(cat log.jsonl)``, ``/dev/stdin``) is read as a stream, as
     standard input is, within the bounds of :mod:`.streams`. Raises
@@ -63,6 +77,8 @@ def read_log(
         return _read_stream_log(sys.stdin.buffer.read, "<stdin>", notes, max_events)
     p = Path(path)
     if p.is_dir():
+        if has_event_files(p):
+            return _bounded(read_foreign(p, None, mapping), max_events)
         raise LogFormatError("is a directory, expected a log file", name)
     if not p.exists():
         journal = journal_path(p)
@@ -83,11 +99,23 @@ def read_log(
             return _read_stream_log(stream.read, name, notes, max_events)
     try:
         with open(p, "rb") as fh:
-            head = fh.read(4)
+            head = fh.read(8)
     except OSError as exc:
         raise LogFormatError(f"cannot read: {exc.strerror}", name) from exc
-    if head == PARQUET_MAGIC or name.endswith(".parquet"):
-        return _bounded(read_parquet(p, name, notes), max_events)
+    if head.startswith(PARQUET_MAGIC) or name.endswith(".parquet"):
+        try:
+            return _bounded(read_parquet(p, name, notes), max_events)
+        except LogFormatError:  # a W&B export is Parquet too: only then is it looked at again
+            kind = sniff(p)
+            if kind is None:
+                raise
+            return _bounded(read_foreign(name, kind, mapping), max_events)
+    if not head.startswith(GZIP_MAGIC) and not is_gradlog_head(head):
+        kind = sniff(p)
+        if kind is not None:
+            return _bounded(read_foreign(name, kind, mapping), max_events)
+        if log_kind(name) is None and not head.lstrip(JSON_BLANK + UTF8_BOM).startswith(b"{"):
+            raise LogFormatError(UNKNOWN_LOG, name)
     return read_json_file(p, name, notes, max_events)
 
 

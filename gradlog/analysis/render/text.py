@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import polars as pl
 
 from gradlog import classify, messages
+from gradlog.analysis.foreign import read_from
 from gradlog.analysis.model import Report, RunReport
 from gradlog.analysis.render import columns
 from gradlog.analysis.render.closing import Line, closing_lines, verdict_style
@@ -100,7 +101,9 @@ def _opening(report: Report, run: RunReport, pos: int) -> list[Line]:
         if pos:
             lines.append(("", ""))
         lines += [(f"=== Run {run.run_id} ({report.path}) ===", EMPHASIS), ("", "")]
-    return lines + [(messages.enabled_line(run.log_every, run.log_every_steps), EMPHASIS), ("", "")]
+    lines.append((messages.enabled_line(run.log_every, run.log_every_steps), EMPHASIS))
+    source = read_from(run.tags)  # another tool's log: where each number came from
+    return lines + ([(source, "")] if source else []) + [("", "")]
 
 
 # -- the events, as columns ---------------------------------------------------------------------
