@@ -267,4 +267,7 @@ def _not_scalars_note(path: str, tags: set[str]) -> str:
     named = sorted(tags)[:MAX_NAMED_TAGS]
     more = len(tags) - len(named)
     listed = ", ".join(named) + (f" and {more} more" if more else "")
-    return f"{path}: left out {len(tags)} tags that are not scalars ({listed})"
+    what = (
+        "a tag that is not a scalar" if len(tags) == 1 else f"{len(tags)} tags that are not scalars"
+    )
+    return f"{path}: left out {what} ({listed})"
