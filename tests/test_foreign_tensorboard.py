@@ -14,11 +14,13 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 
 pytest.importorskip("tensorboard")
 
 from torch.utils.tensorboard import SummaryWriter  # noqa: E402
+from torch.utils.tensorboard.summary import scalar  # noqa: E402
 
 from gradlog.analysis.foreign.scalars import SCALARS_SCHEMA, TENSORBOARD  # noqa: E402
 from gradlog.analysis.foreign.tensorboard import INSTALL_HINT, read_tensorboard  # noqa: E402
@@ -236,3 +238,54 @@ def test_reading_does_not_import_torch(legacy_run: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [POINTS + POINTS // 240, False, False]
+
+
+def test_the_vectorised_decoding_agrees_with_protobuf(tmp_path: Path) -> None:
+    """Records of add_scalar's one shape are decoded by NumPy, the rest by protobuf: on the
+    shapes at the edges of the shortcut (steps of every varint width, negative and absent, the
+    longest tag it takes and the shortest it leaves, tags of equal length, non-ASCII, NaN and
+    infinities, two values in one event), both give the same points in the same order."""
+    from gradlog.analysis.foreign import tensorboard
+
+    folder = tmp_path / "edges"
+    writer = SummaryWriter(str(folder))
+    tags = ["a", "b", "é/ü", "x" * 118, "y" * 119, "grad_norm/t1", "grad_norm/t2"]
+    steps = [0, 1, 127, 128, 16_383, 16_384, 2**40, -1, -(2**62), None]
+    numbers = [0.5, -2.25, float("nan"), float("inf"), -float("inf"), 1e-30, 3.4e38]
+    for i, step in enumerate(steps):
+        for j, tag in enumerate(tags):
+            writer.add_scalar(tag, numbers[(i + j) % len(numbers)], step, walltime=START + i)
+    writer.add_scalars("pair", {"left": 1.0, "right": 2.0}, 7)  # other files, one per key
+    both = scalar("one", 1.5)
+    both.value.extend(scalar("two", 2.5).value)
+    writer.file_writer.add_summary(both, 9)
+    writer.close()
+
+    scalars = read_tensorboard(str(folder))
+    decoder = tensorboard._Decoder(str(folder))
+    expected = []
+    for file in event_files(folder):
+        data = file.read_bytes()
+        bounds = tensorboard._frame(data)
+        columns, stop = tensorboard._decode(
+            str(file), data, bounds, list(range(len(bounds) - 1)), decoder, []
+        )
+        assert stop is None
+        expected.append(columns.frame().drop("record"))
+    by_protobuf = pl.concat(expected)
+    ours = scalars.frame.drop("run")
+    assert ours.height == len(steps) * len(tags) + 4
+
+    main = event_files(folder)[0]  # the first file: the others are add_scalars' own
+    data = main.read_bytes()
+    bounds = np.asarray(tensorboard._frame(data))
+    simple, _ = tensorboard._simple_scalars(
+        np.frombuffer(data, dtype=np.uint8), bounds[:-1] + 12, bounds[1:] - 4
+    )
+    # all but the file's version, the 119-byte tag and the event of two values
+    assert simple.sum() == len(steps) * (len(tags) - 1)
+    assert ours.select("step", "tag", "time").equals(by_protobuf.select("step", "tag", "time"))
+    assert [np.float64(x).tobytes() for x in ours["value"]] == [
+        np.float64(x).tobytes() for x in by_protobuf["value"]
+    ]  # NaN too, bit for bit
+    assert ours.filter(tag="a")["step"].to_list() == [s if s is not None else 0 for s in steps]
