@@ -187,8 +187,12 @@ def _read_file(file: str, decode: _Decoder, notes: list[str]) -> pl.DataFrame:
     columns, stop = _decode(file, data, bounds, rest, decode, notes)
     if stop is not None:  # a record that is not an event ends the read there
         fast = fast.filter(pl.col("record") < stop)
-    both = pl.concat([fast, columns.frame()], how="vertical")
-    return both.sort("record", maintain_order=True).drop("record")
+    slow = columns.frame()
+    if slow.height and fast.height:  # interleaved: back to the order of the records
+        both = pl.concat([fast, slow], how="vertical").sort("record", maintain_order=True)
+    else:
+        both = slow if slow.height else fast
+    return both.drop("record")
 
 
 def _simple_scalars(raw, starts, ends):  # noqa: ANN001, ANN202 (NumPy arrays)
@@ -196,7 +200,7 @@ def _simple_scalars(raw, starts, ends):  # noqa: ANN001, ANN202 (NumPy arrays)
 
     Such an event is ``09`` + wall time (8 bytes), then ``10`` + step (a varint; absent when
     0), then the summary: ``2a`` L+9, ``0a`` L+7 (its one value), ``0a`` L + the tag (L bytes),
-    ``15`` + the float32 value, where L < 128. A record matches only if every byte is where
+    ``15`` + the float32 value, where L + 9 < 128 (each length one byte). A record matches only if every byte is where
     this says and the value ends where the record does, so it decodes as the protobuf would.
     """
     import numpy as np
