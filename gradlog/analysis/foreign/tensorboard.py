@@ -39,6 +39,7 @@ INSTALL_HINT = (
 SCALARS_PLUGIN = "scalars"
 HEADER = 12  # the length (8 bytes) and its checksum (4)
 FOOTER = 4  # the event's checksum
+CHUNK_RECORDS = 1 << 17  # records decoded at once by NumPy (each of its arrays about 1 MB)
 MAX_NAMED_TAGS = 5  # tags that are not scalars, named in the note; the rest counted
 
 _LENGTH = struct.Struct("<Q")
@@ -180,9 +181,16 @@ def _read_file(file: str, decode: _Decoder, notes: list[str]) -> pl.DataFrame:
         )
     import numpy as np
 
-    starts = np.asarray(bounds[:-1], dtype=np.int64) + HEADER
-    ends = np.asarray(bounds[1:], dtype=np.int64) - FOOTER
-    simple, fast = _simple_scalars(np.frombuffer(data, dtype=np.uint8), starts, ends)
+    starts = np.frombuffer(bounds, dtype=np.int64)[:-1] + HEADER
+    ends = np.frombuffer(bounds, dtype=np.int64)[1:] - FOOTER
+    raw = np.frombuffer(data, dtype=np.uint8)
+    simple = np.zeros(len(starts), dtype=bool)
+    chunks = []
+    for first in range(0, len(starts), CHUNK_RECORDS):  # bounds the temporaries' memory
+        part = slice(first, first + CHUNK_RECORDS)
+        simple[part], points = _simple_scalars(raw, starts[part], ends[part])
+        chunks.append(points.with_columns(pl.col("record") + first))
+    fast = pl.concat(chunks, how="vertical") if chunks else _simple_scalars(raw, starts, ends)[1]
     rest = np.flatnonzero(~simple).tolist()
     columns, stop = _decode(file, data, bounds, rest, decode, notes)
     if stop is not None:  # a record that is not an event ends the read there
@@ -210,34 +218,34 @@ def _simple_scalars(raw, starts, ends):  # noqa: ANN001, ANN202 (NumPy arrays)
     def at(positions):  # noqa: ANN001, ANN202 - bytes past the file read as 0, never matched
         return raw[np.minimum(positions, last)]
 
+    # Byte by byte (one column of all records at a time), not a records x bytes matrix: the
+    # matrix's index arrays took 250 MB for a million records.
     has_step = at(starts + 9) == 0x10
-    varint = at(starts[:, None] + np.arange(10, 20)).astype(np.uint64)
-    more = varint >= 0x80
-    width = np.where(more.all(axis=1), 11, np.argmin(more, axis=1) + 1)  # 11: never ends
-    used = np.arange(10) < width[:, None]
-    shifts = (np.arange(10, dtype=np.uint64) * np.uint64(7))[None, :]
-    step = (((varint & np.uint64(0x7F)) << shifts) * used).sum(axis=1, dtype=np.uint64)
+    step = np.zeros(len(starts), dtype=np.uint64)
+    width = np.zeros(len(starts), dtype=np.int64)
+    going = np.ones(len(starts), dtype=bool)
+    for k in range(10):  # the step's varint: 7 bits a byte, the high bit says another follows
+        byte = at(starts + 10 + k)
+        step |= np.where(going, (byte & 0x7F).astype(np.uint64) << np.uint64(7 * k), 0)
+        width += going
+        going &= byte >= 0x80
+    width[going] = 11  # no last byte within 10: never a match
     step = np.where(has_step, step.view(np.int64), 0)
     summary = starts + np.where(has_step, 10 + width, 9)
-    head = at(summary[:, None] + np.arange(6))
-    length = head[:, 5].astype(np.int64)
-    ok = (
-        (at(starts) == 0x09)
-        & (head[:, 0] == 0x2A)
-        & (head[:, 1] == length + 9)
-        & (head[:, 2] == 0x0A)
-        & (head[:, 3] == length + 7)
-        & (head[:, 4] == 0x0A)
-        & (length < 0x80 - 9)
-        & (at(summary + 6 + length) == 0x15)
-        & (summary + 11 + length == ends)
-    )
+    length = at(summary + 5).astype(np.int64)
+    ok = (length < 0x80 - 9) & (summary + 11 + length == ends) & (at(starts) == 0x09)
+    for offset, expected in ((0, 0x2A), (1, length + 9), (2, 0x0A), (3, length + 7), (4, 0x0A)):
+        ok &= at(summary + offset) == expected
+    ok &= at(summary + 6 + length) == 0x15
     records = np.flatnonzero(ok)
     begin, length = starts[records], length[records]
     tags = summary[records] + 6
 
     def gather(offset, count, dtype):  # noqa: ANN001, ANN202
-        return raw[offset[:, None] + np.arange(count)].copy().view(dtype).reshape(-1)
+        out = np.empty((len(offset), count), dtype=np.uint8)
+        for k in range(count):
+            out[:, k] = raw[offset + k]
+        return out.view(dtype).reshape(-1)
 
     frame = pl.DataFrame(
         {
@@ -270,10 +278,14 @@ def _tag_strings(raw, starts, lengths) -> pl.Series:  # noqa: ANN001
             names.append("")
             codes[rows] = len(names) - 1
             continue
-        block = np.ascontiguousarray(raw[starts[rows, None] + np.arange(size)])
+        block = np.empty((len(rows), size), dtype=np.uint8)
+        for column in range(size):
+            block[:, column] = raw[starts[rows] + column]
         # Sorting integers is ten times faster than sorting byte strings: a hash of each tag,
         # and the byte strings only if two different tags share a hash.
-        keys = block.astype(np.uint64) @ _hash_factors(size)
+        keys = np.zeros(len(rows), dtype=np.uint64)
+        for column, factor in enumerate(_hash_factors(size)):
+            keys += block[:, column].astype(np.uint64) * factor
         _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         if not (block == block[first[inverse]]).all():
             keys = block.view(np.dtype((np.void, size))).reshape(-1)
@@ -283,12 +295,12 @@ def _tag_strings(raw, starts, lengths) -> pl.Series:  # noqa: ANN001
     return pl.Series(names, dtype=pl.String).gather(pl.Series(codes))
 
 
-def _frame(data: bytes) -> list[int]:
+def _frame(data: bytes) -> array:
     """Where each whole record starts, and where the last whole one ends: record ``i`` is
     ``data[bounds[i]:bounds[i + 1]]``, and anything after ``bounds[-1]`` is a cut-short record."""
     unpack = _LENGTH.unpack_from
     limit = len(data) - HEADER - FOOTER
-    bounds = [0]
+    bounds = array("q", [0])  # a million offsets: 8 MB, where a list of ints took 36 MB
     add = bounds.append
     at = 0
     while at <= limit:
@@ -299,20 +311,22 @@ def _frame(data: bytes) -> list[int]:
     return bounds
 
 
-def _first_bad_length(data: bytes, bounds: list[int]) -> int | None:
+def _first_bad_length(data: bytes, bounds: array) -> int | None:
     """The first record whose length fails its checksum, or None if none does."""
     if len(bounds) < 2:
         return None
     import numpy as np
 
-    starts = np.asarray(bounds[:-1], dtype=np.int64)
+    starts = np.frombuffer(bounds, dtype=np.int64)[:-1]
     raw = np.frombuffer(data, dtype=np.uint8)
-    lengths = raw[starts[:, None] + np.arange(8)]
-    stored = raw[starts[:, None] + np.arange(8, 12)].copy().view("<u4").reshape(-1)
+    stored = np.empty((len(starts), 4), dtype=np.uint8)
+    for column in range(4):
+        stored[:, column] = raw[starts + 8 + column]
+    stored = stored.view("<u4").reshape(-1)
     table = _crc32c_table()
     crc = np.full(len(starts), 0xFFFFFFFF, dtype=np.uint32)
     for column in range(8):
-        crc = table[(crc ^ lengths[:, column]) & 0xFF] ^ (crc >> np.uint32(8))
+        crc = table[(crc ^ raw[starts + column]) & 0xFF] ^ (crc >> np.uint32(8))
     crc ^= np.uint32(0xFFFFFFFF)
     masked = ((crc >> np.uint32(15)) | (crc << np.uint32(17))) + np.uint32(0xA282EAD8)
     wrong = np.flatnonzero(masked != stored)
@@ -329,7 +343,7 @@ def _crc32c_table():  # noqa: ANN202 (a NumPy array; NumPy is imported only when
 
 
 def _decode(
-    file: str, data: bytes, bounds: list[int], records: list[int], decode: _Decoder, notes
+    file: str, data: bytes, bounds: array, records: list[int], decode: _Decoder, notes
 ) -> tuple[_Columns, int | None]:
     """Decode ``records`` with the protobuf library: their scalar points, and the record that
     is not an event, if one ends the read."""
