@@ -2,17 +2,17 @@
 
 TensorBoard's own loaders sample: ``EventAccumulator`` keeps 10,000 scalars per tag by default
 (reservoir sampling), so a 20,000-step run comes back with half its points. This reader walks the
-records itself and decodes each with the ``tensorboard`` package's ``Event`` protobuf, keeping
-every point. Scalars come in two encodings: ``simple_value`` (``torch.utils.tensorboard``'s
+records itself, keeping every point, and decodes them with the ``tensorboard`` package's
+``Event`` protobuf (or, for the commonest shape, NumPy: below). Scalars come in two encodings: ``simple_value`` (``torch.utils.tensorboard``'s
 ``add_scalar``, TensorFlow 1) and a rank-0 ``tensor`` whose tag's metadata names the
 ``scalars`` plugin (``tensorboard.summary.Writer``, TensorFlow 2), where the metadata may come
 only with a tag's first point.
 
 A record is 8 bytes of length, 4 of the length's checksum, the event, 4 of the event's checksum.
-The event checksums are not verified: CRC-32C in pure Python (there is none in the standard
-library) is what makes the pure-Python readers slow, five times the cost of decoding. The length
-checksums are, all at once with NumPy, so a damaged length stops the read instead of misreading
-the rest of the file.
+The event checksums are not verified: there is no CRC-32C in the standard library, and the
+tensorboard package, without TensorFlow, computes it in Python byte by byte, which would cost
+more than all the decoding here. The length checksums are, all at once with NumPy, so a damaged
+length stops the read instead of misreading the rest of the file.
 
 Decoding each record with the protobuf library costs microseconds of Python per point (building
 the message's objects and reading their fields). The records of ``add_scalar`` have one fixed
