@@ -40,6 +40,7 @@ SCALARS_PLUGIN = "scalars"
 HEADER = 12  # the length (8 bytes) and its checksum (4)
 FOOTER = 4  # the event's checksum
 CHUNK_RECORDS = 1 << 17  # records decoded at once by NumPy (each of its arrays about 1 MB)
+HASH = 1099511628211  # FNV's 64-bit prime, for the tags' hash
 MAX_NAMED_TAGS = 5  # tags that are not scalars, named in the note; the rest counted
 
 _LENGTH = struct.Struct("<Q")
@@ -65,7 +66,7 @@ def read_tensorboard(path: str) -> Scalars:
     previous = None
     for run, file in files:
         if run != previous:
-            decode.new_run()  # TensorBoard keeps a tag's metadata per run, across its files
+            decode.plugins = {}  # TensorBoard keeps a tag's metadata per run, across its files
             previous = run
         points = _read_file(file, decode, notes)
         frames.append(points.select(pl.lit(run).alias("run"), pl.all()).select(*SCALARS_SCHEMA))
@@ -137,9 +138,6 @@ class _Decoder:
         self.parse = event_pb2.Event.FromString
         self.not_scalars: set[str] = set()
         self.plugins: dict[str, str] = {}
-
-    def new_run(self) -> None:
-        self.plugins = {}
 
     def tensor_value(self, tensor) -> float | None:  # noqa: ANN001 (a TensorProto)
         # Writers put a scalar in float_val or double_val; TensorFlow's may use tensor_content.
@@ -260,12 +258,6 @@ def _simple_scalars(raw, starts, ends):  # noqa: ANN001, ANN202 (NumPy arrays)
     return ok, frame
 
 
-def _hash_factors(size: int):  # noqa: ANN202 (a NumPy array)
-    import numpy as np
-
-    return np.array([pow(1099511628211, i + 1, 1 << 64) for i in range(size)], dtype=np.uint64)
-
-
 def _tag_strings(raw, starts, lengths) -> pl.Series:  # noqa: ANN001
     """The tags at ``starts``, decoded once per distinct tag (a run has a few, repeated)."""
     import numpy as np
@@ -284,8 +276,8 @@ def _tag_strings(raw, starts, lengths) -> pl.Series:  # noqa: ANN001
         # Sorting integers is ten times faster than sorting byte strings: a hash of each tag,
         # and the byte strings only if two different tags share a hash.
         keys = np.zeros(len(rows), dtype=np.uint64)
-        for column, factor in enumerate(_hash_factors(size)):
-            keys += block[:, column].astype(np.uint64) * factor
+        for column in range(size):
+            keys += block[:, column].astype(np.uint64) * np.uint64(pow(HASH, column + 1, 1 << 64))
         _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         if not (block == block[first[inverse]]).all():
             keys = block.view(np.dtype((np.void, size))).reshape(-1)
@@ -353,12 +345,12 @@ def _decode(
     parse = decode.parse
     plugins = decode.plugins
     codes = columns.tag_codes
-    add_record, add_tag = columns.records.append, columns.tags.append
-    add_step, add_value, add_time = (
+    add_record, add_tag, add_step = (
+        columns.records.append,
+        columns.tags.append,
         columns.steps.append,
-        columns.values.append,
-        columns.times.append,
     )
+    add_value, add_time = columns.values.append, columns.times.append
     view = memoryview(data)
     for index in records:
         try:
