@@ -21,7 +21,16 @@ from gradlog.errors import GradlogError, LogFormatError
 TASK_FIELDS = ("grad_norm", "loss", "weight")
 PAIR_FIELD = "cosine"
 PARAM_FIELD = "param_norm"
-GLOBAL_FIELDS = ("total_norm", "mean_norm", "max_norm")
+# an event's own numbers, one tag each (the keys gradlog's callbacks log: docs/format.md)
+GLOBAL_FIELDS = (
+    "total_norm",
+    "mean_norm",
+    "max_norm",
+    "n_vanishing",
+    "n_exploding",
+    "pre_clip_norm",
+    "clip_coef",
+)
 # A tag a built-in template would misread (``pre_clip_grad_norm`` is no task "pre_clip"): left out.
 IGNORE = "ignore"
 FIELDS = (*TASK_FIELDS, PAIR_FIELD, PARAM_FIELD, *GLOBAL_FIELDS, IGNORE)
@@ -41,6 +50,10 @@ BUILT_IN = (
     ("grad_norm_total", "total_norm"),
     ("total_grad_norm", "total_norm"),
     ("grad_norm", "total_norm"),  # Hugging Face: the total norm the clipping returned
+    # what gradlog's own callbacks log to the trainer's loggers (log_to_trainer=True, mirror=)
+    *((f"grad_stats/{f}", f) for f in GLOBAL_FIELDS),
+    ("grad_stats/spread", IGNORE),  # the report computes it from the task norms
+    ("loss_weight/{task}", "weight"),
     ("grad_2.0_norm/{param}", PARAM_FIELD),  # Lightning's grad_norm(): one per parameter
     ("grad_norm/{task}", "grad_norm"),
     ("{task}_grad_norm", "grad_norm"),

@@ -146,8 +146,8 @@ def _events(points: pl.DataFrame, whole: bool) -> pl.DataFrame:
             _mean=value.mean(),
             _max=value.max(),
             n_grads=pl.len().cast(pl.Int64),
-            n_vanishing=(value < LAYER_VANISHING).sum().cast(pl.Int64),
-            n_exploding=(value > LAYER_EXPLODING).sum().cast(pl.Int64),
+            _n_vanishing=(value < LAYER_VANISHING).sum().cast(pl.Int64),
+            _n_exploding=(value > LAYER_EXPLODING).sum().cast(pl.Int64),
         )
     )
     events = (
@@ -156,6 +156,8 @@ def _events(points: pl.DataFrame, whole: bool) -> pl.DataFrame:
         .join(_conflicts(points), on=at, how="left")
         .with_columns(
             mean_norm=pl.coalesce("mean_norm", "_mean", *(["total_norm"] if whole else [])),
+            n_vanishing=pl.coalesce("n_vanishing", "_n_vanishing"),
+            n_exploding=pl.coalesce("n_exploding", "_n_exploding"),
             max_norm=pl.coalesce("max_norm", "_max", *(["total_norm"] if whole else [])),
             conflicts=pl.when(pl.col("tasks").is_not_null()).then(pl.col("conflicts")),
         )
@@ -171,7 +173,10 @@ def _events(points: pl.DataFrame, whole: bool) -> pl.DataFrame:
         pl.col("run"),
         pl.lit(KIND_EVENT).alias("kind"),
         *[
-            pl.col(c).cast(schema[c]) if c in events.columns else pl.lit(None, schema[c]).alias(c)
+            # a count read from a tag is a float: NaN or a fraction is no count (null)
+            pl.col(c).cast(schema[c], strict=False)
+            if c in events.columns
+            else pl.lit(None, schema[c]).alias(c)
             for c in COLUMNS
             if c not in ("v", "run", "kind")
         ],
