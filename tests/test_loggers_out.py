@@ -245,7 +245,9 @@ def test_mirror_must_take_scalars(tmp_path: Path) -> None:
 # -- Lightning ------------------------------------------------------------------------------------
 
 
-def lightning_fit(tmp_path: Path, callback, loggers: list, log_every_n_steps: int = 2) -> None:
+def lightning_fit(
+    tmp_path: Path, callback, loggers: list, log_every_n_steps: int = 2, weights=WEIGHTS
+) -> None:
     lightning = pytest.importorskip("lightning")
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -257,7 +259,7 @@ def lightning_fit(tmp_path: Path, callback, loggers: list, log_every_n_steps: in
         def training_step(self, batch, batch_idx):
             losses = self.net.losses(*batch)
             self.log("user_pointer_loss", losses["pointer"])  # the user's own key, same batch
-            return {"loss": sum(WEIGHTS[k] * v for k, v in losses.items()), "losses": losses}
+            return {"loss": sum(weights[k] * v for k, v in losses.items()), "losses": losses}
 
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.1)
@@ -510,9 +512,15 @@ def test_huggingface_warns_when_integrations_come_first(tmp_path: Path) -> None:
 # -- the round trip through gradlog's own readers of other tools' logs --------------------------
 
 
-def test_round_trip_through_the_foreign_readers(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("weights", "status"),
+    [(WEIGHTS, "minor"), ({"pointer": 1.0, "type": 0.002}, "collapse")],
+    ids=["minor", "type-starved"],
+)
+def test_round_trip_through_the_foreign_readers(tmp_path: Path, weights, status) -> None:
     """The keys the Lightning callback logged, read back by gradlog's TensorBoard and CSV
-    readers, give the report of gradlog's own log."""
+    readers, give the report of gradlog's own log: a collapsed run is reported as collapsed,
+    with the same numbers, from a Lightning metrics.csv and a TensorBoard directory."""
     import gradlog.analysis.foreign as foreign
 
     if not (hasattr(foreign, "read_tensorboard") or hasattr(foreign, "read_foreign")):
@@ -530,7 +538,7 @@ def test_round_trip_through_the_foreign_readers(tmp_path: Path) -> None:
     callback = GradlogCallback(
         TASKS,
         str(path),
-        weights=WEIGHTS,
+        weights=weights,
         log_every=None,
         balance_every=None,
         log_every_steps=1,
@@ -540,8 +548,9 @@ def test_round_trip_through_the_foreign_readers(tmp_path: Path) -> None:
     loggers = [CSVLogger(tmp_path, name="csv")]
     tensorboard = _tensorboard_logger(tmp_path)
     loggers += [tensorboard] if tensorboard else []
-    lightning_fit(tmp_path, callback, loggers)
+    lightning_fit(tmp_path, callback, loggers, weights=weights)
     own = judged(gradlog.analyse(path).to_dict())
+    assert own["status"] == status
     foreign_logs = [tmp_path / "csv" / "version_0" / "metrics.csv"]
     foreign_logs += [Path(tensorboard.log_dir)] if tensorboard else []
     for foreign_log in foreign_logs:
