@@ -110,11 +110,13 @@ def read_log(
             if kind is None:
                 raise
             return _bounded(read_foreign(name, kind, mapping), max_events)
-    if not head.startswith(GZIP_MAGIC) and not is_gradlog_head(head):
+    # an empty (or blank) file is no other tool's log: the JSON reader says it is empty
+    text = head.lstrip(JSON_BLANK + UTF8_BOM)
+    if text and not head.startswith(GZIP_MAGIC) and not is_gradlog_head(head):
         kind = sniff(p)
         if kind is not None:
             return _bounded(read_foreign(name, kind, mapping), max_events)
-        if log_kind(name) is None and not head.lstrip(JSON_BLANK + UTF8_BOM).startswith(b"{"):
+        if log_kind(name) is None and not text.startswith(b"{"):
             raise LogFormatError(UNKNOWN_LOG, name)
     return read_json_file(p, name, notes, max_events)
 
