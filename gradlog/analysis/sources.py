@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gradlog.analysis.foreign import TFEVENTS, is_gradlog_head
+from gradlog.analysis.foreign import TFEVENTS, is_gradlog_head, sniff
 from gradlog.errors import LogFormatError
 from gradlog.format import GZIP_MAGIC, JOURNAL_SUFFIX, MAX_LINE_BYTES, PARQUET_MAGIC, log_kind
 
@@ -136,8 +136,6 @@ _FOREIGN_SUFFIXES = (".csv", ".json")
 
 
 def _is_foreign(p: Path) -> bool:
-    from gradlog.analysis.foreign import sniff
-
     name = p.name.lower()
     if not (name.endswith(_FOREIGN_SUFFIXES) or name.startswith(TFEVENTS)):
         return False
@@ -226,8 +224,6 @@ def _file(p: Path) -> Source:
         with open(p, "rb") as fh:
             head = fh.read(8)
             if not head.startswith((PARQUET_MAGIC, GZIP_MAGIC)) and not is_gradlog_head(head):
-                from gradlog.analysis.foreign import sniff
-
                 if sniff(p) is not None:  # another tool's log, named .jsonl or .ndjson
                     return Source(str(p), CAREFUL, size)
             head = head[:4]

@@ -14,11 +14,16 @@ import os
 import struct
 from pathlib import Path
 
-from gradlog.analysis.foreign.scalars import HUGGINGFACE, LIGHTNING_CSV, TENSORBOARD, WANDB
+from gradlog.analysis.foreign.scalars import (
+    HUGGINGFACE,
+    LIGHTNING_CSV,
+    READ_TAG,
+    SOURCE_TAG,
+    TENSORBOARD,
+    WANDB,
+)
 
 HEAD_BYTES = 64 * 1024
-SOURCE_TAG = "gradlog.source"  # meta.tags: which tool's log a run was read from
-READ_TAG = "gradlog.read."  # meta.tags: gradlog.read.FIELD = the template(s) FIELD was read from
 TFEVENTS = "events.out.tfevents."
 _BLANK = b"\xef\xbb\xbf \t\r\n"  # a byte-order mark and JSON's whitespace
 _NAMES = {

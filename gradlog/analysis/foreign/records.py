@@ -11,7 +11,6 @@ from pathlib import Path
 
 import polars as pl
 
-from gradlog.analysis.foreign import READ_TAG, SOURCE_TAG
 from gradlog.analysis.foreign.mapping import (
     GLOBAL_FIELDS,
     IGNORE,
@@ -22,7 +21,7 @@ from gradlog.analysis.foreign.mapping import (
     TASK_FIELDS,
     Mapping,
 )
-from gradlog.analysis.foreign.scalars import Scalars
+from gradlog.analysis.foreign.scalars import READ_TAG, SOURCE_TAG, Scalars
 from gradlog.analysis.readers.loaded import LoadedLog
 from gradlog.classify import LAYER_EXPLODING, LAYER_VANISHING
 from gradlog.errors import LogFormatError

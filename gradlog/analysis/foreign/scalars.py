@@ -29,6 +29,10 @@ HUGGINGFACE = "huggingface"
 WANDB = "wandb"
 KINDS = (TENSORBOARD, LIGHTNING_CSV, HUGGINGFACE, WANDB)
 
+# What a run read from another tool's log says of itself, in its run record's meta.tags.
+SOURCE_TAG = "gradlog.source"  # which tool's log the run was read from
+READ_TAG = "gradlog.read."  # gradlog.read.FIELD = the template(s) FIELD was read from
+
 
 @dataclass
 class Scalars:
