@@ -29,8 +29,17 @@ def write_error(path: str | os.PathLike[str], exc: OSError, what: str = "cannot 
 @contextmanager
 def replacing(path: str | os.PathLike[str], *, fsync: bool = False) -> Iterator[BinaryIO]:
     """A binary file to write ``path``'s new content into; renamed over ``path`` if the block
-    succeeds, removed if anything fails."""
+    succeeds, removed if anything fails. A target that exists and is no regular file (``-o
+    /dev/null``, a FIFO, ``/dev/stdout``) is written to as it is: renaming over it would replace
+    the device with a file."""
     out = Path(path)
+    if out.exists() and not out.is_file():
+        try:
+            with open(out, "wb") as fh:
+                yield fh
+        except OSError as exc:
+            raise GradlogError(write_error(out, exc)) from exc
+        return
     mode = _mode_for(out)
     try:
         fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")

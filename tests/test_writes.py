@@ -21,6 +21,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from conftest import run_gradlog
 
 warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 
@@ -304,3 +305,12 @@ def test_the_recorders_on_a_full_disk(small_disk: Path) -> None:
         lost_j + 1,
     ]
     assert sorted(p.name for p in small_disk.iterdir()) == ["run.jsonl", "run.parquet"]
+
+
+@pytest.mark.parametrize("command", [("report",), ("batch", "--format", "csv")])
+def test_output_to_a_device_writes_to_it_and_leaves_it_a_device(command) -> None:
+    """``-o /dev/null`` as root once renamed a file over the device: every later write to
+    /dev/null on the machine then landed in that file."""
+    result = run_gradlog(*command, "sample_logs/healthy.jsonl", "-o", os.devnull)
+    assert result.returncode == 0, result.stderr.decode()
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
