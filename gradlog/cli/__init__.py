@@ -1,0 +1,75 @@
+"""The ``gradlog`` command line: options, one library call, one output, one error handler.
+
+Exit codes: 0 done; 1 a finding reached ``--fail-on``; 2 bad input or usage; 130 interrupted;
+141 standard output closed early (``gradlog report log | head``). The analysis modules (and
+Polars) are imported inside the commands, so ``gradlog --help`` stays fast; torch never is.
+Each command is a module of this package; importing it registers the command on ``app``, in
+the order ``--help`` lists them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from gradlog.cli.app import app
+from gradlog.errors import ClosedOutput, GradlogError
+
+# isort: off
+# The order of --help: the main job first.
+from gradlog.cli import report, convert, batch, compare, plot  # noqa: F401
+# isort: on
+
+__all__ = ["app", "main"]
+
+CLOSED_PIPE = 141  # 128 + SIGPIPE, as a shell reports a writer whose reader left
+
+
+def _click_exception() -> type[Exception]:
+    # Typer vendors Click; its exception base is reachable through Typer's public BadParameter.
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def main() -> None:
+    """Entry point: every error becomes one line on stderr and exit code 2, never a traceback."""
+    try:
+        code = app(standalone_mode=False)
+        sys.stdout.flush()
+    except GradlogError as exc:
+        _fail(str(exc))
+    except _click_exception() as exc:
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            typer.echo(ctx.get_help())
+            sys.exit(2)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        _fail(f"{exc.format_message()}{hint}")
+    except typer.Abort:
+        _fail("aborted", code=130)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except (ClosedOutput, BrokenPipeError):
+        _closed_pipe()
+    except BaseException as exc:  # noqa: BLE001 - promise: one line, never a traceback
+        # (a Polars panic is a BaseException; importing Polars to name it would slow --help)
+        if isinstance(exc, SystemExit) or os.environ.get("GRADLOG_DEBUG"):
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {exc} (set GRADLOG_DEBUG=1 for details)")
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _closed_pipe() -> None:
+    """The reader of a pipe (head, less) went away: stop quietly, with a code that cannot be
+    mistaken for a finding (1) or bad input (2)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit must not fail again
+    sys.exit(CLOSED_PIPE)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    from gradlog.analysis import output
+
+    output.fail(message)
+    sys.exit(code)

@@ -1,0 +1,103 @@
+"""``gradlog batch``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from gradlog.cli.app import app
+from gradlog.options import (
+    BatchFormat,
+    FailOnOption,
+    Github,
+    MapFile,
+    MapRules,
+    MinSamples,
+    NoColor,
+    Original,
+    Output,
+    Pair,
+    SortKey,
+    StatusChoice,
+    Unweighted,
+    Wide,
+    Window,
+    exit_for,
+    parse_pair,
+)
+
+
+@app.command()
+def batch(
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="PATHS...",
+            help="Logs, directories (searched recursively), globs, hive-partitioned Parquet "
+            "datasets or object-store URLs.",
+        ),
+    ],
+    window: Window = 10,
+    min_samples: MinSamples = 3,
+    pair: Pair = None,
+    output_format: Annotated[
+        BatchFormat,
+        typer.Option("--format", help="table (terminal), markdown (pull request), json or csv."),
+    ] = BatchFormat.table,
+    sort: Annotated[SortKey, typer.Option(help="Order of the rows (worst or largest first).")] = (
+        SortKey.status
+    ),
+    status: Annotated[
+        list[StatusChoice] | None,
+        typer.Option(help="Only runs with this status (repeatable)."),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most this many rows.")] = None,
+    fail_on: FailOnOption = None,
+    out_path: Output = None,
+    github: Github = False,
+    no_color: NoColor = False,
+    wide: Wide = False,
+    unweighted: Unweighted = False,
+    original: Original = False,
+    map_rules: MapRules = None,
+    map_file: MapFile = None,
+) -> None:
+    """Summarise many logs: one row per run, worst first; exit 2 if a file was unreadable."""
+    from gradlog.analysis import api, output
+    from gradlog.analysis.batch import select_rows
+    from gradlog.analysis.progress import Progress
+    from gradlog.analysis.render import batch as render
+    from gradlog.analysis.render.batch_markdown import format_markdown
+    from gradlog.analysis.status import Status
+
+    with Progress() as progress:
+        result = api.batch_result(
+            paths,
+            window=window,
+            min_samples=min_samples,
+            pair=parse_pair(pair),
+            unweighted=unweighted,
+            original=original,
+            progress=progress,
+        )
+    for note in dict.fromkeys(note for row in result.rows for note in row.notes):
+        output.note(note)
+    wanted = [Status(s.value.replace("no-data", "no data")) for s in status or []]
+    rows = select_rows(result.rows, sort.value, wanted, limit)
+    line = render.summary_line(result.rows, result.n_sources)
+    out = output.Output(out_path, color=output.use_color(no_color), width=output.table_width(wide))
+    if output_format is BatchFormat.json:
+        out.json(render.json_data(result.rows, rows, result.n_sources))
+    elif output_format is BatchFormat.csv:
+        out.csv(render.COLUMNS, render.csv_rows(rows))
+    elif output_format is BatchFormat.markdown:
+        out.document(format_markdown(result.rows, rows, result.n_sources))
+    else:
+        out.table(render.batch_table(rows, footer=("", line)))
+    out.close()
+    if output_format is not BatchFormat.table or out_path is not None:
+        output.say(line)
+    if github:
+        output.to_github(format_markdown(result.rows, rows, result.n_sources))
+    exit_for(len(result.errors), result.rows, fail_on)

@@ -1,0 +1,37 @@
+"""``gradlog convert``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gradlog.cli.app import app
+from gradlog.options import MapFile, MapRules, Strict
+
+
+@app.command()
+def convert(
+    source: Annotated[
+        str,
+        typer.Argument(metavar="SOURCE", help="Log to read (.jsonl, .parquet, docs/import.md, -)."),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Log to write; its suffix picks the format.")
+    ],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUTPUT if it exists.")] = False,
+    strict: Strict = False,
+    map_rules: MapRules = None,
+    map_file: MapFile = None,
+) -> None:
+    """Convert a log between JSON Lines (optionally gzipped) and Parquet, or from another tool's."""
+    from gradlog.analysis import output as out
+    from gradlog.analysis.convert import convert_log
+    from gradlog.analysis.readers import read_log
+
+    log = read_log(source, strict=strict)
+    for note in log.notes:
+        out.note(note)
+    n = convert_log(log, output, overwrite=force)
+    out.say(f"Wrote {n} records to {output}")

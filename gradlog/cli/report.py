@@ -1,0 +1,96 @@
+"""``gradlog report``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from gradlog.cli.app import app
+from gradlog.options import (
+    FailOnOption,
+    Github,
+    MapFile,
+    MapRules,
+    MinSamples,
+    NoColor,
+    Original,
+    Output,
+    Pair,
+    ReportFormat,
+    RunId,
+    Strict,
+    Unweighted,
+    Window,
+    exit_for,
+    parse_pair,
+)
+
+
+@app.command()
+def report(
+    run: Annotated[
+        str,
+        typer.Argument(
+            metavar="RUN", help="A log (.jsonl, .jsonl.gz, .parquet, docs/import.md), or - (stdin)."
+        ),
+    ],
+    window: Window = 10,
+    min_samples: MinSamples = 3,
+    pair: Pair = None,
+    run_id: RunId = None,
+    output_format: Annotated[
+        ReportFormat,
+        typer.Option(
+            "--format", help="text (documented format), json, or markdown (for a pull request)."
+        ),
+    ] = ReportFormat.text,
+    fail_on: FailOnOption = None,
+    no_color: NoColor = False,
+    out_path: Output = None,
+    github: Github = False,
+    chart: Annotated[
+        bool, typer.Option("--chart", help="Add a small text chart of the ratio (text format).")
+    ] = False,
+    unweighted: Unweighted = False,
+    original: Original = False,
+    strict: Strict = False,
+    map_rules: MapRules = None,
+    map_file: MapFile = None,
+) -> None:
+    """Print the collapse report and summary of a gradient log."""
+    from gradlog.analysis import api, output
+    from gradlog.analysis.render import json as render_json
+    from gradlog.analysis.render.markdown import format_markdown
+    from gradlog.analysis.render.text import text_blocks
+
+    result = api.analyse(
+        run,
+        window=window,
+        min_samples=min_samples,
+        pair=parse_pair(pair),
+        unweighted=unweighted,
+        original=original,
+        run=run_id,
+        strict=strict,
+    )
+    for note in result.notes:
+        output.note(note)
+    out = output.Output(out_path, color=output.use_color(no_color))
+    if output_format is ReportFormat.json:
+        out.json(render_json.report_data(result, encoded=True))
+    elif output_format is ReportFormat.markdown:
+        out.document(format_markdown(result))
+    else:
+        out.blocks(text_blocks(result))
+        if chart:
+            from gradlog.analysis.render.chart import ratio_chart
+
+            for r in result.runs:
+                lines = ratio_chart(r)
+                if lines:
+                    out.lines([("", ""), *lines])
+    out.close()
+    if github:
+        output.to_github(format_markdown(result))
+    exit_for(0, [r.summary for r in result.runs], fail_on)
