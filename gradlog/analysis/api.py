@@ -130,8 +130,13 @@ def batch_result(
     progress=None,
     mapping: Sequence[str] | None = None,
     map_file: PathLike | None = None,
+    summary: PathLike | None = None,
 ) -> BatchResult:
-    """``gradlog batch``'s result objects (one :class:`~gradlog.analysis.model.RunSummary` per row)."""
+    """``gradlog batch``'s result objects (one :class:`~gradlog.analysis.model.RunSummary` per row).
+
+    ``summary``: a Parquet summary table (``--summary``, docs/batch.md): only the logs new or
+    changed since it was written are read, and it is replaced by this batch's rows. A row read
+    back from it carries the table's columns; its other fields keep their defaults."""
     # imported here: gradlog report, which never batches, starts without the table renderer
     from gradlog.analysis.batch import BatchOptions, run_batch
 
@@ -141,6 +146,7 @@ def batch_result(
             _options(window, min_samples, pair, unweighted, original),
             BatchOptions(storage_options=storage_options),
             progress,
+            summary=summary,
         )
 
 
@@ -155,9 +161,11 @@ def batch(
     storage_options: dict | None = None,
     mapping: Sequence[str] | None = None,
     map_file: PathLike | None = None,
+    summary: PathLike | None = None,
 ) -> pl.DataFrame:
     """``gradlog batch PATHS...``: one row per run (or unreadable file), in the order found,
-    with the columns of ``gradlog batch --format csv``; ``mapping``, ``map_file``: as :func:`read`."""
+    with the columns of ``gradlog batch --format csv``; ``mapping``, ``map_file``: as :func:`read`;
+    ``summary``: as :func:`batch_result`."""
     from gradlog.analysis.render.batch import rows_frame
 
     result = batch_result(
@@ -170,5 +178,6 @@ def batch(
         storage_options=storage_options,
         mapping=mapping,
         map_file=map_file,
+        summary=summary,
     )
     return rows_frame(result.rows)

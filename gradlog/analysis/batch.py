@@ -18,6 +18,7 @@ A row is a :class:`gradlog.analysis.model.RunSummary`: the very object ``gradlog
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -60,6 +61,10 @@ class BatchOptions:
 class BatchResult:
     rows: tuple[RunSummary, ...]
     n_sources: int
+    # with a summary table (run_batch's ``summary``): how many sources were read, not reused,
+    # and what the table's reader has to say (options changed: everything read again)
+    n_read: int | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def errors(self) -> tuple[RunSummary, ...]:
@@ -114,16 +119,42 @@ def run_batch(
     judging: engine.Options = engine.Options(),
     options: BatchOptions = BatchOptions(),
     progress: Progress | None = None,
+    summary: str | os.PathLike[str] | None = None,
 ) -> BatchResult:
-    """Summarise every run of every log under ``paths``, in the order found."""
+    """Summarise every run of every log under ``paths``, in the order found.
+
+    With ``summary`` (a Parquet file, :mod:`gradlog.analysis.summary_table`), only the sources
+    that are new or changed since that table was written are read, and the table is replaced
+    by this batch's rows: the result is the same as without it.
+    """
     sources = find_sources(list(paths))
     if not sources:
         raise GradlogError(
             "no logs found (.jsonl, .jsonl.gz, .ndjson, .parquet) in " + ", ".join(paths)
         )
-    rows: list[RunSummary] = []
+    if summary is not None:
+        from gradlog.analysis.summary_table import incremental
+
+        return incremental(
+            summary,
+            sources,
+            judging,
+            lambda todo: analyse_sources(todo, judging, options, progress),
+        )
+    found = analyse_sources(sources, judging, options, progress)
+    return BatchResult(tuple(row for rows in found.values() for row in rows), len(sources))
+
+
+def analyse_sources(
+    sources: Sequence[Source],
+    judging: engine.Options = engine.Options(),
+    options: BatchOptions = BatchOptions(),
+    progress: Progress | None = None,
+) -> dict[str, list[RunSummary]]:
+    """Each source's rows (its path the key), in the order of ``sources``."""
+    found: dict[str, list[RunSummary]] = {s.path: [] for s in sources}
     done = 0
-    chunks = _chunks(sources, options.chunk_bytes)
+    chunks = _chunks(list(sources), options.chunk_bytes)
     # The next chunk is read while this one is analysed: Polars releases the GIL in a collect,
     # and neither phase alone keeps both cores busy (the analysis is a chain of small queries).
     # One chunk ahead at most, so memory stays bounded by two chunks.
@@ -131,11 +162,23 @@ def run_batch(
         ahead = _read_ahead(pool, chunks, 0, options)
         for i, chunk in enumerate(chunks):
             read, ahead = ahead, _read_ahead(pool, chunks, i + 1, options)
-            rows.extend(_chunk_rows(chunk, judging, options, read))
+            _attribute(chunk, _chunk_rows(chunk, judging, options, read), found)
             done += len(chunk)
             if progress is not None:
                 progress(done, len(sources))
-    return BatchResult(tuple(rows), len(sources))
+    return found
+
+
+def _attribute(
+    chunk: list[Source], rows: list[RunSummary], found: dict[str, list[RunSummary]]
+) -> None:
+    """Each row to its source: the one it names, else (a file of a glob URL, named by Polars)
+    the chunk's last object-store source."""
+    mine = {s.path for s in chunk}
+    scanned = [s for s in chunk if s.how in (REMOTE_JSON, REMOTE_PARQUET, DATASET)]
+    fallback = (scanned or chunk)[-1].path
+    for row in rows:
+        found[row.source if row.source in mine else fallback].append(row)
 
 
 def _read_ahead(

@@ -24,11 +24,12 @@ Lightning's, Hugging Face's or W&B's; found in a folder, a file that is none of 
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import re
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gradlog.analysis.foreign import TFEVENTS, is_gradlog_head, sniff
@@ -61,6 +62,10 @@ class Source:
     path: str
     how: str
     size: int = 0  # bytes on disk, to split the work into chunks of similar size
+    # What changes when the content may have (``gradlog batch --summary`` reads only sources
+    # whose stamp differs from the table's): a local file's size and modification time in ns
+    # (with its journal's), a folder's digest of those of its files; None: always read.
+    stamp: str | None = None
 
 
 Note = Callable[[str], None]  # one note for standard error: "FILE: skipped, ..."
@@ -88,8 +93,8 @@ def _expand(given: str, note: Note) -> list[Source]:
         matches = sorted(glob.glob(given, recursive=True))
         if not matches:
             return [Source(given, MISSING)]
-        return [s for m in matches for s in _local(m, note, explicit=False)]
-    return _local(given, note, explicit=True)
+        return [_stamped(s) for m in matches for s in _local(m, note, explicit=False)]
+    return [_stamped(s) for s in _local(given, note, explicit=True)]
 
 
 def _remote(url: str) -> Source:
@@ -125,6 +130,44 @@ def _local(path: str, note: Note, *, explicit: bool) -> list[Source]:
             return [Source(str(p), CAREFUL, journal.stat().st_size)]
         return [Source(str(p), MISSING)]
     return []
+
+
+def _stamped(source: Source) -> Source:
+    """``source`` with its :attr:`Source.stamp`, taken before any read (a file changed while
+    it is read then differs from its stamp next time, and is read again)."""
+    if source.how == MISSING or source.stamp is not None:
+        return source
+    return replace(source, stamp=local_stamp(Path(source.path)))
+
+
+def local_stamp(p: Path) -> str | None:
+    """``SIZE:MTIME_NS`` of a file (``+`` its journal's), a digest of those of a folder's files
+    (a TensorBoard run, a hive dataset), None for a stream (a FIFO) or what cannot be seen."""
+    journal = p.with_name(p.name + JOURNAL_SUFFIX)
+    try:
+        st = p.stat()
+    except OSError:
+        return "journal:" + _file_stamp(journal) if _regular(journal) else None
+    if stat.S_ISDIR(st.st_mode):
+        digest = hashlib.sha256()
+        for dirpath, dirnames, filenames in os.walk(p):
+            dirnames.sort()
+            for name in sorted(filenames):
+                f = Path(dirpath) / name
+                digest.update(f"{f.relative_to(p)}\0{_file_stamp(f)}\0".encode())
+        return "tree:" + digest.hexdigest()
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    own = f"{st.st_size}:{st.st_mtime_ns}"
+    return f"{own}+{_file_stamp(journal)}" if _regular(journal) else own
+
+
+def _file_stamp(p: Path) -> str:
+    try:
+        st = p.stat()
+    except OSError:
+        return "-"
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def _is_log_name(name: str) -> bool:

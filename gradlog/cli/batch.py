@@ -62,6 +62,14 @@ def batch(
     original: Original = False,
     map_rules: MapRules = None,
     map_file: MapFile = None,
+    summary: Annotated[
+        str | None,
+        typer.Option(
+            "--summary",
+            help="Keep every row in this Parquet table, and read only the logs new or "
+            "changed since it was written (docs/batch.md).",
+        ),
+    ] = None,
 ) -> None:
     """Summarise many logs: one row per run, worst first; exit 2 if a file was unreadable."""
     from gradlog.analysis import api, output
@@ -80,8 +88,9 @@ def batch(
             unweighted=unweighted,
             original=original,
             progress=progress,
+            summary=summary,
         )
-    for note in dict.fromkeys(note for row in result.rows for note in row.notes):
+    for note in (*result.notes, *dict.fromkeys(n for row in result.rows for n in row.notes)):
         output.note(note)
     wanted = [Status(s.value.replace("no-data", "no data")) for s in status or []]
     rows = select_rows(result.rows, sort.value, wanted, limit)
@@ -98,6 +107,10 @@ def batch(
     out.close()
     if output_format is not BatchFormat.table or out_path is not None:
         output.say(line)
+    if summary is not None:
+        from gradlog.analysis.summary_table import wrote_line
+
+        output.say(wrote_line(summary, result))
     if github:
         output.to_github(format_markdown(result.rows, rows, result.n_sources))
     exit_for(len(result.errors), result.rows, fail_on)
