@@ -11,8 +11,9 @@ keeps the rows of the others as the table holds them: the rows, and so every out
 code, are those a full batch would give. Everything is read again when the judging differs (a
 note says what changed), and so are sources without a stamp (a stream, a glob URL) and sources
 that could not be read (a permission or a network failure leaves the stamp as it was). The table
-then holds this batch's sources only, in the order found: it mirrors the archive. A file at the
-path that is not a summary table is never overwritten.
+then holds this batch's sources only, in the order found: it mirrors the archive (a table that
+already does, with nothing read, is left as it is). A file at the path that is not a summary
+table is never overwritten.
 """
 
 from __future__ import annotations
@@ -76,15 +77,16 @@ def incremental(
     todo = [s for s in sources if s.path not in reuse]
     fresh = analyse(todo) if todo else {}
     groups = [(s, reuse[s.path] if s.path in reuse else fresh[s.path]) for s in sources]
-    write_summary(table, groups, judged)
+    if todo or previous is None or list(previous.sources) != [s.path for s in sources]:
+        write_summary(table, groups, judged)  # else the table holds these very rows already
     rows = tuple(row for _, found in groups for row in found)
     return BatchResult(rows, len(sources), n_read=len(todo), notes=notes)
 
 
 def wrote_line(path: str | os.PathLike[str], result: BatchResult) -> str:
-    """``Wrote summary.parquet: 3 of 1,000 files read, 997 unchanged``."""
+    """``summary.parquet: 3 of 1,000 files read, 997 unchanged``."""
     n, read = result.n_sources, result.n_read or 0
-    return f"Wrote {os.fspath(path)}: {read:,} of {n:,} file{'s' * (n != 1)} read, {n - read:,} unchanged"
+    return f"{os.fspath(path)}: {read:,} of {n:,} file{'s' * (n != 1)} read, {n - read:,} unchanged"
 
 
 def judging_record(judging: engine.Options) -> dict:

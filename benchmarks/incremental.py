@@ -1,0 +1,134 @@
+"""How much does ``gradlog batch --summary`` save when the archive has not changed?
+
+Generates RUNS runs x EVENTS events as JSON Lines (one file per run, written by gradlog's own
+writer: synth.py), then, each in a fresh process (the whole command, start-up included, CSV to
+a file), in rounds:
+
+* ``first``: ``gradlog batch DIR --summary T`` with no table yet (every log read, the table
+  written);
+* ``unchanged``: the same command again (no log read: the table's rows kept, and rewritten);
+* ``touched``: the same after ``--touch`` logs got a new modification time (those read again);
+* ``plain``: ``gradlog batch DIR`` without a table, for what writing the table costs.
+
+Every round checks that the CSV of each incremental batch is byte for byte the first's, and that
+the table's own line on standard error says how many logs were read. Target (issue 13): the
+unchanged batch under a tenth of the first. Run from the repository root::
+
+    python benchmarks/incremental.py                   # 1,000 runs x 1,000 events
+    python benchmarks/incremental.py --runs 200 --events 300 --rounds 1 --keep /tmp/inc
+
+The rounds interleave the commands (the machine this was written on is shared); the ratios are
+medians of each round's ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from measure import run_measured  # noqa: E402 - wall time and the command's own peak memory
+from synth import write_jsonl  # noqa: E402 - logs written by gradlog's own writer
+
+
+def generate(root: Path, runs: int, events: int) -> list[Path]:
+    """``root/logs/run-NNNN.jsonl``, reused when an earlier call (``--keep``) wrote them all."""
+    logs = root / "logs"
+    paths = [logs / f"run-{i:04d}.jsonl" for i in range(runs)]
+    if logs.is_dir() and sorted(logs.iterdir()) == paths:
+        return paths
+    logs.mkdir(parents=True, exist_ok=True)
+    for old in logs.iterdir():
+        old.unlink()
+    for i, path in enumerate(paths):
+        write_jsonl(path, events, run_id=f"run-{i:04d}", seed=i)
+    return paths
+
+
+def batch(root: Path, out: str, *extra: str) -> tuple[float, float, str]:
+    """One ``gradlog batch`` of the archive: wall s, peak MiB, its standard error."""
+    args = [sys.executable, "-m", "gradlog", "batch", str(root / "logs"), "--format", "csv"]
+    wall, peak, code, _, err = run_measured([*args, "-o", str(root / out), *extra])
+    if code not in (0, 1):
+        raise RuntimeError(f"gradlog batch exited {code}: {err.decode(errors='replace')[-2000:]}")
+    return wall, peak, err.decode()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--events", type=int, default=1000)
+    parser.add_argument("--touch", type=int, default=10, help="logs touched for 'touched'")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--keep", type=Path, help="generate into (or reuse) this directory")
+    args = parser.parse_args()
+
+    tmp = None
+    if args.keep is None:
+        tmp = tempfile.TemporaryDirectory(prefix="gradlog-incremental-")
+        root = Path(tmp.name)
+    else:
+        root = args.keep
+        root.mkdir(parents=True, exist_ok=True)
+    try:
+        print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+        paths = generate(root, args.runs, args.events)
+        size = sum(p.stat().st_size for p in paths) / 1e6
+        print(f"archive: {args.runs:,} runs x {args.events:,} events, JSON Lines, {size:.0f} MB")
+        table = str(root / "summary.parquet")
+        n = len(paths)
+        names = ("first", "unchanged", "touched", "plain")
+        runs: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+        for _ in range(args.rounds):
+            Path(table).unlink(missing_ok=True)
+            measured = {"first": batch(root, "first.csv", "--summary", table)}
+            measured["unchanged"] = batch(root, "unchanged.csv", "--summary", table)
+            for path in paths[: args.touch]:
+                os.utime(path)  # a new modification time: to be read again, same content
+            measured["touched"] = batch(root, "touched.csv", "--summary", table)
+            measured["plain"] = batch(root, "plain.csv")
+            expect = {
+                "first": f"{n:,} of {n:,} files read, 0 unchanged",
+                "unchanged": f"0 of {n:,} files read, {n:,} unchanged",
+                "touched": f"{args.touch:,} of {n:,} files read, {n - args.touch:,} unchanged",
+            }
+            for name, said in expect.items():
+                assert f"{table}: {said}" in measured[name][2], measured[name][2]
+            first = (root / "first.csv").read_bytes()
+            for name in ("unchanged", "touched", "plain"):
+                assert (root / f"{name}.csv").read_bytes() == first, name
+            for name, (wall, peak, _) in measured.items():
+                runs[name].append((wall, peak))
+        print(f"{'':42s} {'median s':>9s} {'best s':>8s} {'peak MB':>8s}")
+        labels = {
+            "first": "first batch, --summary (no table yet)",
+            "unchanged": "again, nothing changed",
+            "touched": f"again, {args.touch} logs touched",
+            "plain": "a batch without --summary",
+        }
+        for name in names:
+            times = sorted(w for w, _ in runs[name])
+            peak = max(p for _, p in runs[name])
+            print(f"{labels[name]:42s} {statistics.median(times):9.2f} {times[0]:8.2f} {peak:8.0f}")
+
+        def ratio(a: str, b: str) -> float:
+            return statistics.median(x[0] / y[0] for x, y in zip(runs[a], runs[b]))
+
+        print(
+            f"unchanged/first {ratio('unchanged', 'first'):.3f} (target < 0.1); "
+            f"touched/first {ratio('touched', 'first'):.3f}; "
+            f"first/plain {ratio('first', 'plain'):.3f} (what writing the table costs)"
+        )
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
