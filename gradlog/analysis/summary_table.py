@@ -257,10 +257,14 @@ def _text(value: object) -> str:
 
 
 def _local(path: str | os.PathLike[str]) -> Path:
+    """The table's path, refused before any log is read if it could never be written."""
     text = os.fspath(path)
     if URL_PATTERN.match(text):
         raise GradlogError(f"--summary {text}: a local file (copy the table to object storage)")
-    return Path(text)
+    table = Path(text)
+    if not table.parent.is_dir():
+        raise GradlogError(f"{table}: cannot write (no folder {table.parent})")
+    return table
 
 
 def _same_file(source: str, table: Path) -> bool:
