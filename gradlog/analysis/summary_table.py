@@ -65,6 +65,8 @@ def incremental(
     judged = judging_record(judging)
     # the table may lie inside the archive it summarises: it is no log of it
     sources = [s for s in sources if not _same_file(s.path, table)]
+    if not sources:
+        raise GradlogError(f"no logs found besides the summary table {table}")
     notes: tuple[str, ...] = ()
     reuse: dict[str, list[RunSummary]] = {}
     if previous is not None and previous.judged != judged:
