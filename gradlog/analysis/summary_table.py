@@ -23,10 +23,10 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
-from gradlog.analysis import engine
 from gradlog.analysis.batch import BatchResult
 from gradlog.analysis.model import Advice, RunSummary
 from gradlog.analysis.render.batch import rows_frame
@@ -36,6 +36,9 @@ from gradlog.classify import NormBand, RatioBand
 from gradlog.errors import GradlogError
 from gradlog.format import SCHEMA_VERSION
 from gradlog.frames import READ_ERRORS
+
+if TYPE_CHECKING:
+    from gradlog.analysis import engine
 
 FORMAT = 1  # the table's own version: its columns and what its metadata records
 META_KEY = "gradlog_summary"  # the file metadata's key; its value is judging_record() as JSON
@@ -270,8 +273,8 @@ def _local(path: str | os.PathLike[str]) -> Path:
 
 
 def _same_file(source: str, table: Path) -> bool:
-    if URL_PATTERN.match(source):
-        return False
+    if os.path.basename(source) != table.name or URL_PATTERN.match(source):
+        return False  # (a hard link to the table under another name is read as a log)
     try:
         return os.path.samefile(source, table)
     except OSError:
