@@ -8,7 +8,8 @@ a file), in rounds:
   written);
 * ``unchanged``: the same command again (no log read: the table's rows kept, and rewritten);
 * ``touched``: the same after ``--touch`` logs got a new modification time (those read again);
-* ``plain``: ``gradlog batch DIR`` without a table, for what writing the table costs.
+* ``plain``: ``gradlog batch DIR`` without a table, for what writing the table costs;
+* ``start-up``: ``python -c "import polars"``, the floor of any command that reads Parquet.
 
 Every round checks that the CSV of each incremental batch is byte for byte the first's, and that
 the table's own line on standard error says how many logs were read. Target (issue 13): the
@@ -82,7 +83,7 @@ def main() -> None:
         print(f"archive: {args.runs:,} runs x {args.events:,} events, JSON Lines, {size:.0f} MB")
         table = str(root / "summary.parquet")
         n = len(paths)
-        names = ("first", "unchanged", "touched", "plain")
+        names = ("first", "unchanged", "touched", "plain", "start-up")
         runs: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
         for _ in range(args.rounds):
             Path(table).unlink(missing_ok=True)
@@ -92,6 +93,8 @@ def main() -> None:
                 os.utime(path)  # a new modification time: to be read again, same content
             measured["touched"] = batch(root, "touched.csv", "--summary", table)
             measured["plain"] = batch(root, "plain.csv")
+            wall, peak, _, _, _ = run_measured([sys.executable, "-c", "import polars"])
+            measured["start-up"] = (wall, peak, "")
             expect = {
                 "first": f"{n:,} of {n:,} files read, 0 unchanged",
                 "unchanged": f"0 of {n:,} files read, {n:,} unchanged",
@@ -110,6 +113,7 @@ def main() -> None:
             "unchanged": "again, nothing changed",
             "touched": f"again, {args.touch} logs touched",
             "plain": "a batch without --summary",
+            "start-up": "python -c 'import polars'",
         }
         for name in names:
             times = sorted(w for w, _ in runs[name])
@@ -122,7 +126,8 @@ def main() -> None:
         print(
             f"unchanged/first {ratio('unchanged', 'first'):.3f} (target < 0.1); "
             f"touched/first {ratio('touched', 'first'):.3f}; "
-            f"first/plain {ratio('first', 'plain'):.3f} (what writing the table costs)"
+            f"first/plain {ratio('first', 'plain'):.3f} (what writing the table costs); "
+            f"unchanged/start-up {ratio('unchanged', 'start-up'):.2f}"
         )
         print(f"load average after: {os.getloadavg()[0]:.2f}")
     finally:
