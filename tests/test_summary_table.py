@@ -268,6 +268,13 @@ def test_other_options_read_everything_again(archive: Path, tmp_path: Path):
         r.split(",")[2] for r in out.stdout.decode().splitlines() if r.startswith("error,")
     ]
     assert judged(Path(summary))["options"]["window"] == 5
+    # the rules that read other tools' logs are part of the judging too
+    mapped = api.batch_result(archive, window=5, summary=summary, mapping=["gn/{task}=grad_norm"])
+    assert mapped.n_read == 8
+    assert mapped.notes == (
+        f"{summary}: written with other --map or --map-file rules; every log is read again",
+    )
+    assert judged(Path(summary))["mapping"][0] == ["gn/{task}", "grad_norm"]
 
 
 def test_the_table_inside_the_archive_is_no_log_of_it(archive: Path):

@@ -229,7 +229,7 @@ _NAMES = {
     "log_schema": "the log schema",
     "max_events": "--max-events",
     "max_stream_bytes": "--max-stream-bytes",
-    "mapping": "the --map rules",
+    "mapping": "other --map or --map-file rules",
 }
 
 
