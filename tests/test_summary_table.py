@@ -25,6 +25,7 @@ from runlogs import gradlog, gradlog_many, to_parquet, write_run
 from gradlog.analysis import api
 from gradlog.analysis.render.batch import COLUMNS, csv_rows, json_data, rows_frame
 from gradlog.analysis.summary_table import META_KEY
+from gradlog.errors import GradlogError
 
 ROOT = Path(__file__).resolve().parent.parent
 COLLAPSE = [1.0, 2.5, 6.0, 8.0, 10.0, 12.0, 12.0]
@@ -190,13 +191,11 @@ def test_an_incremental_batch_reads_nothing_unchanged_and_prints_what_a_full_one
     a = str(archive)
     formats = [("--format", f) for f in ("json", "csv", "markdown", "table")]
     calls = [("batch", a, *f, "--fail-on", "collapse") for f in formats]
-    first = gradlog("batch", a, "--summary", summary, "--format", "json")
-    assert first.returncode == 0, first.stderr
-    assert summary.encode() + b": 8 of 8 files read, 0 unchanged" in first.stderr
+    assert api.batch_result(archive, summary=summary).n_read == 8
     full = gradlog_many(calls)
     for path in files_of(archive):
         garble(path)
-    incremental = [gradlog(*call, "--summary", summary) for call in calls]
+    incremental = gradlog_many([(*call, "--summary", summary) for call in calls])
     for f, i in zip(full, incremental):
         assert i.returncode == f.returncode == 1
         assert i.stdout == f.stdout
@@ -207,11 +206,9 @@ def test_an_incremental_batch_reads_nothing_unchanged_and_prints_what_a_full_one
     assert json.loads(incremental[0].stdout)["summary"]["errors"] == 0
     # and once a garbled log's time moves on, it is read: now an error row
     os.utime(archive / "healthy.jsonl")
-    again = gradlog("batch", a, "--summary", summary, "--format", "json")
-    assert again.returncode == 2
-    assert b"1 of 8 files read, 7 unchanged" in again.stderr
-    errors = [r for r in json.loads(again.stdout)["runs"] if r["error"] is not None]
-    assert [r["file"] for r in errors] == [str(archive / "healthy.jsonl")]
+    again = api.batch_result(archive, summary=summary)
+    assert again.n_read == 1
+    assert [r.source for r in again.errors] == [str(archive / "healthy.jsonl")]
 
 
 def _rows(result) -> tuple:
@@ -258,7 +255,7 @@ def test_a_log_that_could_not_be_read_is_read_again(tmp_path: Path):
 def test_other_options_read_everything_again(archive: Path, tmp_path: Path):
     summary = str(tmp_path / "summary.parquet")
     a = str(archive)
-    gradlog("batch", a, "--summary", summary, "--format", "csv")
+    api.batch_result(archive, summary=summary)
     garble(archive / "healthy.jsonl")  # read again, it shows
     out = gradlog("batch", a, "--summary", summary, "--window", "5", "--format", "csv")
     lines = out.stderr.decode().splitlines()
@@ -297,8 +294,6 @@ def test_a_file_that_is_no_summary_table_is_never_overwritten(archive: Path, tmp
     for name, content in cases.items():
         (tmp_path / name).write_bytes(content)
     (tmp_path / "folder.parquet").mkdir()
-    names = [*cases, "folder.parquet", "none/summary.parquet"]
-    results = gradlog_many([("batch", str(archive), "--summary", str(tmp_path / n)) for n in names])
     expected = {
         "text.parquet": "not a Parquet file",
         "log.parquet": "a Parquet file but no gradlog summary table",
@@ -306,14 +301,17 @@ def test_a_file_that_is_no_summary_table_is_never_overwritten(archive: Path, tmp
         "folder.parquet": "not a file",
         "none/summary.parquet": f"cannot write (no folder {tmp_path / 'none'})",
     }
-    for name, out in zip(names, results):
-        assert out.returncode == 2, name
-        assert out.stdout == b"", name
-        (line,) = out.stderr.decode().splitlines()
-        assert line.startswith(f"Error: {tmp_path / name}: {expected[name]}"), line
-        if name != "none/summary.parquet":
-            assert line.endswith(
-                "it is left as it is (name another --summary file, or delete this one)"
-            )
+    keep = "it is left as it is (name another --summary file, or delete this one)"
+    for name, what in expected.items():
+        with pytest.raises(GradlogError) as refused:
+            api.batch_result(archive, summary=tmp_path / name)
+        assert str(refused.value).startswith(f"{tmp_path / name}: {what}")
+        assert str(refused.value).endswith(keep) or name.startswith("none/")
+    # the command: that one line, exit 2, before any log is read
+    out = gradlog("batch", str(archive), "--summary", str(tmp_path / "log.parquet"))
+    assert out.returncode == 2 and out.stdout == b""
+    assert out.stderr.decode().splitlines() == [
+        f"Error: {tmp_path / 'log.parquet'}: {expected['log.parquet']}; {keep}"
+    ]
     for name, content in cases.items():
         assert (tmp_path / name).read_bytes() == content
