@@ -16,15 +16,23 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from runlogs import gradlog, gradlog_many, to_parquet, write_run
 
 from gradlog.analysis import api
-from gradlog.analysis.render.batch import COLUMNS, csv_rows, json_data, rows_frame
-from gradlog.analysis.summary_table import META_KEY
+from gradlog.analysis.model import Advice, RunSummary
+from gradlog.analysis.render.batch import COLUMNS, batch_table, csv_rows, json_data, rows_frame
+from gradlog.analysis.render.batch_markdown import format_markdown
+from gradlog.analysis.sources import Source
+from gradlog.analysis.status import Status
+from gradlog.analysis.summary_table import META_KEY, read_summary, write_summary
+from gradlog.classify import FailOn, NormBand, RatioBand
 from gradlog.errors import GradlogError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -315,3 +323,74 @@ def test_a_file_that_is_no_summary_table_is_never_overwritten(archive: Path, tmp
     ]
     for name, content in cases.items():
         assert (tmp_path / name).read_bytes() == content
+
+
+# -- any row survives the table ---------------------------------------------------------------
+
+_FLOATS = st.none() | st.floats(allow_nan=True, allow_infinity=True)
+_TEXT = st.none() | st.text(max_size=12)
+_NAMES = st.lists(st.text(min_size=1, max_size=8), max_size=4, unique=True)
+
+
+@st.composite
+def summaries(draw) -> RunSummary:
+    if draw(st.booleans()):
+        return RunSummary(
+            source=draw(st.text(max_size=20)),
+            run=draw(_TEXT),
+            status=Status.ERROR,
+            error=draw(st.text(max_size=30)),
+        )
+    tasks = draw(_NAMES)
+    weights = draw(
+        st.none() | st.dictionaries(st.sampled_from(tasks), _FLOATS.filter(lambda v: v is not None))
+        if tasks
+        else st.none()
+    )
+    worst = draw(st.none() | st.sampled_from(list(RatioBand)))
+    worst_norm = draw(st.none() | st.sampled_from(list(NormBand)))
+    return RunSummary(
+        source=draw(st.text(max_size=20)),
+        run=draw(_TEXT),
+        status=draw(st.sampled_from([s for s in Status if s is not Status.ERROR])),
+        tasks=tuple(tasks),
+        n_events=draw(st.integers(0, 2**40)),
+        last_epoch=draw(st.none() | st.integers(-(2**40), 2**40)),
+        window_ratio=draw(_FLOATS),
+        window_num=draw(_TEXT),
+        window_den=draw(_TEXT),
+        spread=draw(_FLOATS),
+        worst_spread=draw(_FLOATS),
+        dominant=draw(_TEXT),
+        starved=draw(_TEXT),
+        final_band=draw(st.none() | st.sampled_from(list(RatioBand))),
+        worst_band=worst,
+        worst_norm_band=worst_norm,
+        first_imbalance=draw(_TEXT),
+        first_collapse=draw(_TEXT),
+        mean_norm=draw(_FLOATS),
+        mean_norm_std=draw(_FLOATS),
+        max_norm_peak=draw(_FLOATS),
+        advice=Advice(None, None, weights=weights, flags=draw(_TEXT)),
+        notes=tuple(draw(st.lists(st.text(max_size=10), max_size=3))),
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(summaries(), min_size=1, max_size=6))
+def test_any_row_read_back_renders_as_it_was_written(rows: list[RunSummary]):
+    """Every output a batch prints, and --fail-on, from rows read back from the table."""
+    with tempfile.TemporaryDirectory() as folder:
+        table = Path(folder) / "t.parquet"
+        source = Source("log.jsonl", "json", stamp="1:2")
+        write_summary(table, [(source, rows)], {"format": 1})
+        back = read_summary(table).sources["log.jsonl"][1]
+    levels = list(FailOn)
+    for render in (
+        lambda r: json_data(r, r, 1),
+        lambda r: repr(csv_rows(r)),
+        lambda r: batch_table(r, footer=("x",)),
+        lambda r: format_markdown(r, r, 1),
+        lambda r: [(x.status, x.name, x.source, [x.reaches(level) for level in levels]) for x in r],
+    ):
+        assert render(back) == render(rows)
