@@ -9,7 +9,9 @@ a file), in rounds:
 * ``unchanged``: the same command again (no log read: the table's rows kept, and rewritten);
 * ``touched``: the same after ``--touch`` logs got a new modification time (those read again);
 * ``plain``: ``gradlog batch DIR`` without a table, for what writing the table costs;
-* ``start-up``: ``python -c "import polars"``, the floor of any command that reads Parquet.
+* ``start-up``: ``python -c "import polars"``, the floor of any command that reads Parquet;
+* in process (a notebook, a service: no start-up), ``gradlog.analysis.api.batch_result(DIR,
+  summary=T)`` with no table, then again, in one fresh process.
 
 Every round checks that the CSV of each incremental batch is byte for byte the first's, and that
 the table's own line on standard error says how many logs were read. Target (issue 13): the
@@ -25,6 +27,7 @@ medians of each round's ratio.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -60,6 +63,34 @@ def batch(root: Path, out: str, *extra: str) -> tuple[float, float, str]:
     return wall, peak, err.decode()
 
 
+# Both batches in one process, as a notebook would make them; their CSV rows must agree.
+IN_PROCESS = """
+import json, sys, time
+from pathlib import Path
+from gradlog.analysis import api
+from gradlog.analysis.render.batch import csv_rows
+logs, table = sys.argv[1], Path(sys.argv[2])
+table.unlink(missing_ok=True)
+start = time.perf_counter()
+first = api.batch_result(logs, summary=table)
+middle = time.perf_counter()
+again = api.batch_result(logs, summary=table)
+end = time.perf_counter()
+assert again.n_read == 0 and repr(csv_rows(again.rows)) == repr(csv_rows(first.rows))
+print(json.dumps([middle - start, end - middle]))
+"""
+
+
+def in_process(root: Path) -> tuple[float, float]:
+    """Seconds of the first and the unchanged ``batch_result`` in one process."""
+    args = [sys.executable, "-c", IN_PROCESS, str(root / "logs"), str(root / "in-process.parquet")]
+    _, _, code, out, err = run_measured(args)
+    if code != 0:
+        raise RuntimeError(f"in process: {err.decode(errors='replace')[-2000:]}")
+    first, again = json.loads(out)
+    return first, again
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1000)
@@ -83,7 +114,7 @@ def main() -> None:
         print(f"archive: {args.runs:,} runs x {args.events:,} events, JSON Lines, {size:.0f} MB")
         table = str(root / "summary.parquet")
         n = len(paths)
-        names = ("first", "unchanged", "touched", "plain", "start-up")
+        names = ("first", "unchanged", "touched", "plain", "start-up", "api-first", "api-again")
         runs: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
         for _ in range(args.rounds):
             Path(table).unlink(missing_ok=True)
@@ -95,6 +126,8 @@ def main() -> None:
             measured["plain"] = batch(root, "plain.csv")
             wall, peak, _, _, _ = run_measured([sys.executable, "-c", "import polars"])
             measured["start-up"] = (wall, peak, "")
+            api_first, api_again = in_process(root)
+            measured["api-first"], measured["api-again"] = (api_first, 0, ""), (api_again, 0, "")
             expect = {
                 "first": f"{n:,} of {n:,} files read, 0 unchanged",
                 "unchanged": f"0 of {n:,} files read, {n:,} unchanged",
@@ -114,11 +147,14 @@ def main() -> None:
             "touched": f"again, {args.touch} logs touched",
             "plain": "a batch without --summary",
             "start-up": "python -c 'import polars'",
+            "api-first": "in process: first batch_result(summary=)",
+            "api-again": "in process: again, nothing changed",
         }
         for name in names:
             times = sorted(w for w, _ in runs[name])
             peak = max(p for _, p in runs[name])
-            print(f"{labels[name]:42s} {statistics.median(times):9.2f} {times[0]:8.2f} {peak:8.0f}")
+            shown = f"{peak:8.0f}" if peak else f"{'-':>8s}"
+            print(f"{labels[name]:42s} {statistics.median(times):9.3f} {times[0]:8.3f} {shown}")
 
         def ratio(a: str, b: str) -> float:
             return statistics.median(x[0] / y[0] for x, y in zip(runs[a], runs[b]))
@@ -127,7 +163,8 @@ def main() -> None:
             f"unchanged/first {ratio('unchanged', 'first'):.3f} (target < 0.1); "
             f"touched/first {ratio('touched', 'first'):.3f}; "
             f"first/plain {ratio('first', 'plain'):.3f} (what writing the table costs); "
-            f"unchanged/start-up {ratio('unchanged', 'start-up'):.2f}"
+            f"unchanged/start-up {ratio('unchanged', 'start-up'):.2f}; "
+            f"in process, unchanged/first {ratio('api-again', 'api-first'):.3f}"
         )
         print(f"load average after: {os.getloadavg()[0]:.2f}")
     finally:
