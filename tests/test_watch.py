@@ -321,3 +321,35 @@ def test_presence_follows_the_writer_however_it_ends(tmp_path: Path) -> None:
         proc.kill()
         proc.wait()
     assert being_written(log) is False
+
+
+def test_log_text_is_neutralised_in_the_live_view_and_the_lines(tmp_path: Path) -> None:
+    hostile = "\x1b]52;c;cHduZWQ=\x07evil\x1b[2J"
+    log = tmp_path / "run.jsonl"
+    text = (SAMPLE_LOGS / "type_collapse.jsonl").read_text().replace("type-collapse", "R")
+    log.write_text(
+        text.replace('"type"', f'"{hostile}"'.replace("\x1b", "\\u001b").replace("\x07", "\\u0007"))
+    )
+    plain = run_gradlog("watch", str(log), "--no-report")
+    assert plain.returncode == 0, plain.stderr
+    assert b"\x1b" not in plain.stdout and b"\x07" not in plain.stdout
+    assert b"\\x1b]52;c;cHduZWQ=\\x07evil\\x1b[2J" in plain.stdout
+    master, slave = pty.openpty()
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "gradlog", "watch", str(log), "--no-report"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=_env(),
+        cwd=ROOT,
+    )
+    os.close(slave)
+    screen = Reader(master)
+    try:
+        assert watch.wait(PATIENCE_S) == 0
+        screen.wait_closed()
+    finally:
+        os.close(master)
+    raw = b"".join(screen._chunks)
+    assert b"\x1b]52" not in raw and b"\x07" not in raw  # Rich writes its own CSI codes only
+    assert "\\x1b]52;c;cHduZWQ=" in screen.text
