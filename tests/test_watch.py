@@ -187,6 +187,15 @@ def test_pty_view_shows_the_collapse_before_the_training_ends(tmp_path: Path) ->
         trained.wait_for("at the gate")
         assert train.poll() is None  # still training: it cannot pass the gate before we open it
         assert watch.poll() is None
+        # the view of the log so far is gradlog report's of the same prefix, number for number
+        screen.wait_for("6 events")
+        prefix = tmp_path / "prefix.jsonl"
+        prefix.write_bytes(log.read_bytes())
+        so_far = run_gradlog("report", str(prefix)).stdout.decode()
+        verdict = re.search(r"TASK COLLAPSE DETECTED: .*\)", so_far).group()
+        assert verdict in screen.text
+        for line in ("Mean gradient norm: ", "Max gradient norm: "):
+            assert re.search(re.escape(line) + r".*", so_far).group() in screen.text
         with open(gate, "w"):
             pass
         trained.wait_for("closed")

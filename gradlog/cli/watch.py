@@ -20,6 +20,8 @@ from gradlog.options import (
     parse_pair,
 )
 
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
+
 
 @app.command()
 def watch(
@@ -46,11 +48,12 @@ def watch(
     fail_on: FailOnOption = None,
     no_color: NoColor = False,
 ) -> None:
-    """Follow a log while the recorder writes it: a live view until the run ends, then the
-    report (docs/watch.md). Plain lines when standard output is not a terminal."""
+    """Follow a log while the recorder writes it: a live view until the run ends (or Ctrl-C,
+    exit 130), then the report (docs/watch.md). Plain lines when not on a terminal."""
     import functools
     import sys
     import time
+    from contextlib import nullcontext
 
     from gradlog.analysis import api, output
     from gradlog.analysis.render import live
@@ -66,54 +69,37 @@ def watch(
         original=original,
         run=run_id,
     )
+    color = output.use_color(no_color)
+    screen = output.Live(color=color) if sys.stdout.isatty() else None
+    out = output.Output()
+    written: dict[str, str] = {}  # the plain lines last written, by run
+
+    def show(followed: list) -> None:
+        if screen is not None:
+            screen.show(live.view(run, followed, time.time()))
+            return
+        lines = live.plain(run, followed)
+        out.lines(line for key, line in lines.items() if written.get(key) != line)
+        written.clear()
+        written.update(lines)
+
     last: list = []
-
-    def shown(followed: list) -> None:
-        last[:] = followed
-
-    if sys.stdout.isatty():
-        with output.Live(color=output.use_color(no_color)) as screen:
-
-            def show(followed: list) -> None:
-                shown(followed)
-                screen.show(live.view(run, followed, time.time()))
-
-            ended = _follow(follow, run, analyse, show, interval, last)
-    else:
-        out = output.Output()
-        written: dict[str, str] = {}
-
-        def show(followed: list) -> None:
-            shown(followed)
-            lines = live.plain(run, followed)
-            out.lines(line for key, line in lines.items() if written.get(key) != line)
-            written.clear()
-            written.update(lines)
-
-        ended = _follow(follow, run, analyse, show, interval, last)
+    ended = False
+    try:
+        with screen if screen is not None else nullcontext():
+            for last in follow(run, analyse, interval=interval):
+                show(last)
+        ended = True
+    except KeyboardInterrupt:
+        pass  # the report of what was read is still due
     reports = [f.report for f in last if f.report is not None]
     if not no_report:
-        _final_report(reports, no_color, text_blocks)
+        for report in reports:
+            for note in report.notes:
+                output.note(note)
+            final = output.Output(color=color)
+            final.lines([("", "")])
+            final.blocks(text_blocks(report))
     if not ended:
-        raise typer.Exit(130)  # interrupted (Ctrl-C), as the shell counts a SIGINT
+        raise typer.Exit(INTERRUPTED)
     exit_for(0, [r.summary for report in reports for r in report.runs], fail_on)
-
-
-def _follow(follow, run, analyse, show, interval, last) -> bool:
-    """True when the run ended, False on Ctrl-C (the report of what was read is still due)."""
-    try:
-        follow(run, analyse, show, interval=interval)
-    except KeyboardInterrupt:
-        return False
-    return True
-
-
-def _final_report(reports: list, no_color: bool, text_blocks) -> None:
-    from gradlog.analysis import output
-
-    for report in reports:
-        for note in report.notes:
-            output.note(note)
-        out = output.Output(color=output.use_color(no_color))
-        out.lines([("", "")])
-        out.blocks(text_blocks(report))

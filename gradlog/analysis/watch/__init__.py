@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from gradlog.analysis.watch.follow import Followed, Look, change, logs_in, look
 from gradlog.errors import GradlogError
@@ -21,19 +21,17 @@ from gradlog.errors import GradlogError
 __all__ = ["Followed", "follow"]
 
 Analyse = Callable[[str], object]  # a path -> gradlog.analysis.report.AnalysedReport
-Show = Callable[[list[Followed]], None]
 
 
 def follow(
     target: str,
     analyse: Analyse,
-    show: Show,
     *,
     interval: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
-) -> list[Followed]:
-    """Follow ``target`` until every log it names has ended; ``show`` each refresh. Returns
-    the last refresh (each log read after it was seen finished). A log that cannot be read
+) -> Iterator[list[Followed]]:
+    """Each refresh of ``target`` (a log, or a folder of logs), until every log it names has
+    ended; the last is of every log read after it was seen finished. A log that cannot be read
     once it has ended raises its :class:`~gradlog.errors.GradlogError`."""
     folder = os.path.isdir(target)
     before: dict[str, Look] = {}
@@ -61,8 +59,8 @@ def follow(
                     raise
                 problem = str(exc)
             now.append(Followed(seen, last.get(path), problem, news.get(path)))
-        show(now)
+        yield now
         if now and all(f.look.ended and f.problem is None for f in now):
-            return now
+            return
         elapsed = time.monotonic() - started
         sleep(max(interval, 2 * elapsed))
