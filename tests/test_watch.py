@@ -31,6 +31,7 @@ from conftest import ROOT, SAMPLE_LOGS, run_gradlog
 
 pytest.importorskip("torch")
 
+from gradlog.analysis.watch.follow import look  # noqa: E402
 from gradlog.presence import being_written  # noqa: E402
 from gradlog.recorder.writers import JsonlWriter, ParquetWriter  # noqa: E402
 
@@ -320,16 +321,30 @@ def test_presence_follows_the_writer_however_it_ends(tmp_path: Path) -> None:
     assert being_written(log) is True
     other.close()
     assert being_written(log) is False
-    # a killed writer leaves no lock behind
-    script = f"from gradlog.recorder.writers import JsonlWriter; w = JsonlWriter({str(log)!r}); print('open', flush=True); import time; time.sleep(600)"
+    # a killed writer leaves no lock behind: a JSON Lines log, and a Parquet log's journal
+    parquet = tmp_path / "run.parquet"
+    script = textwrap.dedent(
+        f"""
+        import json, time
+        from gradlog.recorder.writers import JsonlWriter, ParquetWriter
+        JsonlWriter({str(log)!r})
+        p = ParquetWriter({str(parquet)!r})
+        p.write(json.loads({_records()[0].decode()!r}))
+        print("open", flush=True)
+        time.sleep(600)
+        """
+    )
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=ROOT)
     try:
         assert proc.stdout.readline() == b"open\n"
         assert being_written(log) is True
+        assert not look(str(parquet)).ended
     finally:
         proc.kill()
         proc.wait()
     assert being_written(log) is False
+    assert look(str(parquet)).ended  # its journal holds a record nobody locks
+    assert not look(str(log)).ended  # empty: nothing says a writer is not about to begin
 
 
 def test_log_text_is_neutralised_in_the_live_view_and_the_lines(tmp_path: Path) -> None:

@@ -19,10 +19,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from gradlog.format import journal_path, log_kind
+from gradlog.format import journal_path, lock_path, log_kind
 from gradlog.presence import being_written
-
-LOCK_SUFFIX = ".lock"  # beside a Parquet log while its writer is open (gradlog/recorder/lock.py)
 
 
 @dataclass(frozen=True)
@@ -66,7 +64,7 @@ def _look_parquet(p: Path) -> Look:
         # was left by a writer that is gone
         ended = j.st_size > 0 and being_written(journal) is False
     else:
-        ended = snap is not None and not p.with_name(p.name + LOCK_SUFFIX).exists()
+        ended = snap is not None and not lock_path(p).exists()
     found = [s for s in (snap, j) if s is not None]
     if not found:
         return Look(str(p), False)
