@@ -31,7 +31,7 @@ from conftest import ROOT, SAMPLE_LOGS, run_gradlog
 
 pytest.importorskip("torch")
 
-from gradlog.analysis.watch.follow import look  # noqa: E402
+from gradlog.analysis.watch.follow import change, look  # noqa: E402
 from gradlog.presence import being_written  # noqa: E402
 from gradlog.recorder.writers import JsonlWriter, ParquetWriter  # noqa: E402
 
@@ -377,3 +377,22 @@ def test_log_text_is_neutralised_in_the_live_view_and_the_lines(tmp_path: Path) 
     raw = b"".join(screen._chunks)
     assert b"\x1b]52" not in raw and b"\x07" not in raw  # Rich writes its own CSI codes only
     assert "\\x1b]52;c;cHduZWQ=" in screen.text
+
+
+def test_a_log_cut_short_is_said_and_followed(tmp_path: Path) -> None:
+    log = tmp_path / "run.jsonl"
+    log.write_bytes(b"".join(_records()))
+    before = look(str(log))
+    os.truncate(log, 100)
+    assert change(before, look(str(log))) == (
+        f"{log}: cut short ({before.size - 100:,} bytes fewer); following what is left"
+    )
+    assert change(look(str(log)), look(str(log))) is None
+
+
+def test_what_cannot_be_followed_is_refused_in_one_line() -> None:
+    for what in ("-", "s3://bucket/run.jsonl"):
+        result = run_gradlog("watch", what)
+        assert result.returncode == 2
+        lines = result.stderr.decode().splitlines()
+        assert len(lines) == 1 and "cannot be followed" in lines[0], lines

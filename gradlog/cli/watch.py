@@ -58,8 +58,15 @@ def watch(
     from gradlog.analysis import api, output
     from gradlog.analysis.render import live
     from gradlog.analysis.render.text import text_blocks
+    from gradlog.analysis.sources import URL_PATTERN
     from gradlog.analysis.watch import follow
 
+    if run == "-" or URL_PATTERN.match(run):
+        raise typer.BadParameter(
+            "expected a local log or folder: standard input and object stores cannot be "
+            "followed (gradlog report reads them)",
+            param_hint="RUN",
+        )
     analyse = functools.partial(
         api.analyse,
         window=window,
