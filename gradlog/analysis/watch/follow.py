@@ -1,7 +1,7 @@
 """Following a log's path while its recorder writes it: what is there, and whether the run ended.
 
 Nothing here opens a log for longer than a look, takes a lock a writer could wait on, or reads
-a record: the analysis re-reads the log through the one reader each time (:mod:`.loop`). A look
+a record: the analysis re-reads the log through the one reader each time (:func:`gradlog.analysis.watch.follow`). A look
 is a few ``stat`` calls and, once a log holds something, the presence probe of
 :mod:`gradlog.presence` (an exclusive lock tried without waiting and given back at once).
 
