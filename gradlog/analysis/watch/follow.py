@@ -1,9 +1,9 @@
 """Following a log's path while its recorder writes it: what is there, and whether the run ended.
 
 Nothing here opens a log for longer than a look, takes a lock a writer could wait on, or reads
-a record: the analysis re-reads the log through the one reader each time (:func:`gradlog.analysis.watch.follow`). A look
-is a few ``stat`` calls and, once a log holds something, the presence probe of
-:mod:`gradlog.presence` (an exclusive lock tried without waiting and given back at once).
+a record: each refresh of :func:`gradlog.analysis.watch.follow` re-reads the log through the
+one reader. A look is a few ``stat`` calls and, once a log holds something, the presence probe
+of :mod:`gradlog.presence` (an exclusive lock tried without waiting and given back at once).
 
 A run has ended when nobody writes its log any more: the JSON Lines writer's shared lock is
 gone (closed, or its process ended however it ended); for Parquet, the journal is gone with
