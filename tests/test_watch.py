@@ -304,7 +304,7 @@ def test_a_folder_ends_when_its_last_log_does(tmp_path: Path) -> None:
         _write(writer, _records()[:2])
         watch, out = _watch_piped(str(tmp_path), "--no-report")
         out.wait_for("healthy: 6 events")
-        out.wait_for("type-collapse: 1 events")
+        out.wait_for("type-collapse: 1 event;")
         assert watch.poll() is None
     finally:
         writer.close()

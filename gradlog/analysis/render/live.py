@@ -91,6 +91,10 @@ def conflict_lines(run: RunReport) -> list[Line]:
     return out
 
 
+def _events(n: int) -> str:
+    return f"{n} event{'s' * (n != 1)}"
+
+
 def ago(seconds: float | None) -> str:
     if seconds is None:
         return "never"
@@ -114,8 +118,7 @@ def run_lines(report: Report, run: RunReport, since: float | None) -> list[Line]
     sample = last_sample(run)
     if sample:
         lines.append(sample)
-    # the report's summary block, less its heading, and its recommended actions
-    # the report's summary block and its recommended actions
+    # the report's summary block (less its heading) and its recommended actions
     lines.append(("Summary so far:", EMPHASIS))
     lines += [("  " + text.strip(), style) for text, style in summary_lines(run)[1:]]
     lines.append(("Recommended action:", EMPHASIS))
@@ -123,7 +126,7 @@ def run_lines(report: Report, run: RunReport, since: float | None) -> list[Line]
         if item.head is not None:
             lines.append((f"  {item.head}: {item.text}", item.style))
     lines += conflict_lines(run)
-    counts = f"{s.n_events} events ({s.n_balance} balance samples, {s.n_stats} with statistics)"
+    counts = f"{_events(s.n_events)} ({s.n_balance} balance samples, {s.n_stats} with statistics)"
     lines.append((f"{counts}; log last written {ago(since)}", "dim"))
     return lines
 
@@ -133,7 +136,7 @@ def plain_line(report: Report, run: RunReport) -> str:
     s = run.summary
     # the summary block: its heading, the two norm lines when statistics were logged, the verdict
     verdict = summary_lines(run)[3 if s.mean_norm is not None else 1][0].strip()
-    parts = [f"{run.run_id or report.path}: {s.n_events} events", verdict]
+    parts = [f"{run.run_id or report.path}: {_events(s.n_events)}", verdict]
     for item in advice_items(run):
         if item.head in ("Task balance", "Gradient norms"):
             parts.append(f"{item.head}: {item.text}")
