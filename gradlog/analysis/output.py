@@ -304,3 +304,39 @@ def to_github(markdown: str) -> None:
 
     if append_step_summary(for_document(markdown)) is None:
         note(f"--github: {STEP_SUMMARY} is not set; nothing appended")
+
+
+class Live:
+    """A view redrawn in place on a terminal (``gradlog watch``), through Rich: lines with
+    their styles, neutralised as every terminal line is. Use as a context manager; what was
+    shown last stays on the screen."""
+
+    def __init__(self, *, color: bool = True) -> None:
+        from rich.console import Console
+        from rich.live import Live as RichLive
+
+        self.color = color
+        console = Console(file=_stream(sys.stdout), highlight=False, no_color=not color)
+        self._live = RichLive(
+            console=console, auto_refresh=False, redirect_stdout=False, redirect_stderr=False
+        )
+
+    def __enter__(self) -> Live:
+        self._live.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self._live.stop()
+        except BrokenPipeError:
+            raise ClosedOutput from None
+
+    def show(self, lines: Iterable[tuple[str, str]]) -> None:
+        from rich.console import Group
+        from rich.text import Text
+
+        texts = [Text(for_terminal(t), style=(s or "") if self.color else "") for t, s in lines]
+        try:
+            self._live.update(Group(*texts), refresh=True)
+        except BrokenPipeError:
+            raise ClosedOutput from None
