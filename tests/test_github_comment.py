@@ -133,7 +133,7 @@ def test_githubs_422_body_too_long_is_one_line(api, tmp_path, report) -> None:
 
 def test_bad_credentials_are_one_line(api, tmp_path, report) -> None:
     err = one_line_error(comment(api, tmp_path, str(report), token="wrong"))
-    assert "401 Bad credentials (check the token (GITHUB_TOKEN))" in err
+    assert "401 Bad credentials (check GITHUB_TOKEN)" in err
     assert api.writes() == []
 
 

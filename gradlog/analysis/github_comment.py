@@ -31,9 +31,8 @@ TIMEOUT = 30.0  # seconds for one request
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="next"')
 _HINTS = {
-    401: "check the token (GITHUB_TOKEN)",
-    403: "the token needs 'pull-requests: write' (a pull request from a fork gets a "
-    "read-only token)",
+    401: "check GITHUB_TOKEN",
+    403: "the token needs 'pull-requests: write'; a fork's pull request gets a read-only token",
     404: "check the repository, the pull request number and that the token can see them",
 }
 
