@@ -107,8 +107,8 @@ def fit(doc: Runs, limit: Limit, measure: Callable[[str], str] = str) -> str:
         else:
             low, best = mid, text
     if best is None:
+        why = "raise --max-chars" if limit.unit == "characters" else "the job summary is full"
         raise GradlogError(
-            f"the Markdown does not fit {limit.size:,} {limit.unit} even without any run "
-            "(raise --max-chars)"
+            f"the Markdown does not fit {limit.size:,} {limit.unit} even without any run ({why})"
         )
     return best
