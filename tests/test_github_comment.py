@@ -64,7 +64,10 @@ def test_creates_the_comment_when_none_has_the_marker(api, tmp_path, report) -> 
     assert [(m, p) for m, p, _ in api.writes()] == [("POST", f"/repos/{REPO}/issues/{PR}/comments")]
     made = api.comments[-1]
     assert made["body"] == f"{MARKER}\n{REPORT}"
-    assert f"created the comment on {REPO}#{PR} {made['html_url']}" in proc.stderr.decode()
+    assert f"comment created: {REPO}#{PR} {made['html_url']}" in proc.stderr.decode()
+    again = comment(api, tmp_path, str(report))  # the same report again: nothing to edit
+    assert again.returncode == 0 and "comment unchanged" in again.stderr.decode()
+    assert len(api.writes()) == 1 and len(api.comments) == 3
 
 
 def test_a_second_run_updates_the_first_comment(api, tmp_path, report) -> None:
@@ -75,7 +78,7 @@ def test_a_second_run_updates_the_first_comment(api, tmp_path, report) -> None:
     assert len(api.comments) == 1
     assert api.comments[0]["body"] == f"{MARKER}\n## ❌ gradlog: collapse\n"
     assert [m for m, _, _ in api.writes()] == ["POST", "PATCH"]
-    assert "updated the comment" in proc.stderr.decode()
+    assert "comment updated" in proc.stderr.decode()
 
 
 def test_finds_the_marker_on_a_later_page_and_edits_its_own(api, tmp_path, report) -> None:

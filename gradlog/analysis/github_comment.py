@@ -49,7 +49,7 @@ class Target:
 
 @dataclass(frozen=True)
 class Posted:
-    action: str  # "created" or "updated"
+    action: str  # "created", "updated" or "unchanged"
     url: str
 
 
@@ -127,6 +127,8 @@ def upsert(to: Target, body: str, marker: str) -> Posted:
         path = f"/repos/{to.repo}/issues/{to.number}/comments"
         made = _call(to, "POST", path, {"body": body})
         return Posted("created", str(made.get("html_url", "")))
+    if found.get("body") == body:  # no edit, no "edited" mark, no notification
+        return Posted("unchanged", str(found.get("html_url", "")))
     made = _call(to, "PATCH", f"/repos/{to.repo}/issues/comments/{found['id']}", {"body": body})
     return Posted("updated", str(made.get("html_url", "")))
 

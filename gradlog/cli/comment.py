@@ -61,6 +61,4 @@ def comment(
         return
     target = github_comment.target(dict(os.environ), number=pr, repo=repo)
     posted = github_comment.upsert(target, body, marker)
-    output.say(
-        f"gradlog: {posted.action} the comment on {target.repo}#{target.number} {posted.url}"
-    )
+    output.say(f"gradlog: comment {posted.action}: {target.repo}#{target.number} {posted.url}")
