@@ -41,7 +41,8 @@ room=$((65536 - ${#marker} - 1)) # the marker's line is part of the comment
 run_url="${GITHUB_SERVER_URL:-https://github.com}/${GITHUB_REPOSITORY:-}/actions/runs/${GITHUB_RUN_ID:-}"
 
 # shellcheck disable=SC2086
-$gradlog "$command" "${paths[@]}" "${args[@]}" --format markdown --github \
+# (${args[@]+...}: an empty array under set -u, in the bash 3.2 of macOS runners too)
+$gradlog "$command" "${paths[@]}" ${args[@]+"${args[@]}"} --format markdown --github \
   --max-chars "$room" --full-report "in the job summary of $run_url" -o "$report"
 rc=$?
 if [ -n "${GITHUB_OUTPUT:-}" ]; then
