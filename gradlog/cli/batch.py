@@ -73,7 +73,11 @@ def batch(
     from gradlog.analysis.batch import select_rows
     from gradlog.analysis.progress import Progress
     from gradlog.analysis.render import batch as render
-    from gradlog.analysis.render.batch_markdown import format_markdown, markdown_runs
+    from gradlog.analysis.render.batch_markdown import (
+        MARKDOWN_ROWS,
+        format_markdown,
+        markdown_runs,
+    )
     from gradlog.analysis.status import Status
 
     markdown_only(max_chars, output_format is BatchFormat.markdown)
@@ -109,9 +113,12 @@ def batch(
     if output_format is not BatchFormat.table or out_path is not None:
         output.say(line)
     if github:
-        output.to_github(
-            markdown_runs(result.rows, rows, result.n_sources),
-            full_report,
-            out_path if max_chars is None and output_format is not BatchFormat.table else None,
+        # --output holds every row as JSON or CSV, and as Markdown up to its 100 rows
+        every_row = output_format in (BatchFormat.json, BatchFormat.csv) or (
+            output_format is BatchFormat.markdown
+            and max_chars is None
+            and len(rows) <= MARKDOWN_ROWS
         )
+        doc = markdown_runs(result.rows, rows, result.n_sources)
+        output.to_github(doc, full_report, out_path if every_row else None)
     exit_for(len(result.errors), result.rows, fail_on)
