@@ -42,6 +42,25 @@ Output = Annotated[
 Github = Annotated[
     bool, typer.Option("--github", help="Also append the Markdown to $GITHUB_STEP_SUMMARY.")
 ]
+MaxChars = Annotated[
+    int | None,
+    typer.Option(
+        "--max-chars",
+        metavar="N",
+        min=1,
+        help="Markdown: at most N characters, cut between runs (the worst kept) with a note "
+        "of what was left out; 65536 is one GitHub comment.",
+    ),
+]
+FullReport = Annotated[
+    str | None,
+    typer.Option(
+        "--full-report",
+        metavar="WHERE",
+        help="Where the full report is, for the note of a cut report (e.g. 'in the artifact "
+        "gradlog-report'); default: the job summary with --github.",
+    ),
+]
 NoColor = Annotated[bool, typer.Option("--no-color", help="Plain output even on a terminal.")]
 Wide = Annotated[bool, typer.Option("--wide", help="Every column, however wide the terminal.")]
 Unweighted = Annotated[
@@ -132,6 +151,11 @@ def parse_pair(pair: str | None) -> tuple[str, str] | None:
             param_hint="--pair",
         )
     return parts[0], parts[1]
+
+
+def markdown_only(max_chars: int | None, markdown: bool) -> None:
+    if max_chars is not None and not markdown:
+        raise typer.BadParameter("applies to --format markdown only", param_hint="--max-chars")
 
 
 def fail_on_levels(values) -> list:

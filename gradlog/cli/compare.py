@@ -10,9 +10,11 @@ from gradlog.cli.app import app
 from gradlog.options import (
     CompareFormat,
     FailOnOption,
+    FullReport,
     Github,
     MapFile,
     MapRules,
+    MaxChars,
     MinSamples,
     NoColor,
     Original,
@@ -23,6 +25,7 @@ from gradlog.options import (
     Window,
     fail_on_levels,
     fail_with,
+    markdown_only,
     parse_pair,
 )
 
@@ -45,6 +48,8 @@ def compare(
     fail_on: FailOnOption = None,
     out_path: Output = None,
     github: Github = False,
+    max_chars: MaxChars = None,
+    full_report: FullReport = None,
     no_color: NoColor = False,
     wide: Wide = False,
     unweighted: Unweighted = False,
@@ -57,6 +62,7 @@ def compare(
     from gradlog.analysis.compare import compare as compare_runs
     from gradlog.analysis.render import compare as render
 
+    markdown_only(max_chars, output_format is CompareFormat.markdown)
     levels = fail_on_levels(fail_on)
     judging = engine.Options(
         window=window,
@@ -70,12 +76,17 @@ def compare(
     if output_format is CompareFormat.json:
         out.json(render.json_data(comparison, levels))
     elif output_format is CompareFormat.markdown:
-        out.document(render.format_markdown(comparison, levels))
+        doc = render.markdown_runs(comparison, levels)
+        out.document(output.fitted(doc, max_chars, full_report, github))
     else:
         headline = render.headline(comparison, levels)[1]
         out.table(render.compare_table(comparison, footer=("", headline)))
     out.close()
     if github:
-        output.to_github(render.format_markdown(comparison, levels))
+        output.to_github(
+            render.markdown_runs(comparison, levels),
+            full_report,
+            out_path if max_chars is None and output_format is CompareFormat.markdown else None,
+        )
     failing = list(dict.fromkeys(lvl for lvl, _ in comparison.regressions(levels)))
     fail_with(len(comparison.errors), failing)
