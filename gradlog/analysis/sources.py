@@ -49,8 +49,8 @@ DATASET = "dataset"  # a hive-partitioned Parquet directory or an object-store p
 # with one file.
 ALONE_BYTES = 64 << 20
 CAREFUL = "careful"  # through gradlog.analysis.readers.read_log: crashed files, Parquet journals
-REMOTE_JSON = "remote-json"  # an object-store URL (or glob) of JSON Lines
-REMOTE_PARQUET = "remote-parquet"  # an object-store URL (or glob) of Parquet
+REMOTE_JSON = "remote-json"  # an object of JSON Lines in object storage
+REMOTE_PARQUET = "remote-parquet"  # a Parquet object in object storage
 MISSING = "missing"  # named but not there: an error row
 
 
@@ -61,29 +61,34 @@ class Source:
     path: str
     how: str
     size: int = 0  # bytes on disk, to split the work into chunks of similar size
+    stamp: str | None = None  # its version (an object's ETag): the same stamp, the same bytes
+    error: str | None = None  # why a MISSING source is missing, when not "no such file"
 
 
 Note = Callable[[str], None]  # one note for standard error: "FILE: skipped, ..."
 
 
-def find_sources(paths: list[str], note: Note | None = None) -> list[Source]:
+def find_sources(
+    paths: list[str], note: Note | None = None, *, storage_options: dict | None = None
+) -> list[Source]:
     """The sources named by ``paths``, in the order given, each once.
 
     ``note`` receives what is left out and why (a FIFO in a folder, a folder that cannot be
-    read); by default it goes to standard error as a ``Note:`` line.
+    read); by default it goes to standard error as a ``Note:`` line. ``storage_options``:
+    how to reach object storage (:mod:`gradlog.analysis.remote`).
     """
     if note is None:
         from gradlog.analysis.output import note
     found: dict[str, Source] = {}
     for given in paths:
-        for source in _expand(given, note):
+        for source in _expand(given, note, storage_options):
             found.setdefault(source.path, source)
     return list(found.values())
 
 
-def _expand(given: str, note: Note) -> list[Source]:
+def _expand(given: str, note: Note, storage_options: dict | None = None) -> list[Source]:
     if URL_PATTERN.match(given):
-        return [_remote(given)]
+        return _remote(given, storage_options)
     if GLOB_CHARS.search(given) and not os.path.lexists(given):
         matches = sorted(glob.glob(given, recursive=True))
         if not matches:
@@ -92,13 +97,54 @@ def _expand(given: str, note: Note) -> list[Source]:
     return _local(given, note, explicit=True)
 
 
-def _remote(url: str) -> Source:
-    kind = log_kind(url.rstrip("/"))
-    if kind == "jsonl":
-        return Source(url, REMOTE_JSON)
+def _remote(url: str, storage_options: dict | None) -> list[Source]:
+    """An object-store URL's objects, each its own source (:mod:`gradlog.analysis.remote`
+    lists them); under a prefix, a hive-partitioned dataset is one source, as a local one."""
+    from gradlog.analysis.remote import GLOB_CHARS as URL_GLOB
+    from gradlog.analysis.remote import MissingObject, objects
+
+    try:
+        found = objects(url, storage_options)
+    except MissingObject as exc:
+        return [Source(url, MISSING, error=exc.reason)]
+    if len(found) == 1 and found[0].url == url:  # named on its own: read whatever its name
+        obj = found[0]
+        return [_remote_object(obj) or Source(obj.url, CAREFUL, obj.size, obj.stamp)]
+    sources: list[Source] = []
+    datasets: dict[str, list] = {}
+    for obj in found:
+        root = None if URL_GLOB.search(url) else _hive_root(url, obj.url)
+        if root is not None:
+            datasets.setdefault(root, []).append(obj)
+        elif (source := _remote_object(obj)) is not None:
+            sources.append(source)
+    for root, parts in datasets.items():
+        stamp = ",".join(p.stamp for p in parts)
+        sources.append(Source(root, DATASET, sum(p.size for p in parts) * 8, stamp))
+    return sources
+
+
+def _hive_root(prefix: str, url: str) -> str | None:
+    """The folder of ``url`` (below ``prefix``) holding its first ``key=value`` folder."""
+    base = prefix if prefix.endswith("/") else prefix + "/"
+    parts = url[len(base) :].split("/")[:-1]
+    for i, part in enumerate(parts):
+        if HIVE_PART.match(part):
+            return base + "".join(p + "/" for p in parts[:i])
+    return None
+
+
+def _remote_object(obj) -> Source | None:
+    """How to read one object: whole and healthy-looking in one scan with others, or alone by
+    the careful reader (compressed, or large enough to hold a line over the bound)."""
+    kind = log_kind(obj.url)
     if kind == "parquet":
-        return Source(url, REMOTE_PARQUET)
-    return Source(url, DATASET)  # a prefix: scanned as a (possibly hive-partitioned) dataset
+        size = obj.size * 4  # columnar and compressed: weigh what it expands to
+        return Source(obj.url, CAREFUL if size > ALONE_BYTES else REMOTE_PARQUET, size, obj.stamp)
+    if kind is None:
+        return None
+    careful = obj.url.endswith(".gz") or obj.size > min(ALONE_BYTES, MAX_LINE_BYTES)
+    return Source(obj.url, CAREFUL if careful else REMOTE_JSON, obj.size, obj.stamp)
 
 
 def _local(path: str, note: Note, *, explicit: bool) -> list[Source]:
