@@ -15,7 +15,7 @@ import polars as pl
 from gradlog.analysis import engine
 from gradlog.analysis.report import AnalysedReport
 from gradlog.analysis.report import analyse as analyse_log
-from gradlog.errors import GradlogError
+from gradlog.errors import GradlogError, LogFormatError
 
 if TYPE_CHECKING:
     from gradlog.analysis.batch import BatchResult
@@ -84,7 +84,7 @@ def _read(
     frames = []
     for source in find_sources(_paths(paths), storage_options=storage_options):
         if source.how == MISSING:
-            raise GradlogError(f"{source.path}: {source.error or 'no such file'}")
+            raise LogFormatError(source.error or "no such file", source.path)
         if source.how == DATASET:
             raise GradlogError(f"{source.path}: read datasets with polars.scan_parquet")
         log = read_log(source.path, strict=strict, storage_options=storage_options)

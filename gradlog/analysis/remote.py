@@ -24,7 +24,11 @@ from gradlog.errors import GradlogError, LogFormatError
 
 URL_PATTERN = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 GLOB_CHARS = re.compile(r"[*?\[]")
-INSTALL = "pip install 'gradlog[cloud]'"
+INSTALL = "pip install obstore (from a gradlog checkout: pip install '.[cloud]')"
+# The schemes obstore reaches (and lists); any other URL (Polars' ``hf://``) is left to Polars.
+SCHEMES = frozenset(
+    {"s3", "s3a", "gs", "gcs", "az", "adl", "azure", "abfs", "abfss", "http", "https"}
+)
 CHUNK = 1 << 20  # bytes asked of a stream at once
 
 # Keys of the HTTP client, not of a store: obstore takes them apart (``client_options``), where
@@ -73,6 +77,11 @@ class Object:
 
 def is_url(path: str) -> bool:
     return bool(URL_PATTERN.match(path))
+
+
+def listed(url: str) -> bool:
+    """Whether gradlog lists and reads ``url`` itself (else Polars' scans read it as given)."""
+    return url.partition("://")[0].lower() in SCHEMES
 
 
 def parse_storage_options(pairs: list[str] | None) -> dict[str, str] | None:
@@ -125,6 +134,12 @@ def objects(url: str, storage_options: Mapping[str, str] | None = None) -> list[
 def open_reader(url: str, storage_options: Mapping[str, str] | None = None):
     """A ``read(n)`` over the bytes of the object ``url``, as they arrive (for the readers of
     :mod:`gradlog.analysis.readers.streams`, which bound what they keep)."""
+    if not listed(url):
+        raise LogFormatError(
+            "only Polars' scans reach this kind of URL, and a log its scan cannot read is "
+            "not recovered: copy it to disk",
+            url,
+        )
     obstore = _obstore(url)
     root, key = _split(url)
     try:

@@ -2,7 +2,9 @@
 
 Files, directories (searched recursively), globs and object-store URLs, of JSON Lines
 (``.jsonl``, ``.jsonl.gz``, ``.ndjson``) and Parquet. A directory laid out as a hive-partitioned
-Parquet dataset (``key=value`` folders) is one source, scanned as a whole. Nothing is read here
+Parquet dataset (``key=value`` folders) is one source, scanned as a whole. A URL is listed object
+by object (:mod:`gradlog.analysis.remote`): each object is its own source, and a prefix holding
+``key=value`` folders is a dataset, as a local folder. Nothing is read here
 but the first bytes of local files (to tell Parquet from JSON, as the report does), their last
 byte (a JSON Lines file that does not end its last line was cut by a crash, and goes straight
 to the careful reader), and, in a file larger than the line bound, where its newlines are (a
@@ -101,8 +103,12 @@ def _remote(url: str, storage_options: dict | None) -> list[Source]:
     """An object-store URL's objects, each its own source (:mod:`gradlog.analysis.remote`
     lists them); under a prefix, a hive-partitioned dataset is one source, as a local one."""
     from gradlog.analysis.remote import GLOB_CHARS as URL_GLOB
-    from gradlog.analysis.remote import MissingObject, objects
+    from gradlog.analysis.remote import MissingObject, listed, objects
 
+    if not listed(url):  # a scheme only Polars reaches (hf://): its scans take it as given
+        kind = log_kind(url.rstrip("/"))
+        how = {"jsonl": REMOTE_JSON, "parquet": REMOTE_PARQUET}.get(kind, DATASET)
+        return [Source(url, how)]
     try:
         found = objects(url, storage_options)
     except MissingObject as exc:
