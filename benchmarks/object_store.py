@@ -41,13 +41,15 @@ def _free_port() -> int:
 
 
 @contextmanager
-def moto_server():
-    """moto's S3 server in its own process (so it never shares a GIL with what is measured)."""
+def moto_server(requests: Path):
+    """moto's S3 server in its own process (so it never shares a GIL with what is measured);
+    its log of requests (one line each) goes to ``requests``."""
     port = _free_port()
+    log = open(requests, "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log,
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:
@@ -63,6 +65,12 @@ def moto_server():
     finally:
         proc.terminate()
         proc.wait()
+        log.close()
+
+
+def _requests(log: Path) -> int:
+    """Requests the server has logged (a ranged GET, as Polars makes, is logged in colour)."""
+    return sum(1 for line in log.read_text().splitlines() if "GET /" in line or "HEAD /" in line)
 
 
 def _timed(fn):
@@ -71,8 +79,27 @@ def _timed(fn):
     return time.perf_counter() - start, out
 
 
-def breakdown(urls: list[str], paths: list[str], options: dict) -> dict[str, float]:
-    """Where the time of one batch goes, remote and local, in this process."""
+def _fetch_concurrently(store, keys: list[str], at_once: int = 16) -> list[bytes]:
+    import asyncio
+
+    import obstore
+
+    async def fetch_all():
+        gate = asyncio.Semaphore(at_once)
+
+        async def one(key):
+            async with gate:
+                got = await obstore.get_async(store, key)
+                return bytes(await got.bytes_async())
+
+        return await asyncio.gather(*(one(k) for k in keys))
+
+    return asyncio.run(fetch_all())
+
+
+def breakdown(urls: list[str], paths: list[str], options: dict, log: Path) -> dict[str, tuple]:
+    """Where the time of one batch goes, remote and local, in this process: each phase's
+    seconds, and the requests the server answered for it."""
     import obstore
 
     from gradlog.analysis import engine, remote, scan
@@ -80,19 +107,29 @@ def breakdown(urls: list[str], paths: list[str], options: dict) -> dict[str, flo
 
     glob = f"s3://{BUCKET}/runs/*.jsonl"
     local_glob = str(Path(paths[0]).parent / "*.jsonl")
-    out: dict[str, float] = {}
-    out["list (remote)"], _ = _timed(lambda: find_sources([glob], storage_options=options))
-    out["list (local)"], _ = _timed(lambda: find_sources([local_glob]))
+    out: dict[str, tuple] = {}
+
+    def phase(name, fn):
+        before = _requests(log)
+        seconds, result = _timed(fn)
+        out[name] = (seconds, _requests(log) - before)
+        return result
+
+    phase("list (remote)", lambda: find_sources([glob], storage_options=options))
+    phase("list (local)", lambda: find_sources([local_glob]))
     store = remote._store(f"s3://{BUCKET}", options)
     keys = [u.removeprefix(f"s3://{BUCKET}/") for u in urls]
-    out["fetch every object, one by one (obstore)"], _ = _timed(
-        lambda: [bytes(obstore.get(store, k).bytes()) for k in keys]
+    phase(
+        "fetch every object, one by one (obstore)",
+        lambda: [bytes(obstore.get(store, k).bytes()) for k in keys],
     )
-    out["scan (remote: Polars fetches and parses)"], chunk = _timed(
-        lambda: scan.read_json(urls, 0, storage_options=options)
+    phase("fetch every object, 16 at a time (obstore)", lambda: _fetch_concurrently(store, keys))
+    phase(
+        "scan (remote: Polars fetches, parses)",
+        lambda: scan.read_json(urls, 0, storage_options=options),
     )
-    out["scan (local)"], local_chunk = _timed(lambda: scan.read_json(paths, 0))
-    out["analysis"], _ = _timed(lambda: engine.judge(local_chunk, engine.Options()).runs)
+    local_chunk = phase("scan (local)", lambda: scan.read_json(paths, 0))
+    phase("analysis", lambda: engine.judge(local_chunk, engine.Options()).runs)
     return out
 
 
@@ -106,7 +143,8 @@ def main() -> None:
     from obstore.store import S3Store
 
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory() as tmp, moto_server() as endpoint:
+    with tempfile.TemporaryDirectory() as tmp, moto_server(Path(tmp) / "requests.log") as endpoint:
+        log = Path(tmp) / "requests.log"
         folder = Path(tmp) / "runs"
         folder.mkdir()
         paths = [
@@ -150,7 +188,7 @@ def main() -> None:
             for name, command in commands.items():
                 wall, _, _ = measure(command, stdout=subprocess.DEVNULL, ok=(0, 1))
                 times[name].append(wall)
-        parts = breakdown(urls, paths, options)
+        parts = breakdown(urls, paths, options, log)
 
     print(
         f"{args.runs} runs x {args.events} events, {size:.1f} MB of JSON Lines; load average "
@@ -161,8 +199,8 @@ def main() -> None:
     ratios = [r / b for r, b in zip(times["object store"], times["local"])]
     print(f"object store / local: {statistics.median(ratios):.2f}x")
     print("in process:")
-    for name, seconds in parts.items():
-        print(f"  {name:42s} {seconds:6.2f} s")
+    for name, (seconds, requests) in parts.items():
+        print(f"  {name:44s} {seconds:6.2f} s  {requests:5d} requests to the server")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ credentials, bad ``--storage-option``, obstore not installed), one line and exit
 from __future__ import annotations
 
 import json
+import socket
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,3 +248,52 @@ def test_without_obstore_a_url_names_the_install(tmp_path: Path) -> None:
     assert done.returncode == 2
     lines = done.stderr.decode().splitlines()
     assert len(lines) == 1 and "pip install obstore" in lines[0], lines
+
+
+def test_compare_and_convert_take_urls(store: Store, tmp_path: Path) -> None:
+    remote = gradlog(
+        "compare",
+        _url("archive/r0.jsonl"),
+        _url("archive/r5.jsonl"),
+        "--format",
+        "json",
+        env=store.env,
+    )
+    local = gradlog(
+        "compare",
+        str(store.local / "archive" / "r0.jsonl"),
+        str(store.local / "archive" / "r5.jsonl"),
+        "--format",
+        "json",
+    )
+    assert remote.returncode == local.returncode, remote.stderr
+    here = str(store.local).encode() + b"/"
+    assert remote.stdout.replace(f"s3://{BUCKET}/".encode(), here) == local.stdout
+    done = gradlog(
+        "convert", _url("archive/r6.jsonl"), "-o", str(tmp_path / "r6.parquet"), env=store.env
+    )
+    assert done.returncode == 0, done.stderr
+    assert b"partly written last line" in done.stderr
+    assert (
+        api.read(tmp_path / "r6.parquet")
+        .drop("source")
+        .equals(api.read(store.local / "archive" / "r6.jsonl").drop("source"))
+    )
+
+
+def test_an_unreachable_endpoint_is_one_line(store: Store) -> None:
+    with socket.socket() as closed:  # bound, never listening: a connection is refused at once
+        closed.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        done = gradlog(
+            "report",
+            _url("archive/r0.jsonl"),
+            "--storage-option",
+            f"aws_endpoint_url={endpoint}",
+            "--storage-option",
+            "max_retries=0",
+            env=store.env,
+        )
+    assert done.returncode == 2
+    lines = done.stderr.decode().splitlines()
+    assert len(lines) == 1 and "cannot reach the object store" in lines[0], lines
