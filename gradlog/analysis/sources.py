@@ -26,6 +26,7 @@ Lightning's, Hugging Face's or W&B's; found in a folder, a file that is none of 
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import re
 import stat
@@ -34,12 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gradlog.analysis.foreign import TFEVENTS, is_gradlog_head, sniff
+from gradlog.analysis.remote import GLOB_CHARS, URL_PATTERN, MissingObject, listed, objects
 from gradlog.errors import LogFormatError
 from gradlog.format import GZIP_MAGIC, JOURNAL_SUFFIX, MAX_LINE_BYTES, PARQUET_MAGIC, log_kind
 
-URL_PATTERN = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 HIVE_PART = re.compile(r"^[^=]+=[^=]*$")
-GLOB_CHARS = re.compile(r"[*?\[]")
 
 # How to read a source:
 JSON = "json"  # JSON Lines, local: one fast scan with many others
@@ -102,9 +102,6 @@ def _expand(given: str, note: Note, storage_options: dict | None = None) -> list
 def _remote(url: str, storage_options: dict | None) -> list[Source]:
     """An object-store URL's objects, each its own source (:mod:`gradlog.analysis.remote`
     lists them); under a prefix, a hive-partitioned dataset is one source, as a local one."""
-    from gradlog.analysis.remote import GLOB_CHARS as URL_GLOB
-    from gradlog.analysis.remote import MissingObject, listed, objects
-
     if not listed(url):  # a scheme only Polars reaches (hf://): its scans take it as given
         kind = log_kind(url.rstrip("/"))
         how = {"jsonl": REMOTE_JSON, "parquet": REMOTE_PARQUET}.get(kind, DATASET)
@@ -119,13 +116,13 @@ def _remote(url: str, storage_options: dict | None) -> list[Source]:
     sources: list[Source] = []
     datasets: dict[str, list] = {}
     for obj in found:
-        root = None if URL_GLOB.search(url) else _hive_root(url, obj.url)
+        root = None if GLOB_CHARS.search(url) else _hive_root(url, obj.url)
         if root is not None:
             datasets.setdefault(root, []).append(obj)
         elif (source := _remote_object(obj)) is not None:
             sources.append(source)
     for root, parts in datasets.items():
-        stamp = ",".join(p.stamp for p in parts)
+        stamp = hashlib.sha1(",".join(p.stamp for p in parts).encode()).hexdigest()
         sources.append(Source(root, DATASET, sum(p.size for p in parts) * 8, stamp))
     return sources
 
