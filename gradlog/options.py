@@ -260,9 +260,8 @@ StorageOptions = Annotated[
     typer.Option(
         "--storage-option",
         metavar="KEY=VALUE",
-        help="How to reach object storage (repeatable), Polars' storage_options: e.g. "
-        "aws_endpoint_url=http://127.0.0.1:9000, aws_region=eu-west-1; the AWS_* environment "
-        "is read too (docs/batch.md).",
+        help="For object-store URLs (repeatable): a key of Polars' storage_options, e.g. "
+        "aws_region=eu-west-1; AWS_* variables are read too (docs/batch.md).",
     ),
 ]
 

@@ -199,6 +199,11 @@ def test_missing_objects_and_buckets_are_rows(store: Store, tmp_path: Path) -> N
     assert rows[_url("archive/nope.jsonl")]["error"] == "no such object"
     assert rows[_url("nothing/*.jsonl")]["error"] == "no object matches"
     assert rows["s3://no-such-bucket/run.jsonl"]["error"] == "no such bucket"
+    done = gradlog("report", _url("archive/nope.jsonl"), env=store.env)
+    assert done.returncode == 2
+    assert done.stderr.decode().splitlines() == [
+        f"Error: {_url('archive/nope.jsonl')}: no such object"
+    ]
 
 
 def csv_rows(text: bytes) -> list[dict]:
