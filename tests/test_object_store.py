@@ -60,14 +60,12 @@ def _files(local: Path) -> None:
     (archive / "readme.txt").write_text("not a log\n")
     side = local.parent / "side"
     side.mkdir()
-    parts = [
-        pl.read_ndjson(write_run(side / f"{run}.jsonl", ratios, run=run), infer_schema_length=None)
-        for run, ratios in (("h1", [12.0] * 8), ("h2", [1.0] * 8))
-    ]
-    frames = [
-        to_parquet(side / f"{p['run'][0]}.jsonl", side / f"{p['run'][0]}.parquet") for p in parts
-    ]
-    pl.concat([pl.read_parquet(f) for f in frames], how="vertical_relaxed").write_parquet(
+    frames = []
+    for run, ratios in (("h1", [12.0] * 8), ("h2", [1.0] * 8)):
+        # (named apart from test_batch.py's h1.jsonl, which its fixture finds by name)
+        source = write_run(side / f"dataset-{run}.jsonl", ratios, run=run)
+        frames.append(pl.read_parquet(to_parquet(source, side / f"dataset-{run}.parquet")))
+    pl.concat(frames, how="vertical_relaxed").write_parquet(
         local / "datasets" / "hive", partition_by=["run"]
     )
     to_parquet(archive / "r0.jsonl", local / "parquet" / "p.parquet")
