@@ -8,7 +8,10 @@ in process, says where the remote time goes: listing the objects, fetching their
 (obstore, one by one), the scans (Polars fetching and parsing the objects, against the same
 scan of local files), and the analysis (the same for both). Run from the repository root:
 
-    python benchmarks/object_store.py [--runs 1000] [--events 100] [--repeat 3]
+    python benchmarks/object_store.py [--runs 1000] [--events 100] [--repeat 3] [--cut 0]
+
+``--cut 1`` cuts one run short, as a crash does: its chunk's scan fails and is split until the
+cut object stands alone (re-fetching the rest), and the careful reader then recovers it.
 
 Needs the cloud and test extras (obstore, moto[server]).
 """
@@ -138,6 +141,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--events", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--cut",
+        type=int,
+        default=0,
+        help="cut this many runs short, as a crash does (the batch then finds and recovers them)",
+    )
     args = parser.parse_args()
     import obstore
     from obstore.store import S3Store
@@ -153,6 +162,10 @@ def main() -> None:
             )
             for i in range(args.runs)
         ]
+        cut = paths[len(paths) // 2 :][: args.cut]
+        for p in cut:  # a recorder killed mid-write
+            with open(p, "ab") as fh:
+                fh.write(b'{"v":1,"run":"cut","kind":"event","epo')
         size = sum(os.path.getsize(p) for p in paths) / 1e6
         options = {
             "aws_endpoint_url": endpoint,
@@ -184,20 +197,27 @@ def main() -> None:
         }
         times: dict[str, list[float]] = {name: [] for name in commands}
         os.environ.update(env)  # the AWS_* environment, as a user would set it
+        asked = []  # requests one remote batch made of the server
         for _ in range(args.repeat):
             for name, command in commands.items():
+                before = _requests(log)
                 wall, _, _ = measure(command, stdout=subprocess.DEVNULL, ok=(0, 1))
                 times[name].append(wall)
-        parts = breakdown(urls, paths, options, log)
+                if name == "object store":
+                    asked.append(_requests(log) - before)
+        whole = [(u, p) for u, p in zip(urls, paths) if p not in cut]  # what one scan reads
+        parts = breakdown([u for u, _ in whole], [p for _, p in whole], options, log)
 
     print(
-        f"{args.runs} runs x {args.events} events, {size:.1f} MB of JSON Lines; load average "
+        f"{args.runs} runs x {args.events} events ({args.cut} cut), {size:.1f} MB of JSON Lines; "
+        "load average "
         f"{load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after"
     )
     for name in commands:
         print(f"gradlog batch ({name:12s}) median {statistics.median(times[name]):6.2f} s")
     ratios = [r / b for r, b in zip(times["object store"], times["local"])]
     print(f"object store / local: {statistics.median(ratios):.2f}x")
+    print(f"requests to the server per remote batch: {statistics.median(asked):.0f}")
     print("in process:")
     for name, (seconds, requests) in parts.items():
         print(f"  {name:44s} {seconds:6.2f} s  {requests:5d} requests to the server")

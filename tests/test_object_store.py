@@ -69,6 +69,14 @@ def _files(local: Path) -> None:
         local / "datasets" / "hive", partition_by=["run"]
     )
     to_parquet(archive / "r0.jsonl", local / "parquet" / "p.parquet")
+    broken = local / "broken"
+    broken.mkdir()
+    write_run(broken / "a.jsonl", [1.0] * 8, run="a")
+    corrupt = write_run(broken / "b.jsonl", [1.0] * 8, run="b").read_bytes().splitlines(True)
+    (broken / "b.jsonl").write_bytes(b"".join(corrupt[:3] + [b"{not json\n"] + corrupt[3:]))
+    cut = write_run(broken / "c.jsonl", [4.0] * 8, run="c")
+    with open(cut, "ab") as fh:
+        fh.write(CUT.replace(b"r6", b"c"))
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +160,18 @@ def test_a_glob_is_read_object_by_object_and_a_cut_log_recovered(store: Store) -
             f"s3://{BUCKET}/archive/r6.jsonl:10: skipped a partly written last line ({len(CUT)} bytes)"
         ]
     ]
+    assert _as_local(remote, store).equals(local)
+
+
+def test_a_broken_object_is_its_own_row_beside_a_cut_one(store: Store) -> None:
+    """A line that is no JSON (the object ends whole) and a cut last line in the same scan:
+    each object found and read by the careful reader, with the notes a file on disk gets."""
+    remote = api.batch(_url("broken/"), storage_options=store.options)
+    local = api.batch(str(store.local / "broken"))
+    assert remote["run"].to_list() == ["a", "b", "c"]
+    assert remote["error"].null_count() == 3
+    assert [len(n) for n in remote["notes"]] == [0, 1, 1]
+    assert remote["notes"][1][0].startswith(_url("broken/b.jsonl:4: skipped"))
     assert _as_local(remote, store).equals(local)
 
 

@@ -38,6 +38,7 @@ from gradlog.analysis.sources import (
     REMOTE_PARQUET,
     Source,
     find_sources,
+    mark_cut,
 )
 from gradlog.analysis.status import Status
 from gradlog.classify import FailOn
@@ -186,6 +187,10 @@ def _chunk_rows(
     except READ_ERRORS as exc:  # any broken input: find it, then let read_log say
         if len(chunk) == 1:
             return _careful_rows(chunk[0], judging, reason=exc, storage_options=so)
+        marked = mark_cut(chunk, so)
+        if marked != chunk:  # cut objects: to the careful reader, the others scanned again
+            parts = _chunks(marked, options.chunk_bytes)
+            return [row for part in parts for row in _chunk_rows(part, judging, options)]
         half = len(chunk) // 2
         return _chunk_rows(chunk[:half], judging, options) + _chunk_rows(
             chunk[half:], judging, options

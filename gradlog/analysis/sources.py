@@ -31,11 +31,18 @@ import os
 import re
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gradlog.analysis.foreign import TFEVENTS, is_gradlog_head, sniff
-from gradlog.analysis.remote import GLOB_CHARS, URL_PATTERN, MissingObject, listed, objects
+from gradlog.analysis.remote import (
+    GLOB_CHARS,
+    URL_PATTERN,
+    MissingObject,
+    ends_whole,
+    listed,
+    objects,
+)
 from gradlog.errors import LogFormatError
 from gradlog.format import GZIP_MAGIC, JOURNAL_SUFFIX, MAX_LINE_BYTES, PARQUET_MAGIC, log_kind
 
@@ -125,6 +132,18 @@ def _remote(url: str, storage_options: dict | None) -> list[Source]:
         stamp = hashlib.sha1(",".join(p.stamp for p in parts).encode()).hexdigest()
         sources.append(Source(root, DATASET, sum(p.size for p in parts) * 8, stamp))
     return sources
+
+
+def mark_cut(chunk: list[Source], storage_options: dict | None = None) -> list[Source]:
+    """``chunk`` with each remote JSON Lines object that a crash cut (no final newline) sent
+    to the careful reader, as a local one is when it is found. Asked only of a chunk whose
+    scan failed: one one-byte request per object, where halving the chunk until the culprit
+    stood alone would fetch every object of it several times over."""
+    remote = [s.path for s in chunk if s.how == REMOTE_JSON and s.size and listed(s.path)]
+    if not remote:
+        return chunk
+    whole = ends_whole(remote, storage_options)
+    return [replace(s, how=CAREFUL) if whole.get(s.path) is False else s for s in chunk]
 
 
 def _hive_root(prefix: str, url: str) -> str | None:
