@@ -184,13 +184,12 @@ def _chunk_rows(
         return _careful_rows(chunk[0], judging, storage_options=so)
     try:
         base = read.result() if read is not None else _read(chunk, options)
+    except _CutObjects as cut:  # to the careful reader, and the others scanned again
+        parts = _chunks(cut.chunk, options.chunk_bytes)
+        return [row for part in parts for row in _chunk_rows(part, judging, options)]
     except READ_ERRORS as exc:  # any broken input: find it, then let read_log say
         if len(chunk) == 1:
             return _careful_rows(chunk[0], judging, reason=exc, storage_options=so)
-        marked = mark_cut(chunk, so)
-        if marked != chunk:  # cut objects: to the careful reader, the others scanned again
-            parts = _chunks(marked, options.chunk_bytes)
-            return [row for part in parts for row in _chunk_rows(part, judging, options)]
         half = len(chunk) // 2
         return _chunk_rows(chunk[:half], judging, options) + _chunk_rows(
             chunk[half:], judging, options
@@ -238,6 +237,15 @@ def _within_event_limit(base: Chunk) -> tuple[Chunk, dict[str, RunSummary]]:
     return Chunk(base.records.filter(keep), base.meta.filter(keep)), rows
 
 
+class _CutObjects(Exception):
+    """A chunk's scan failed on remote objects a crash cut: the chunk, with those marked for
+    the careful reader (:func:`gradlog.analysis.sources.mark_cut`)."""
+
+    def __init__(self, chunk: list[Source]) -> None:
+        super().__init__("cut objects")
+        self.chunk = chunk
+
+
 def _read(chunk: list[Source], options: BatchOptions) -> Chunk:
     """The records of a chunk in memory: one scan per kind of source."""
     try:
@@ -245,6 +253,9 @@ def _read(chunk: list[Source], options: BatchOptions) -> Chunk:
     except READ_ERRORS:
         if not any(s.how in (JSON, REMOTE_JSON) for s in chunk):
             raise
+        marked = mark_cut(chunk, options.storage_options)
+        if marked != chunk:  # objects cut by a crash: the scan would fail again
+            raise _CutObjects(marked) from None
     # "NaN"/"Infinity" tokens (or a broken line: then this fails too, and the caller splits)
     return _scans(chunk, options, tokens=True)
 
