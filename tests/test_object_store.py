@@ -19,12 +19,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from moto.server import ThreadedMotoServer  # the test extra: these tests never skip
 from runlogs import gradlog, to_parquet, write_run
 
 from gradlog.analysis import api
-
-moto_server = pytest.importorskip("moto.server")
-obstore = pytest.importorskip("obstore")
 
 BUCKET = "runs"
 CUT = b'{"v":1,"run":"r6","kind":"event","epo'  # a recorder killed mid-write
@@ -83,7 +81,7 @@ def _files(local: Path) -> None:
 def store(tmp_path_factory: pytest.TempPathFactory):
     import boto3
 
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
