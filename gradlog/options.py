@@ -275,3 +275,23 @@ MapFile = Annotated[
         help='A TOML file of such rules, in its map table: "gnorm/{task}" = "grad_norm".',
     ),
 ]
+
+
+# -- object storage ---------------------------------------------------------------------------------
+
+StorageOptions = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--storage-option",
+        metavar="KEY=VALUE",
+        help="For object-store URLs (repeatable): a key of Polars' storage_options, e.g. "
+        "aws_region=eu-west-1; AWS_* variables are read too (docs/batch.md).",
+    ),
+]
+
+
+def storage_options(values: list[str] | None) -> dict[str, str] | None:
+    """``--storage-option`` as the API's ``storage_options`` (bad syntax: one line, exit 2)."""
+    from gradlog.analysis.remote import parse_storage_options
+
+    return parse_storage_options(values)

@@ -22,12 +22,14 @@ from gradlog.options import (
     Pair,
     SortKey,
     StatusChoice,
+    StorageOptions,
     Unweighted,
     Wide,
     Window,
     exit_for,
     markdown_only,
     parse_pair,
+    storage_options,
 )
 
 
@@ -67,6 +69,7 @@ def batch(
     original: Original = False,
     map_rules: MapRules = None,
     map_file: MapFile = None,
+    storage_option: StorageOptions = None,
 ) -> None:
     """Summarise many logs: one row per run, worst first; exit 2 if a file was unreadable."""
     from gradlog.analysis import api, output
@@ -90,6 +93,7 @@ def batch(
             unweighted=unweighted,
             original=original,
             progress=progress,
+            storage_options=storage_options(storage_option),
         )
     for note in dict.fromkeys(note for row in result.rows for note in row.notes):
         output.note(note)

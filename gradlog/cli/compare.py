@@ -20,6 +20,7 @@ from gradlog.options import (
     Original,
     Output,
     Pair,
+    StorageOptions,
     Unweighted,
     Wide,
     Window,
@@ -27,6 +28,7 @@ from gradlog.options import (
     fail_with,
     markdown_only,
     parse_pair,
+    storage_options,
 )
 
 
@@ -56,9 +58,11 @@ def compare(
     original: Original = False,
     map_rules: MapRules = None,
     map_file: MapFile = None,
+    storage_option: StorageOptions = None,
 ) -> None:
     """Compare two runs (or two sets of runs): did HEAD make training worse than BASE?"""
     from gradlog.analysis import engine, output
+    from gradlog.analysis.batch import BatchOptions
     from gradlog.analysis.compare import compare as compare_runs
     from gradlog.analysis.render import compare as render
 
@@ -71,7 +75,8 @@ def compare(
         unweighted=unweighted,
         original=original,
     )
-    comparison = compare_runs([base], [head], judging)
+    reach = BatchOptions(storage_options=storage_options(storage_option))
+    comparison = compare_runs([base], [head], judging, reach)
     out = output.Output(out_path, color=output.use_color(no_color), width=output.table_width(wide))
     if output_format is CompareFormat.json:
         out.json(render.json_data(comparison, levels))

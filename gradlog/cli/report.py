@@ -21,12 +21,14 @@ from gradlog.options import (
     Pair,
     ReportFormat,
     RunId,
+    StorageOptions,
     Strict,
     Unweighted,
     Window,
     exit_for,
     markdown_only,
     parse_pair,
+    storage_options,
 )
 
 
@@ -35,7 +37,9 @@ def report(
     run: Annotated[
         str,
         typer.Argument(
-            metavar="RUN", help="A log (.jsonl, .jsonl.gz, .parquet, docs/import.md), or - (stdin)."
+            metavar="RUN",
+            help="A log (.jsonl, .jsonl.gz, .parquet, docs/import.md), an object-store URL "
+            "(s3://bucket/run.jsonl), or - (stdin).",
         ),
     ],
     window: Window = 10,
@@ -62,6 +66,7 @@ def report(
     strict: Strict = False,
     map_rules: MapRules = None,
     map_file: MapFile = None,
+    storage_option: StorageOptions = None,
 ) -> None:
     """Print the collapse report and summary of a gradient log."""
     from gradlog.analysis import api, output
@@ -79,6 +84,7 @@ def report(
         original=original,
         run=run_id,
         strict=strict,
+        storage_options=storage_options(storage_option),
     )
     markdown = output_format is ReportFormat.markdown
     document = markdown_runs(result) if markdown or github else None
