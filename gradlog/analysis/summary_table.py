@@ -29,8 +29,9 @@ import polars as pl
 
 from gradlog.analysis.batch import BatchResult
 from gradlog.analysis.model import Advice, RunSummary
+from gradlog.analysis.remote import URL_PATTERN
 from gradlog.analysis.render.batch import rows_frame
-from gradlog.analysis.sources import URL_PATTERN, Source
+from gradlog.analysis.sources import Source
 from gradlog.analysis.status import Status
 from gradlog.classify import NormBand, RatioBand
 from gradlog.errors import GradlogError
