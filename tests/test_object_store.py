@@ -318,3 +318,35 @@ def test_an_unreachable_endpoint_is_one_line(store: Store) -> None:
     assert done.returncode == 2
     lines = done.stderr.decode().splitlines()
     assert len(lines) == 1 and "cannot reach the object store" in lines[0], lines
+
+
+def test_a_summary_table_reads_only_new_or_changed_objects(store: Store, tmp_path: Path) -> None:
+    """``--summary`` over a prefix: an object's stamp is its ETag, so an unchanged object is not
+    read again, a rewritten or new one is, and the rows are those of a full batch."""
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=store.endpoint,
+        aws_access_key_id=store.options["aws_access_key_id"],
+        aws_secret_access_key=store.options["aws_secret_access_key"],
+        region_name="us-east-1",
+    )
+
+    def put(key: str, run: int) -> None:
+        body = (store.local / "archive" / f"r{run}.jsonl").read_bytes()
+        s3.put_object(Bucket=BUCKET, Key=f"incremental/{key}", Body=body)
+
+    for i in range(3):
+        put(f"r{i}.jsonl", i)
+    prefix, summary = _url("incremental/"), tmp_path / "summary.parquet"
+    first = api.batch_result(prefix, storage_options=store.options, summary=summary)
+    assert first.n_read == 3 and pl.read_parquet(summary)["stamp"].null_count() == 0
+    assert api.batch_result(prefix, storage_options=store.options, summary=summary).n_read == 0
+    put("r0.jsonl", 4)  # rewritten: a new ETag
+    put("r9.jsonl", 5)  # new
+    later = api.batch_result(prefix, storage_options=store.options, summary=summary)
+    assert later.n_read == 2
+    full = api.batch(prefix, storage_options=store.options)
+    assert pl.read_parquet(summary).drop("source", "stamp").equals(full)
+    assert full["run"].to_list() == ["r4", "r1", "r2", "r5"]
