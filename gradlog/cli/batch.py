@@ -74,6 +74,7 @@ def batch(
         str | None,
         typer.Option(
             "--summary",
+            metavar="FILE",
             help="Keep every row in this Parquet table, and read only the logs new or "
             "changed since it was written (docs/batch.md).",
         ),
