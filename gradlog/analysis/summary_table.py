@@ -9,8 +9,9 @@ how the rows were judged (:func:`judging_record`).
 The next batch with the same table reads only the sources whose stamp is new or different, and
 keeps the rows of the others as the table holds them: the rows, and so every output and exit
 code, are those a full batch would give. Everything is read again when the judging differs (a
-note says what changed), and so are sources without a stamp (a stream, a glob URL) and sources
-that could not be read (a permission or a network failure leaves the stamp as it was). The table
+note says what changed), and so are sources without a stamp (a stream, a URL only Polars reads)
+and sources that could not be read (a permission or a network failure leaves the stamp as it
+was). The table
 then holds this batch's sources only, in the order found: it mirrors the archive (a table that
 already does, with nothing read, is left as it is). A file at the path that is not a summary
 table is never overwritten.
