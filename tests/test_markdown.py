@@ -205,11 +205,14 @@ def test_report_markdown_has_verdict_table_findings_action_and_chart(outputs: di
     assert "(largest over smallest) passed 5.0" in text
     assert "### Recommended action" in text and "Urgent\\: rebalance weights" in text
     assert "```mermaid" in text and "xychart-beta" in text
-    assert "    line [0.5, 0.5, 0.5, 0.5, 0.5]" in text  # the healthy band, lower edge
-    assert "    line [2, 2, 2, 2, 2]" in text  # and upper edge
-    # the window line is the geometric mean of the ratios so far, from the 3rd sample on
-    assert "    line [2.466212, 3.309751, 4.128918, 4.932424, 5.600419]" in text
-    assert "green lines: the healthy band 0.5–2.0" in text
+    # on the log scale (log2 of the ratio), every sample drawn, the first two included
+    assert 'y-axis "ratio, log2 scale (0 = even)" -4 --> 4' in text  # 12 is 3.58 doublings
+    assert "    line [-1, -1, -1, -1, -1, -1, -1]" in text  # the healthy band, lower edge (0.5)
+    assert "    line [1, 1, 1, 1, 1, 1, 1]" in text  # and upper edge (2)
+    # the window line: the geometric mean of the ratios so far, from the 3rd sample on (2.466,
+    # 3.310 ... 5.600); before it, the sample's own ratio (1 and 2.5)
+    assert "    line [0, 1.321928, 1.302297, 1.726723, 2.045764, 2.302297, 2.485535]" in text
+    assert "green lines: the healthy band 0.5–2.0; orange: collapse below 0.2 and above 5.0" in text
 
 
 def test_report_markdown_is_inert(outputs: dict) -> None:
@@ -243,7 +246,8 @@ def test_batch_markdown_is_inert_and_complete(outputs: dict, hostile: dict[str, 
     assert "### Findings" in text and "collapse from Epoch 35" in text
     assert "final spread 5.60" in text
     assert "Try ` --loss-alpha" not in text  # task names are not pointer/type
-    assert "xychart-beta" in text and "bar [5.600419, 1.002516]" in text
+    # the spreads 5.60 and 1.0025 as log2: 2.49 and 0.0036
+    assert "xychart-beta" in text and "bar [2.485535, 0.003625]" in text
     outside = _outside_code(text)
     assert "<img" not in outside and "@everyone" not in outside and "<b>" not in outside
     if render is not None:

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from gradlog import messages
 from gradlog.analysis.model import Report, RunReport
-from gradlog.analysis.render import md
+from gradlog.analysis.render import logscale, md
 from gradlog.analysis.render.closing import advice_items
-from gradlog.analysis.render.mermaid import COLOUR_NAMES, thin, xychart
+from gradlog.analysis.render.mermaid import BLUE, COLOUR_NAMES, GREEN, ORANGE, RED, thin, xychart
 from gradlog.analysis.status import Status, run_status
 from gradlog.classify import HEALTHY_RANGE, NormBand, RatioBand
-
-RATIO_CAP = 10.0  # the ratio chart's ceiling: larger values are drawn at it
 
 
 def format_markdown(report: Report) -> str:
@@ -201,43 +199,61 @@ def _axis_name(run: RunReport) -> str:
 
 
 def ratio_chart(run: RunReport) -> list[str]:
-    """The ratio per sample and its window, over the defined samples, with the band."""
-    if run.pair is None:
+    """What the verdict judges, per sample and over the window, on the log scale of
+    :mod:`gradlog.analysis.render.logscale`, with the healthy band and the collapse bounds."""
+    s = logscale.series(run)
+    if s is None or len(s.samples) < 2:
         return []
-    import polars as pl
-
-    judged = run.events.filter(
-        pl.col("defined") & pl.col("ratio").is_not_null() & pl.col("window_ratio").is_not_null()
-    )
-    if judged.height < 2:
-        return []
-    judged = judged[thin(judged.height)]
-    labels = judged.get_column("label").to_list()
-    ratios = judged.get_column("ratio").to_list()
-    means = judged.get_column("window_ratio").to_list()
-    top = min(RATIO_CAP, max(2.5, max(ratios + means) * 1.1))
+    keep = thin(len(s.samples))
+    reach = logscale.extent(s.values)
+    edge = reach  # where an undefined sample is drawn: the top, collapse-level
+    samples = [s.samples[i] for i in keep]
+    windows = [s.windows[i] for i in keep]
+    drawn = [edge if v is None else logscale.position(v) for v in samples]
+    # before the window holds --min-samples samples only the sample has a value
+    window = [drawn[k] if w is None else logscale.position(w) for k, w in enumerate(windows)]
     low, high = HEALTHY_RANGE
+    healthy, collapse = logscale.position(high), logscale.position(logscale.COLLAPSE)
+    bounds = [[healthy] * len(keep), [collapse] * len(keep)]
+    if s.signed:
+        bounds = [bounds[0], [-healthy] * len(keep), bounds[1], [-collapse] * len(keep)]
+    name = "ratio" if s.signed else "spread"
     chart = xychart(
-        title="Task balance ratio",
-        x_title=_axis_name(run),
-        x=[_x_label(label) for label in labels],
-        y_title="ratio",
-        y_range=(0.0, top),
-        lines=[
-            [min(v, top) for v in ratios],
-            [min(v, top) for v in means],
-            [low] * len(labels),
-            [high] * len(labels),
-        ],
-        colours=("#1f77b4", "#d62728", "#2ca02c", "#2ca02c"),
+        title=f"Task balance {name} (log scale)",
+        x_title=s.axis,
+        x=[_x_label(s.labels[i]) for i in keep],
+        y_title=f"{name}, log2 scale (0 = even)",
+        y_range=(-reach if s.signed else 0.0, reach),
+        lines=[drawn, window, *bounds],
+        colours=(BLUE, RED, GREEN, GREEN, ORANGE, ORANGE)
+        if s.signed
+        else (BLUE, RED, GREEN, ORANGE),
     )
-    num, den = run.pair
-    legend = (
-        f"Ratio {md.code(num)} / {md.code(den)}: blue per sample, red the window "
-        f"({run.window} samples); green lines: the healthy band {low}–{high}."
+    c = logscale.COLLAPSE
+    if s.signed:
+        num, den = run.pair
+        legend = (
+            f"Ratio {md.code(num)} / {md.code(den)} on a log scale (the axis is log2 of the "
+            f"ratio: 0 is even, 1 twice, -1 half, so 0.04 sits as far below 0 as 25 above)"
+        )
+        lines = f"green lines: the healthy band {low}–{high}; orange: collapse below {1 / c:g} and above {c}"
+    else:
+        legend = (
+            "Spread (largest task norm over the smallest) on a log scale (the axis is log2 of "
+            "the spread: 0 is even, 1 twice)"
+        )
+        lines = f"green line: the healthy bound {high}; orange: collapse above {c}"
+    legend += (
+        f": blue per sample, red the window ({run.window} samples; before it is judged, the "
+        f"sample's own value); {lines}."
     )
-    if max(ratios + means) > top:
-        legend += f" Values above {top:g} are drawn at {top:g}."
+    n_undefined = samples.count(None)
+    if n_undefined:
+        legend += (
+            f" {n_undefined} undefined sample(s) (a zero or non-finite task norm) drawn at the top."
+        )
+    if len(keep) < len(s.samples):
+        legend += f" {len(keep)} of the {len(s.samples)} samples drawn, evenly spread."
     return [legend, "", *chart, ""]
 
 
