@@ -10,6 +10,7 @@ from gradlog.cli.app import app
 from gradlog.options import (
     BatchFormat,
     FailOnOption,
+    Force,
     Github,
     MapFile,
     MapRules,
@@ -55,6 +56,7 @@ def batch(
     limit: Annotated[int | None, typer.Option(min=1, help="At most this many rows.")] = None,
     fail_on: FailOnOption = None,
     out_path: Output = None,
+    force: Force = False,
     github: Github = False,
     no_color: NoColor = False,
     wide: Wide = False,
@@ -70,6 +72,9 @@ def batch(
     from gradlog.analysis.render import batch as render
     from gradlog.analysis.render.batch_markdown import format_markdown
     from gradlog.analysis.status import Status
+    from gradlog.files import check_output
+
+    check_output(out_path, force=force, inputs=paths)
 
     with Progress() as progress:
         result = api.batch_result(

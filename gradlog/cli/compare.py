@@ -10,6 +10,7 @@ from gradlog.cli.app import app
 from gradlog.options import (
     CompareFormat,
     FailOnOption,
+    Force,
     Github,
     MapFile,
     MapRules,
@@ -44,6 +45,7 @@ def compare(
     ] = CompareFormat.table,
     fail_on: FailOnOption = None,
     out_path: Output = None,
+    force: Force = False,
     github: Github = False,
     no_color: NoColor = False,
     wide: Wide = False,
@@ -56,6 +58,9 @@ def compare(
     from gradlog.analysis import engine, output
     from gradlog.analysis.compare import compare as compare_runs
     from gradlog.analysis.render import compare as render
+    from gradlog.files import check_output
+
+    check_output(out_path, force=force, inputs=[base, head])
 
     levels = fail_on_levels(fail_on)
     judging = engine.Options(

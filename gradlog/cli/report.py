@@ -9,6 +9,7 @@ import typer
 from gradlog.cli.app import app
 from gradlog.options import (
     FailOnOption,
+    Force,
     Github,
     MapFile,
     MapRules,
@@ -48,6 +49,7 @@ def report(
     fail_on: FailOnOption = None,
     no_color: NoColor = False,
     out_path: Output = None,
+    force: Force = False,
     github: Github = False,
     chart: Annotated[
         bool, typer.Option("--chart", help="Add a small text chart of the ratio (text format).")
@@ -63,6 +65,9 @@ def report(
     from gradlog.analysis.render import json as render_json
     from gradlog.analysis.render.markdown import format_markdown
     from gradlog.analysis.render.text import text_blocks
+    from gradlog.files import check_output
+
+    check_output(out_path, force=force, inputs=[run])
 
     result = api.analyse(
         run,
