@@ -74,7 +74,8 @@ class BatchResult:
         return [lvl for lvl in levels if any(r.reaches(lvl) for r in self.rows)]
 
 
-Progress = Callable[[int, int], None]  # (sources done, sources in all)
+# (sources done, sources in all); while they are being found: (sources found so far, None)
+Progress = Callable[[int, int | None], None]
 
 
 def _spread(row: RunSummary) -> float:
@@ -116,11 +117,14 @@ def run_batch(
     progress: Progress | None = None,
 ) -> BatchResult:
     """Summarise every run of every log under ``paths``, in the order found."""
-    sources = find_sources(list(paths))
+    counted = None if progress is None else (lambda n: progress(n, None))
+    sources = find_sources(list(paths), counted=counted)
     if not sources:
         raise GradlogError(
             "no logs found (.jsonl, .jsonl.gz, .ndjson, .parquet) in " + ", ".join(paths)
         )
+    if progress is not None:
+        progress(0, len(sources))
     rows: list[RunSummary] = []
     done = 0
     chunks = _chunks(sources, options.chunk_bytes)

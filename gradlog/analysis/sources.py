@@ -64,32 +64,44 @@ class Source:
 
 
 Note = Callable[[str], None]  # one note for standard error: "FILE: skipped, ..."
+Found = Callable[[int], None]  # how many sources found so far (a progress bar's count)
 
 
-def find_sources(paths: list[str], note: Note | None = None) -> list[Source]:
+def find_sources(
+    paths: list[str], note: Note | None = None, counted: Found | None = None
+) -> list[Source]:
     """The sources named by ``paths``, in the order given, each once.
 
     ``note`` receives what is left out and why (a FIFO in a folder, a folder that cannot be
-    read); by default it goes to standard error as a ``Note:`` line.
+    read); by default it goes to standard error as a ``Note:`` line. ``counted``, if given, is
+    told the count so far while a folder is searched (thousands of files take seconds).
     """
     if note is None:
         from gradlog.analysis.output import note
     found: dict[str, Source] = {}
     for given in paths:
-        for source in _expand(given, note):
+        seen = None if counted is None else (lambda n, before=len(found): counted(before + n))
+        for source in _expand(given, note, seen):
             found.setdefault(source.path, source)
+        if counted is not None:
+            counted(len(found))
     return list(found.values())
 
 
-def _expand(given: str, note: Note) -> list[Source]:
+def _expand(given: str, note: Note, seen: Found | None = None) -> list[Source]:
     if URL_PATTERN.match(given):
         return [_remote(given)]
     if GLOB_CHARS.search(given) and not os.path.lexists(given):
         matches = sorted(glob.glob(given, recursive=True))
         if not matches:
             return [Source(given, MISSING)]
-        return [s for m in matches for s in _local(m, note, explicit=False)]
-    return _local(given, note, explicit=True)
+        out: list[Source] = []
+        for m in matches:  # each opened to tell what it holds: thousands take seconds
+            if seen is not None:
+                seen(len(out))
+            out += _local(m, note, explicit=False)
+        return out
+    return _local(given, note, explicit=True, seen=seen)
 
 
 def _remote(url: str) -> Source:
@@ -101,10 +113,10 @@ def _remote(url: str) -> Source:
     return Source(url, DATASET)  # a prefix: scanned as a (possibly hive-partitioned) dataset
 
 
-def _local(path: str, note: Note, *, explicit: bool) -> list[Source]:
+def _local(path: str, note: Note, *, explicit: bool, seen: Found | None = None) -> list[Source]:
     p = Path(path)
     if p.is_dir():
-        return _walk(p, note)
+        return _walk(p, note, seen)
     if p.is_file():
         if not explicit and not _is_log_name(p.name):
             return [_foreign(p)] if _is_foreign(p) else []
@@ -147,7 +159,7 @@ def _foreign(p: Path) -> Source:
     return Source(str(p), CAREFUL, size)
 
 
-def _walk(root: Path, note: Note) -> list[Source]:
+def _walk(root: Path, note: Note, seen: Found | None = None) -> list[Source]:
     def unreadable(exc: OSError) -> None:
         note(f"{exc.filename}: cannot read this folder ({exc.strerror}); its logs are left out")
 
@@ -165,6 +177,8 @@ def _walk(root: Path, note: Note) -> list[Source]:
             dirnames[:] = []
             continue
         for name in sorted(filenames):
+            if seen is not None:
+                seen(len(sources))
             p = here / name
             is_journal = name.endswith(JOURNAL_SUFFIX)
             if not (is_journal or _is_log_name(name)):
