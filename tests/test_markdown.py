@@ -266,7 +266,7 @@ def test_compare_markdown_is_inert_and_complete(outputs: dict) -> None:
         "## \N{CROSS MARK} gradlog compare: regression past --fail-on collapse in 1 of 1 runs"
     )
     assert "| \N{WHITE HEAVY CHECK MARK} healthy | \N{CROSS MARK} collapse |" in text
-    assert "| 1.00 → 5.60 | x5.59 higher | 0.2500 → 0.2500 | same |" in text
+    assert "| 1.00 → 5.60 | x5.59 higher | 0.2500 → 0.2500 | unchanged |" in text
     assert "### Details" in text and "collapse from Epoch 35" in text
     outside = _outside_code(text)
     assert "<b>" not in outside and "](http" not in outside and "@everyone" not in outside
