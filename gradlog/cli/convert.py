@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from gradlog.cli.app import app
-from gradlog.options import Force, MapFile, MapRules, Strict
+from gradlog.options import Force, MapFile, MapRules, StorageOptions, Strict, storage_options
 
 
 @app.command()
@@ -24,6 +24,7 @@ def convert(
     strict: Strict = False,
     map_rules: MapRules = None,
     map_file: MapFile = None,
+    storage_option: StorageOptions = None,
 ) -> None:
     """Convert a log between JSON Lines (optionally gzipped) and Parquet, or from another tool's."""
     from gradlog.analysis import output as out
@@ -33,7 +34,7 @@ def convert(
 
     check_output(output, force=force, inputs=[source])
 
-    log = read_log(source, strict=strict)
+    log = read_log(source, strict=strict, storage_options=storage_options(storage_option))
     for note in log.notes:
         out.note(note)
     n = convert_log(log, output, overwrite=force)

@@ -16,10 +16,12 @@ from gradlog.options import (
     Original,
     Pair,
     RunId,
+    StorageOptions,
     Strict,
     Unweighted,
     Window,
     parse_pair,
+    storage_options,
 )
 
 
@@ -42,6 +44,7 @@ def plot(
     strict: Strict = False,
     map_rules: MapRules = None,
     map_file: MapFile = None,
+    storage_option: StorageOptions = None,
 ) -> None:
     """Draw task norms, the ratio with its bands, and mean/max norm (needs matplotlib)."""
     from gradlog.analysis import api
@@ -51,6 +54,7 @@ def plot(
 
     output_format(output)
     check_output(output, force=force, inputs=runs)
+    reach = storage_options(storage_option)
     drawn = []
     for path in runs:
         result = api.analyse(
@@ -62,6 +66,7 @@ def plot(
             original=original,
             run=run_id,
             strict=strict,
+            storage_options=reach,
         )
         for note in result.notes:
             out.note(note)

@@ -10,9 +10,11 @@ from gradlog.cli.app import app
 from gradlog.options import (
     FailOnOption,
     Force,
+    FullReport,
     Github,
     MapFile,
     MapRules,
+    MaxChars,
     MinSamples,
     NoColor,
     Original,
@@ -20,11 +22,14 @@ from gradlog.options import (
     Pair,
     ReportFormat,
     RunId,
+    StorageOptions,
     Strict,
     Unweighted,
     Window,
     exit_for,
+    markdown_only,
     parse_pair,
+    storage_options,
 )
 
 
@@ -33,7 +38,9 @@ def report(
     run: Annotated[
         str,
         typer.Argument(
-            metavar="RUN", help="A log (.jsonl, .jsonl.gz, .parquet, docs/import.md), or - (stdin)."
+            metavar="RUN",
+            help="A log (.jsonl, .jsonl.gz, .parquet, docs/import.md), an object-store URL "
+            "(s3://bucket/run.jsonl), or - (stdin).",
         ),
     ],
     window: Window = 10,
@@ -51,6 +58,8 @@ def report(
     out_path: Output = None,
     force: Force = False,
     github: Github = False,
+    max_chars: MaxChars = None,
+    full_report: FullReport = None,
     chart: Annotated[
         bool, typer.Option("--chart", help="Add a small text chart of the ratio (text format).")
     ] = False,
@@ -59,16 +68,18 @@ def report(
     strict: Strict = False,
     map_rules: MapRules = None,
     map_file: MapFile = None,
+    storage_option: StorageOptions = None,
 ) -> None:
     """Print the collapse report and summary of a gradient log."""
     from gradlog.analysis import api, output
     from gradlog.analysis.render import json as render_json
-    from gradlog.analysis.render.markdown import format_markdown
+    from gradlog.analysis.render.markdown import markdown_runs
     from gradlog.analysis.render.text import text_blocks
     from gradlog.files import check_output
 
     check_output(out_path, force=force, inputs=[run])
 
+    markdown_only(max_chars, output_format is ReportFormat.markdown)
     result = api.analyse(
         run,
         window=window,
@@ -78,14 +89,17 @@ def report(
         original=original,
         run=run_id,
         strict=strict,
+        storage_options=storage_options(storage_option),
     )
+    markdown = output_format is ReportFormat.markdown
+    document = markdown_runs(result) if markdown or github else None
     for note in result.notes:
         output.note(note)
     out = output.Output(out_path, color=output.use_color(no_color))
     if output_format is ReportFormat.json:
         out.json(render_json.report_data(result, encoded=True))
-    elif output_format is ReportFormat.markdown:
-        out.document(format_markdown(result))
+    elif markdown:
+        out.document(output.fitted(document, max_chars, full_report, github))
     else:
         out.blocks(text_blocks(result))
         if chart:
@@ -97,5 +111,6 @@ def report(
                     out.lines([("", ""), *lines])
     out.close()
     if github:
-        output.to_github(format_markdown(result))
+        whole_in = out_path if markdown and max_chars is None else None
+        output.to_github(document, full_report, whole_in)
     exit_for(0, [r.summary for r in result.runs], fail_on)
