@@ -68,7 +68,7 @@ def outputs(own: Path) -> dict[tuple[str, str], str]:
 def _chart_part(text: str) -> str:
     """The lines from the chart's title on (the report above is pinned by test_golden)."""
     lines = text.splitlines(keepends=True)
-    start = next(i for i, line in enumerate(lines) if "(log scale)," in line)
+    start = next(i for i, line in enumerate(lines) if ", log scale, " in line)
     return "".join(lines[start:])
 
 
@@ -133,7 +133,7 @@ def test_every_sample_is_drawn_the_first_ones_included(outputs):
 
 def test_three_tasks_chart_the_spread(outputs):
     chart, text = _chart_part(outputs["three", "chart"]), outputs["three", "markdown"]
-    assert chart.startswith("spread (largest task norm over the smallest) (log scale),")
+    assert chart.startswith("spread (largest task norm over the smallest), log scale,")
     # a spread is never below 1: no row under 1-2
     assert list(_rows(chart)) == ["> 50", "20-50", "10-20", "5-10", "2-5", "1-2"]
     assert "    5 ┼┈┈┈┈┈┈┈┈┈┈┈┈┈┈┈┈┈┈┈┈┈┈┈┈  collapse above 5" in chart

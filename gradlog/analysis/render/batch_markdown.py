@@ -190,8 +190,8 @@ def chart(rows: Sequence[RunSummary]) -> list[str]:
     )
     legend = (
         "Bars: each run's final spread (largest task norm over the smallest) on a log scale "
-        "(the axis is log2 of the spread: 0 is even, 1 twice, so a spread of 25 stands as "
-        f"tall as a ratio of 0.04 is low); green line: the healthy bound {high}; orange: "
+        "(the axis is log2 of the spread: 0 is even, 1 twice; a run whose ratio fell to 0.04 "
+        f"has a spread of 25, at 4.6); green line: the healthy bound {high}; orange: "
         f"collapse above {collapse}."
     )
     if len(finite) < len(judged):

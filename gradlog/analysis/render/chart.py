@@ -84,7 +84,7 @@ def ratio_chart(run: RunReport, width: int = WIDTH) -> list[tuple[str, str]]:
     labels = [label for label, *_ in rows] + [f"{v:g}" for v in named]
     label_width = max(len(x) for x in labels + (["undefined"] if "×" in undefined else []))
     span = n_cols * cell
-    title = f"{s.what} (log scale), {n} balance samples: ● window, · sample, × undefined"
+    title = f"{s.what}, log scale, {n} balance samples: ● window, · sample, × undefined"
     lines = [(title, "")]
     for r, (label, inside, k, below) in enumerate(rows):
         cells = "".join(_cell(m, cell) for m in marks[r])
