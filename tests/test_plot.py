@@ -87,8 +87,7 @@ def test_report_chart(results: dict) -> None:
     assert result.returncode == 0
     lines = result.stdout.decode().splitlines()
     start = lines.index(
-        "pointer/type gradient ratio, log scale, 8 balance samples: "
-        "● window, · sample, × undefined"
+        "pointer/type gradient ratio, log scale, 8 balance samples: ● window, · sample, × undefined"
     )
     chart = lines[start + 1 : start + 7]
     # on a log scale: the 3rd to 6th samples are past 5 while their (geometric) window is
