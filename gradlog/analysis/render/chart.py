@@ -38,19 +38,14 @@ def _lines_at(signed: bool) -> dict[float, str]:
 
 
 def _rows(edges: list[float], signed: bool) -> list[tuple[str, float, int, bool]]:
-    """(label, a value inside, interval index, below 1?) per row, top to bottom."""
-    above = []
+    """(label, a value inside, interval index, below 1?) per row, top to bottom: the
+    intervals between ``edges`` above 1, then (``signed``) their reciprocals below it."""
+    above, below = [], []
     for k, lo in enumerate(edges):
         hi = edges[k + 1] if k + 1 < len(edges) else None
-        label = f"{lo:g}-{hi:g}" if hi is not None else f"> {lo:g}"
-        above.append((label, lo * 1.5, k, False))
-    rows = above[::-1]
-    if signed:
-        for label, inside, k, _ in above:
-            lo, _, hi = label.partition("-")
-            mirrored = f"{1 / float(hi):g}-{1 / float(lo):g}" if hi else f"< {1 / edges[k]:g}"
-            rows.append((mirrored, 1 / inside, k, True))
-    return rows
+        above.append((f"{lo:g}-{hi:g}" if hi else f"> {lo:g}", lo * 1.5, k, False))
+        below.append((f"{1 / hi:g}-{1 / lo:g}" if hi else f"< {1 / lo:g}", 1 / (lo * 1.5), k, True))
+    return above[::-1] + (below if signed else [])
 
 
 def ratio_chart(run: RunReport, width: int = WIDTH) -> list[tuple[str, str]]:
