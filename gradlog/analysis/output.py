@@ -12,7 +12,10 @@ documents from raw values; what leaves goes through one of:
 * :meth:`Output.table` (Rich tables): the same, cell by cell, before Rich lays them out;
 * :meth:`Output.document` (JSON, CSV, Markdown, HTML): the same except the newlines that
   structure the document; JSON is written with every non-ASCII character as ``\\uXXXX``, so its
-  data is unchanged.
+  data is unchanged;
+* :meth:`Output.html` (an HTML page built as a tree, :mod:`gradlog.analysis.render.html_tree`):
+  every text and attribute value through :func:`for_html`, and the script's data through
+  :func:`json_for_html`.
 
 Notes and errors go to standard error as one line each (:func:`note`, :func:`fail`). Scanning is
 native: a regular expression finds the rare line that holds anything outside printable ASCII,
@@ -80,6 +83,39 @@ def for_document(text: str) -> str:
     """A document (Markdown, CSV, HTML) with every non-printable character other than the
     newline escaped; the newlines are the document's own structure."""
     return _SUSPECT_IN_DOCUMENT.sub(_document_char, text)
+
+
+_HTML_ENTITIES = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"}
+)
+
+
+def for_html(text: str) -> str:
+    """``text`` as inert HTML text or attribute value: non-printable characters as visible
+    escapes (:func:`for_terminal`: an ESC or a U+202E cannot reorder or hide what follows), then
+    ``& < > " '`` as character references, so no tag, entity or attribute can begin."""
+    return for_terminal(str(text)).translate(_HTML_ENTITIES)
+
+
+# inside <script>, "</script" and "<!--" would end or confuse the element: no "<", ">" or "&"
+# is left in the JSON text (each a \uXXXX escape inside strings, which JSON decodes back)
+_SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+
+def _neutral(value: object) -> object:
+    if isinstance(value, str):
+        return for_terminal(value)
+    if isinstance(value, dict):
+        return {for_terminal(str(k)): _neutral(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_neutral(v) for v in value]
+    return value
+
+
+def json_for_html(value: object) -> str:
+    """Plain data as JSON safe inside ``<script type="application/json">``: strings neutralised
+    as for a terminal, every non-ASCII character and every ``< > &`` as a ``\\uXXXX`` escape."""
+    return _encode(_neutral(value)).translate(_SCRIPT_SAFE)
 
 
 def lines_for_terminal(lines: pl.Series) -> pl.Series:
@@ -224,6 +260,13 @@ class Output:
     def document(self, text: str) -> None:
         """A Markdown or HTML document."""
         self._write(for_document(text))
+
+    def html(self, page) -> None:
+        """An HTML page (:class:`gradlog.analysis.render.html_tree.El`), every text in it
+        through :func:`for_html`."""
+        from gradlog.analysis.render.html_tree import serialise
+
+        self.document("<!DOCTYPE html>\n" + "".join(serialise(page, for_html, json_for_html)) + "\n")
 
     def json(self, data: object) -> None:
         """Plain data as JSON (:func:`json_pieces`); every non-ASCII character as a ``\\uXXXX``
