@@ -266,7 +266,9 @@ class Output:
         through :func:`for_html`."""
         from gradlog.analysis.render.html_tree import serialise
 
-        self.document("<!DOCTYPE html>\n" + "".join(serialise(page, for_html, json_for_html)) + "\n")
+        self.document(
+            "<!DOCTYPE html>\n" + "".join(serialise(page, for_html, json_for_html)) + "\n"
+        )
 
     def json(self, data: object) -> None:
         """Plain data as JSON (:func:`json_pieces`); every non-ASCII character as a ``\\uXXXX``
