@@ -132,7 +132,9 @@
     lines.forEach(function (l, k) {
       var row = document.createElement("div");
       row.className = "s" + (k % 8);
-      row.textContent = l[0] + ": " + fmt(l[2]) + (l[1] !== near ? " (" + axis + " " + fmt(l[1]) + ")" : "");
+      // the value itself, every digit (JavaScript's shortest round-trip form, as Python's repr)
+      var value = l[2] === null ? "–" : String(l[2]);
+      row.textContent = l[0] + ": " + value + (l[1] !== near ? " (" + axis + " " + fmt(l[1]) + ")" : "");
       tip.appendChild(row);
     });
     var px = this.sx(near);
