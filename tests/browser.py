@@ -6,8 +6,8 @@ browser log entry (a Content-Security-Policy violation is one). Standard library
 Chromium's ``--remote-debugging-pipe`` reads JSON commands, each ended by a NUL byte, on file
 descriptor 3 and writes replies and events on descriptor 4.
 
-``python tests/browser.py PAGE.html OUT.png`` writes a screenshot of a page (how
-``docs/img/report-html.png`` is made).
+``python tests/browser.py PAGE.html OUT.png [SELECTOR]`` writes a screenshot of a page, the mouse
+on the element SELECTOR finds (how ``docs/img/report-html.png`` is made).
 """
 
 from __future__ import annotations
@@ -247,8 +247,13 @@ class Page:
 
 
 if __name__ == "__main__":
+    # python tests/browser.py PAGE.html OUT.png [SELECTOR]: a screenshot, with the mouse
+    # resting on the element SELECTOR finds (a chart's point shows its values)
     executable = find_browser()
     if executable is None:
         sys.exit("no Chromium found (apt-get install chromium)")
     with Browser(executable, height=1000) as browser:
-        browser.open(Path(sys.argv[1])).screenshot(Path(sys.argv[2]))
+        page = browser.open(Path(sys.argv[1]))
+        if len(sys.argv) > 3:
+            page.mouse("mouseMoved", *page.centre(sys.argv[3]))
+        page.screenshot(Path(sys.argv[2]))
