@@ -69,14 +69,34 @@ def write_hostile(path: Path) -> Path:
     return path
 
 
+def write_many(path: Path) -> Path:
+    """Four runs of one log: healthy, collapsing, three tasks logged by steps (with a NaN
+    mean norm), and one with statistics only (no balance samples: one chart)."""
+    write_run(path, [1.0, 1.1, 0.9, 1.0], run="healthy")
+    write_run(path, [1.0, 3.0, 8.0, 9.0, 9.5], run="collapse")
+    write_run(
+        path,
+        [1.0, 2.0, 0.5, 4.0],
+        [0.2, float("nan"), 0.3, 0.4],
+        tasks=("a", "b", "c"),
+        run="steps",
+        by_steps=True,
+    )
+    writer = JsonlWriter(path)
+    writer.write({"v": 1, "run": "stats", "kind": "run", "meta": {"log_every": 1}})
+    for e in range(1, 4):
+        event = {"v": 1, "run": "stats", "kind": "event", "epoch": e}
+        writer.write({**event, "mean_norm": 0.1 * e, "max_norm": 0.5})
+    writer.close()
+    return path
+
+
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Every page, made once by the real command line (side by side)."""
     root = tmp_path_factory.mktemp("html")
     hostile = write_hostile(root / FILE)
-    many = root / "many.jsonl"
-    for k, ratios in enumerate(([1.0, 1.1, 0.9, 1.0], [1.0, 3.0, 8.0, 9.0, 9.5])):
-        write_run(many, ratios, run=f"run{k}")
+    many = write_many(root / "many.jsonl")
     out = {
         "report": root / "report.html",
         "batch": root / "batch.html",
@@ -213,12 +233,15 @@ def test_batch_renders_and_sorts_by_a_clicked_header(browser, pages) -> None:
 @needs_browser
 def test_a_report_of_many_runs_has_a_table_and_every_runs_charts(browser, pages) -> None:
     page = open_clean(browser, pages["many"])
-    assert page.eval("document.querySelectorAll('table.runs tbody tr').length") == 2
-    assert page.eval("document.querySelectorAll('section').length") == 2
-    assert (
-        page.eval("new Set([...document.querySelectorAll('.plot')].map(p => p.dataset.run)).size")
-        == 2
+    assert page.eval("document.querySelectorAll('table.runs tbody tr').length") == 4
+    per_run = page.eval(
+        "[...document.querySelectorAll('section')].map(s => s.querySelectorAll('svg.chart').length)"
     )
+    assert per_run == [3, 3, 3, 1]
+    ticks = page.eval(
+        "[...document.querySelectorAll('#plot-2-0 text.tick')].map(t => t.textContent)"
+    )
+    assert "step" in ticks and "epoch" not in ticks  # the x axis as the run was logged
 
 
 # -- nothing from a log runs -------------------------------------------------------------------------

@@ -78,12 +78,12 @@ def _parts(parts: P.Parts) -> list[Child]:
     return [h("code", p) if isinstance(p, (P.Code, P.Option)) else p for p in parts]
 
 
+# the verdict box's colour: the terminal's colour of the status (red, amber, green, dim)
+_TONES = {"bold red": "bad", "yellow": "warn", "green": "good"}
+
+
 def _tone(status: Status) -> str:
-    if "red" in status.style:
-        return "bad"
-    if status in (Status.HEALTHY,):
-        return "good"
-    return "warn" if status is not Status.NO_DATA else ""
+    return _TONES.get(status.style, "")
 
 
 # -- one run ---------------------------------------------------------------------------------------

@@ -89,7 +89,7 @@ def run_charts(run: RunReport) -> dict:
     balance = [i for i, b in enumerate(ev.get_column("has_balance").to_list()) if b]
     tasks = [_series(t, xs, run.norms(t).to_list(), balance) for t in run.tasks]
     charts = []
-    if tasks:
+    if tasks and balance:
         charts.append({"id": "tasks", "series": tasks, "bands": []})
     if len(run.tasks) >= 2 and balance:
         series = [
