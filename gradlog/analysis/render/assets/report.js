@@ -17,16 +17,16 @@
     if (parent) parent.appendChild(node);
     return node;
   }
-  function fmt(v) {
-    if (v === null || v === undefined) return "–";
+  function tick(v) {  // a label: 0.05, 200, 1e12
     var a = Math.abs(v);
-    if (a !== 0 && (a < 1e-3 || a >= 1e5)) return v.toExponential(4);
+    if (a !== 0 && (a < 1e-3 || a >= 1e5)) return v.toExponential().replace("e+", "e");
     return String(Number(v.toPrecision(6)));
   }
   function logTicks(lo, hi) {
     var out = [], e0 = Math.floor(Math.log10(lo)), e1 = Math.ceil(Math.log10(hi));
     var steps = e1 - e0 <= 2 ? [1, 2, 5] : [1];
-    for (var e = e0; e <= e1; e++) {
+    var every = Math.max(1, Math.ceil((e1 - e0) / 8));  // at most about 8 labelled decades
+    for (var e = e0; e <= e1; e += every) {
       for (var i = 0; i < steps.length; i++) {
         var v = steps[i] * Math.pow(10, e);
         if (v >= lo && v <= hi) out.push(v);
@@ -74,11 +74,11 @@
     });
     logTicks(c.range[0], c.range[1]).forEach(function (v) {
       el("line", { x1: L, x2: W - R, y1: sy(v), y2: sy(v), class: "grid" }, svg);
-      el("text", { x: L - 6, y: sy(v) + 4, class: "tick", "text-anchor": "end" }, svg).textContent = fmt(v);
+      el("text", { x: L - 6, y: sy(v) + 4, class: "tick", "text-anchor": "end" }, svg).textContent = tick(v);
     });
     linTicks(x0, x1).forEach(function (v) {
       el("line", { x1: sx(v), x2: sx(v), y1: H - B, y2: H - B + 4, class: "axis" }, svg);
-      el("text", { x: sx(v), y: H - B + 16, class: "tick", "text-anchor": "middle" }, svg).textContent = fmt(v);
+      el("text", { x: sx(v), y: H - B + 16, class: "tick", "text-anchor": "middle" }, svg).textContent = tick(v);
     });
     el("text", { x: W - R, y: H - 4, class: "tick", "text-anchor": "end" }, svg).textContent = this.axis;
     el("rect", { x: L, y: T, width: W - L - R, height: H - T - B, class: "frame" }, svg);
@@ -126,7 +126,7 @@
     if (near === null) return;
     while (tip.firstChild) tip.removeChild(tip.firstChild);
     var head = document.createElement("b");
-    head.textContent = this.axis + " " + fmt(near);
+    head.textContent = this.axis + " " + String(near);
     tip.appendChild(head);
     var axis = this.axis;
     lines.forEach(function (l, k) {
@@ -134,7 +134,7 @@
       row.className = "s" + (k % 8);
       // the value itself, every digit (JavaScript's shortest round-trip form, as Python's repr)
       var value = l[2] === null ? "–" : String(l[2]);
-      row.textContent = l[0] + ": " + value + (l[1] !== near ? " (" + axis + " " + fmt(l[1]) + ")" : "");
+      row.textContent = l[0] + ": " + value + (l[1] !== near ? " (" + axis + " " + String(l[1]) + ")" : "");
       tip.appendChild(row);
     });
     var px = this.sx(near);
