@@ -28,9 +28,11 @@ TIMEOUT = 60.0  # a safety net for a loaded machine: every wait is on the browse
 
 
 def find_browser() -> str | None:
-    found = os.environ.get("GRADLOG_TEST_BROWSER")
-    if found:
-        return found
+    """The browser named by ``GRADLOG_TEST_BROWSER`` (it alone, when set), else the first of
+    :data:`CANDIDATES` on the PATH; None when there is none."""
+    named = os.environ.get("GRADLOG_TEST_BROWSER")
+    if named:
+        return shutil.which(named)
     for name in CANDIDATES:
         path = shutil.which(name)
         if path:
