@@ -301,19 +301,23 @@ def test_json_for_html_cannot_end_its_script(value) -> None:
 # -- bounds and golden files ----------------------------------------------------------------------
 
 
-def test_a_long_run_is_thinned_and_says_so(tmp_path: Path) -> None:
-    from gradlog.analysis.render.html_charts import MAX_POINTS, run_charts
+def test_a_long_run_is_thinned_and_many_tasks_bounded(tmp_path: Path) -> None:
+    from gradlog.analysis.render.html_charts import MAX_POINTS, MAX_TASKS, run_charts
 
     n = MAX_POINTS * 2 + 7
-    run = api.analyse(
-        write_run(tmp_path / "long.jsonl", [1.0 + (i % 7) / 10 for i in range(n)], by_steps=True)
-    ).runs[0]
+    tasks = tuple(f"t{k}" for k in range(MAX_TASKS + 3))
+    ratios = [1.0 + (i % 7) / 10 for i in range(n)]
+    path = write_run(tmp_path / "long.jsonl", ratios, tasks=tasks, by_steps=True)
+    run = api.analyse(path).runs[0]
     charts = run_charts(run)
     assert charts["axis"] == "step"
     for chart in charts["charts"]:
         for series in chart["series"]:
             assert series["n"] == n and len(series["x"]) <= MAX_POINTS
             assert series["x"][-1] == 50 * n  # the last point kept
+    drawn = [s["name"] for s in charts["charts"][0]["series"]]
+    assert len(drawn) == MAX_TASKS and charts["charts"][0]["of"] == len(tasks)
+    assert {run.summary.dominant, run.summary.starved} <= set(drawn)
 
 
 def test_a_page_details_a_bounded_number_of_runs(tmp_path: Path, monkeypatch) -> None:

@@ -11,7 +11,8 @@ every text in it is neutralised by :func:`gradlog.analysis.output.for_html` when
 
 A page stays reasonable for any input: the details and charts of at most :data:`DETAILED_RUNS`
 runs (the first, in the table's order), at most :data:`TABLE_ROWS` rows in a table, and at
-most :data:`~gradlog.analysis.render.html_charts.MAX_POINTS` points a series; the page says
+most :data:`~gradlog.analysis.render.html_charts.MAX_POINTS` points a series (and the norms of
+at most :data:`~gradlog.analysis.render.html_charts.MAX_TASKS` tasks a run); the page says
 what it left out.
 """
 
@@ -153,6 +154,11 @@ def _charts(run: RunReport, i: int, data: dict) -> list[Child]:
         )
     for k, chart in enumerate(data["charts"]):
         legend = [h("span", s["name"], class_=f"s{n % 8}") for n, s in enumerate(chart["series"])]
+        if chart.get("of", 0) > len(chart["series"]):
+            legend.append(
+                f"({len(chart['series'])} of the run's {chart['of']:,} tasks: the dominant, the "
+                "starved and the first others) "
+            )
         thinned = [s for s in chart["series"] if s["n"] > len(s["x"])]
         if thinned:
             legend.append(f"(every series thinned evenly to at most {MAX_POINTS:,} points)")

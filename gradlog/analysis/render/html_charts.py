@@ -5,7 +5,8 @@ spread) per sample and over the window with the bands of :mod:`gradlog.classify`
 mean and max gradient norm with the norm bands; the first collapse is marked on each. Values
 are the run's event columns (:attr:`gradlog.analysis.model.RunReport.events`), never recomputed;
 a value a log axis cannot draw (zero, negative, NaN, infinite) is a gap (``None``). A series of
-more than :data:`MAX_POINTS` points is thinned evenly (the last point kept), and the page says so.
+more than :data:`MAX_POINTS` points is thinned evenly (the last point kept), and at most
+:data:`MAX_TASKS` task norms are drawn; the page says so.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from gradlog import classify
 from gradlog.analysis.model import RunReport
 from gradlog.analysis.render.mermaid import thin
 
-MAX_POINTS = 1500  # per series: a 100,000-event run stays a page of a few hundred kilobytes
+MAX_POINTS = 1000  # per series: a run's charts stay under about 200 KB, however long the run
+MAX_TASKS = 8  # task norms drawn (one colour each); the legend says how many the run has
 
 
 def x_positions(run: RunReport) -> tuple[list[float], str]:
@@ -61,6 +63,17 @@ def norm_bands() -> list[list]:
     ]
 
 
+def drawn_tasks(run: RunReport) -> list[str]:
+    """The tasks whose norms are drawn: all of them up to :data:`MAX_TASKS`, else the final
+    window's dominant and starved tasks and the first others, in the run's order."""
+    if len(run.tasks) <= MAX_TASKS:
+        return list(run.tasks)
+    first = [t for t in (run.summary.dominant, run.summary.starved) if t]
+    rest = [t for t in run.tasks if t not in first]
+    chosen = set(first + rest[: MAX_TASKS - len(first)])
+    return [t for t in run.tasks if t in chosen]
+
+
 def _series(name: str, xs: list[float], ys: list, rows: list[int]) -> dict:
     kept = [rows[k] for k in thin(len(rows), MAX_POINTS)]
     return {
@@ -87,10 +100,10 @@ def run_charts(run: RunReport) -> dict:
     ev = run.events
     xs, axis = x_positions(run)
     balance = [i for i, b in enumerate(ev.get_column("has_balance").to_list()) if b]
-    tasks = [_series(t, xs, run.norms(t).to_list(), balance) for t in run.tasks]
+    tasks = [_series(t, xs, run.norms(t).to_list(), balance) for t in drawn_tasks(run)]
     charts = []
     if tasks and balance:
-        charts.append({"id": "tasks", "series": tasks, "bands": []})
+        charts.append({"id": "tasks", "series": tasks, "bands": [], "of": len(run.tasks)})
     if len(run.tasks) >= 2 and balance:
         series = [
             _series("per sample", xs, ev.get_column("ratio").to_list(), balance),
