@@ -6,7 +6,7 @@ heads: ``tags`` (token classification: is each token above the sequence's median
 synthetic token sequences. The model's ``forward`` returns the total ``loss`` and the
 per-task ``losses``; ``gradlog.recorder.integrations.huggingface.GradlogCallback`` records every step
 in the cheap mode (per-task gradients at the encoder's output, no extra backward). Needs
-``pip install '.[huggingface]'``. From the repository root::
+``pip install 'gradlog-mtl[huggingface]'`` (``'.[huggingface]'`` in the checkout). From the repository root::
 
     python examples/huggingface_multitask.py --steps 40 --out runs/huggingface.jsonl
     gradlog report runs/huggingface.jsonl

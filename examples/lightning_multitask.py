@@ -4,7 +4,7 @@ A ``LightningModule`` wraps ``MultiTaskLSTM`` (pointer regression + pattern-type
 classification on synthetic OHLC sequences); ``training_step`` returns the total loss and the
 per-task losses, and ``gradlog.recorder.integrations.lightning.GradlogCallback`` records every step in
 the cheap mode (per-task gradients at the encoder's output, no extra backward). Needs
-``pip install '.[lightning]'``. From the repository root::
+``pip install 'gradlog-mtl[lightning]'`` (``'.[lightning]'`` in the checkout). From the repository root::
 
     python examples/lightning_multitask.py --epochs 5 --out runs/lightning.jsonl
     gradlog report runs/lightning.jsonl

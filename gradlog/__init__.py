@@ -32,8 +32,8 @@ def __getattr__(name: str) -> Any:
         except ModuleNotFoundError as exc:
             if exc.name == "torch":
                 raise ModuleNotFoundError(
-                    "gradlog's recorder needs torch: pip install torch (from a gradlog checkout: "
-                    "pip install '.[torch]')",
+                    "gradlog's recorder needs torch: pip install 'gradlog-mtl[torch]' (or "
+                    "pip install torch; README.md says which build)",
                     name="torch",
                 ) from exc
             raise

@@ -204,6 +204,7 @@ GZIP_SUFFIX = ".gz"
 PARQUET_MAGIC = b"PAR1"
 GZIP_MAGIC = b"\x1f\x8b"
 JOURNAL_SUFFIX = ".journal"  # beside a Parquet log: every record since the last snapshot
+LOCK_SUFFIX = ".lock"  # beside a Parquet log while its one writer has it open
 # Parquet file metadata: how many leading bytes of the journal the snapshot already holds.
 JOURNAL_BYTES_KEY = "gradlog.journal_bytes"
 
@@ -222,6 +223,12 @@ def journal_path(path: str | os.PathLike[str]) -> Path:
     """Where the Parquet writer keeps its journal for ``path``."""
     path = Path(path)
     return path.with_name(path.name + JOURNAL_SUFFIX)
+
+
+def lock_path(path: str | os.PathLike[str]) -> Path:
+    """The lock file a Parquet writer holds while it writes ``path``."""
+    path = Path(path)
+    return path.with_name(path.name + LOCK_SUFFIX)
 
 
 def _encode(value: Any) -> Any:

@@ -42,6 +42,25 @@ Output = Annotated[
 Github = Annotated[
     bool, typer.Option("--github", help="Also append the Markdown to $GITHUB_STEP_SUMMARY.")
 ]
+MaxChars = Annotated[
+    int | None,
+    typer.Option(
+        "--max-chars",
+        metavar="N",
+        min=1,
+        help="Markdown: at most N characters, cut between runs (the worst kept) with a note "
+        "of what was left out; 65536 is one GitHub comment.",
+    ),
+]
+FullReport = Annotated[
+    str | None,
+    typer.Option(
+        "--full-report",
+        metavar="WHERE",
+        help="Where the full report is, for the note of a cut report (e.g. 'in the artifact "
+        "gradlog-report'); default: the job summary with --github.",
+    ),
+]
 NoColor = Annotated[bool, typer.Option("--no-color", help="Plain output even on a terminal.")]
 Wide = Annotated[bool, typer.Option("--wide", help="Every column, however wide the terminal.")]
 Unweighted = Annotated[
@@ -134,6 +153,11 @@ def parse_pair(pair: str | None) -> tuple[str, str] | None:
             param_hint="--pair",
         )
     return parts[0], parts[1]
+
+
+def markdown_only(max_chars: int | None, markdown: bool) -> None:
+    if max_chars is not None and not markdown:
+        raise typer.BadParameter("applies to --format markdown only", param_hint="--max-chars")
 
 
 def fail_on_levels(values) -> list:
@@ -253,3 +277,23 @@ MapFile = Annotated[
         help='A TOML file of such rules, in its map table: "gnorm/{task}" = "grad_norm".',
     ),
 ]
+
+
+# -- object storage ---------------------------------------------------------------------------------
+
+StorageOptions = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--storage-option",
+        metavar="KEY=VALUE",
+        help="For object-store URLs (repeatable): a key of Polars' storage_options, e.g. "
+        "aws_region=eu-west-1; AWS_* variables are read too (docs/batch.md).",
+    ),
+]
+
+
+def storage_options(values: list[str] | None) -> dict[str, str] | None:
+    """``--storage-option`` as the API's ``storage_options`` (bad syntax: one line, exit 2)."""
+    from gradlog.analysis.remote import parse_storage_options
+
+    return parse_storage_options(values)

@@ -89,6 +89,9 @@ for step in range(1, STEPS + 1):
     optimizer.step()
 rec.close()
 torch.save([p.detach() for p in model.parameters()], out + f".params{rank}")
+# Both ranks leave the group together: a rank tearing gloo down while the other is still in
+# a collective aborts it ("terminate called without an active exception"), seen under load.
+dist.barrier()
 dist.destroy_process_group()
 """
 ).replace("STEPS", str(STEPS))

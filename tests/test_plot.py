@@ -77,8 +77,8 @@ def test_without_matplotlib_one_clear_line(logs: dict[str, Path]) -> None:
     )
     assert result.returncode == 2
     assert result.stderr.decode().strip() == (
-        "Error: gradlog plot needs matplotlib: pip install matplotlib "
-        "(from a gradlog checkout: pip install '.[plot]')"
+        "Error: gradlog plot needs matplotlib: pip install 'gradlog-mtl[plot]' "
+        "(or pip install matplotlib)"
     )
 
 

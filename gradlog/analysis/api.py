@@ -15,7 +15,7 @@ import polars as pl
 from gradlog.analysis import engine
 from gradlog.analysis.report import AnalysedReport
 from gradlog.analysis.report import analyse as analyse_log
-from gradlog.errors import GradlogError
+from gradlog.errors import GradlogError, LogFormatError
 
 if TYPE_CHECKING:
     from gradlog.analysis.batch import BatchResult
@@ -61,9 +61,11 @@ def read(
     strict: bool = False,
     mapping: Sequence[str] | None = None,
     map_file: PathLike | None = None,
+    storage_options: dict | None = None,
 ) -> pl.DataFrame:
-    """Every record of every log under ``paths`` (files, directories, globs) as one long frame:
-    the columns of docs/format.md, plus ``source`` (the file each record came from).
+    """Every record of every log under ``paths`` (files, directories, globs, object-store URLs)
+    as one long frame: the columns of docs/format.md, plus ``source`` (the file each record
+    came from). ``storage_options``: how to reach object storage (docs/batch.md), as Polars'.
 
     Crashed logs are read up to their last whole record, as the report reads them; a log that
     cannot be read raises :class:`gradlog.errors.LogFormatError` naming the file and line.
@@ -71,20 +73,22 @@ def read(
     ``mapping`` (``["TEMPLATE=FIELD", ...]``, as ``--map``) and ``map_file`` (``--map-file``).
     """
     with _mapping(mapping, map_file):
-        return _read(paths, strict)
+        return _read(paths, strict, storage_options)
 
 
-def _read(paths: PathLike | Sequence[PathLike], strict: bool) -> pl.DataFrame:
+def _read(
+    paths: PathLike | Sequence[PathLike], strict: bool, storage_options: dict | None = None
+) -> pl.DataFrame:
     from gradlog.analysis.readers import read_log
     from gradlog.analysis.sources import DATASET, MISSING, find_sources
 
     frames = []
-    for source in find_sources(_paths(paths)):
+    for source in find_sources(_paths(paths), storage_options=storage_options):
         if source.how == MISSING:
-            raise GradlogError(f"{source.path}: no such file")
+            raise LogFormatError(source.error or "no such file", source.path)
         if source.how == DATASET:
             raise GradlogError(f"{source.path}: read datasets with polars.scan_parquet")
-        log = read_log(source.path, strict=strict)
+        log = read_log(source.path, strict=strict, storage_options=storage_options)
         frames.append(log.frame.with_columns(source=pl.lit(source.path)))
     if not frames:
         raise GradlogError("no logs found in " + ", ".join(_paths(paths)))
@@ -103,17 +107,24 @@ def analyse(
     strict: bool = False,
     mapping: Sequence[str] | None = None,
     map_file: PathLike | None = None,
+    storage_options: dict | None = None,
 ) -> AnalysedReport:
-    """``gradlog report PATH``: the report of one log (``-``: stdin).
+    """``gradlog report PATH``: the report of one log (``-``: stdin; or an object-store URL).
 
     ``report.to_dict()`` is ``--format json``; ``report.to_polars()`` one row per run;
-    in a notebook the report shows as Markdown. ``mapping`` and ``map_file``: as :func:`read`.
+    in a notebook the report shows as Markdown. ``mapping``, ``map_file`` and
+    ``storage_options``: as :func:`read`.
     """
     from gradlog.analysis.readers import read_log
     from gradlog.analysis.readers.limits import event_limit
 
     with _mapping(mapping, map_file):
-        log = read_log(os.fspath(path), strict=strict, max_events=event_limit())
+        log = read_log(
+            os.fspath(path),
+            strict=strict,
+            max_events=event_limit(),
+            storage_options=storage_options,
+        )
     return analyse_log(
         log, _options(window, min_samples, pair, unweighted, original), run=run, strict=strict
     )

@@ -38,6 +38,7 @@ from gradlog.analysis.sources import (
     REMOTE_PARQUET,
     Source,
     find_sources,
+    mark_cut,
 )
 from gradlog.analysis.status import Status
 from gradlog.classify import FailOn
@@ -46,6 +47,8 @@ from gradlog.format import KIND_EVENT
 from gradlog.frames import READ_ERRORS
 
 DEFAULT_CHUNK_BYTES = 32 << 20
+# one log each, read by the scans: the careful reader reads any of them again, alone
+_FILES = (JSON, PARQUET, REMOTE_JSON, REMOTE_PARQUET)
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,7 @@ def run_batch(
     progress: Progress | None = None,
 ) -> BatchResult:
     """Summarise every run of every log under ``paths``, in the order found."""
-    sources = find_sources(list(paths))
+    sources = find_sources(list(paths), storage_options=options.storage_options)
     if not sources:
         raise GradlogError(
             "no logs found (.jsonl, .jsonl.gz, .ndjson, .parquet) in " + ", ".join(paths)
@@ -175,14 +178,18 @@ def _chunk_rows(
     read: Future | None = None,
 ) -> list[RunSummary]:
     if len(chunk) == 1 and chunk[0].how == MISSING:
-        return [error_row(chunk[0].path, "no such file")]
+        return [error_row(chunk[0].path, chunk[0].error or "no such file")]
+    so = options.storage_options
     if len(chunk) == 1 and chunk[0].how == CAREFUL:
-        return _careful_rows(chunk[0], judging)
+        return _careful_rows(chunk[0], judging, storage_options=so)
     try:
         base = read.result() if read is not None else _read(chunk, options)
+    except _CutObjects as cut:  # to the careful reader, and the others scanned again
+        parts = _chunks(cut.chunk, options.chunk_bytes)
+        return [row for part in parts for row in _chunk_rows(part, judging, options)]
     except READ_ERRORS as exc:  # any broken input: find it, then let read_log say
         if len(chunk) == 1:
-            return _careful_rows(chunk[0], judging, reason=exc)
+            return _careful_rows(chunk[0], judging, reason=exc, storage_options=so)
         half = len(chunk) // 2
         return _chunk_rows(chunk[:half], judging, options) + _chunk_rows(
             chunk[half:], judging, options
@@ -199,14 +206,14 @@ def _chunk_rows(
         found = by_source.pop(source.path, None)
         if source.path in over:
             rows.append(over[source.path])
-        elif source.how in (JSON, PARQUET) and (found is None or source.path in bad):
+        elif source.how in _FILES and (found is None or source.path in bad):
             # no records, or records that break the contract: the careful reader says why
-            rows.extend(_careful_rows(source, judging))
+            rows.extend(_careful_rows(source, judging, storage_options=so))
         elif found is None:
             empty.append(source.path)
         else:
             rows.extend(found)
-    for found in by_source.values():  # the files of a glob URL, named by Polars
+    for found in by_source.values():  # the files of a dataset, named by Polars
         rows.extend(found)
     if empty and not by_source:
         rows.extend(error_row(path, "no records") for path in empty)
@@ -230,6 +237,15 @@ def _within_event_limit(base: Chunk) -> tuple[Chunk, dict[str, RunSummary]]:
     return Chunk(base.records.filter(keep), base.meta.filter(keep)), rows
 
 
+class _CutObjects(Exception):
+    """A chunk's scan failed on remote objects a crash cut: the chunk, with those marked for
+    the careful reader (:func:`gradlog.analysis.sources.mark_cut`)."""
+
+    def __init__(self, chunk: list[Source]) -> None:
+        super().__init__("cut objects")
+        self.chunk = chunk
+
+
 def _read(chunk: list[Source], options: BatchOptions) -> Chunk:
     """The records of a chunk in memory: one scan per kind of source."""
     try:
@@ -237,6 +253,9 @@ def _read(chunk: list[Source], options: BatchOptions) -> Chunk:
     except READ_ERRORS:
         if not any(s.how in (JSON, REMOTE_JSON) for s in chunk):
             raise
+        marked = mark_cut(chunk, options.storage_options)
+        if marked != chunk:  # objects cut by a crash: the scan would fail again
+            raise _CutObjects(marked) from None
     # "NaN"/"Infinity" tokens (or a broken line: then this fails too, and the caller splits)
     return _scans(chunk, options, tokens=True)
 
@@ -252,12 +271,10 @@ def _scans(chunk: list[Source], options: BatchOptions, *, tokens: bool) -> Chunk
             parts.append(read_json(paths, len(parts), tokens=tokens))
         elif how == PARQUET:
             parts.append(read_parquet(paths, len(parts)))
-        elif how == REMOTE_JSON:
-            for path in paths:
-                parts.append(read_json([path], len(parts), tokens=tokens, storage_options=so))
+        elif how == REMOTE_JSON:  # Polars fetches the objects of one scan side by side
+            parts.append(read_json(paths, len(parts), tokens=tokens, storage_options=so))
         elif how == REMOTE_PARQUET:
-            for path in paths:
-                parts.append(read_parquet([path], len(parts), storage_options=so))
+            parts.append(read_parquet(paths, len(parts), storage_options=so))
         elif how == DATASET:
             for path in paths:
                 parts.append(read_dataset(path, len(parts), storage_options=so))
@@ -267,16 +284,19 @@ def _scans(chunk: list[Source], options: BatchOptions, *, tokens: bool) -> Chunk
 
 
 def _careful_rows(
-    source: Source, judging: engine.Options, reason: BaseException | None = None
+    source: Source,
+    judging: engine.Options,
+    reason: BaseException | None = None,
+    storage_options: dict | None = None,
 ) -> list[RunSummary]:
     """Read one source with the report's reader: recovered runs, or one error row."""
     from gradlog.analysis.readers import read_log
     from gradlog.analysis.readers.limits import event_limit
 
-    if source.how not in (JSON, PARQUET, CAREFUL):
+    if source.how not in (*_FILES, CAREFUL):
         return [error_row(source.path, f"cannot be read ({_first_line(reason)})")]
     try:
-        log = read_log(source.path, max_events=event_limit())
+        log = read_log(source.path, max_events=event_limit(), storage_options=storage_options)
     except GradlogError as exc:
         return [error_row(source.path, str(exc))]
     except READ_ERRORS as exc:  # one unreadable file is one row, never the end

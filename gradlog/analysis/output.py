@@ -342,10 +342,70 @@ def table_width(wide: bool) -> int | None:
     return shutil.get_terminal_size().columns
 
 
-def to_github(markdown: str) -> None:
-    """Append a Markdown document to GitHub's job summary (``--github``), neutralised like any
-    document; a note when the variable naming that file is not set."""
-    from gradlog.analysis.publish import STEP_SUMMARY, append_step_summary
+def fitted(doc, max_chars: int | None, full_report: str | None, github: bool) -> str:
+    """A Markdown document (:class:`gradlog.analysis.render.fit.Runs`) whole, or cut between
+    runs to ``--max-chars`` as it will leave here, with a note naming where the full report is
+    (``--full-report``; by default the job summary when ``--github`` writes it)."""
+    if max_chars is None:
+        return doc.whole()
+    from gradlog.analysis.render.fit import comment_limit, fit
 
-    if append_step_summary(for_document(markdown)) is None:
+    where = full_report or (
+        "in this workflow run's job summary"
+        if github
+        else "the output of the same command without --max-chars"
+    )
+    return fit(doc, comment_limit(max_chars, where), for_document)
+
+
+def to_github(doc, full_report: str | None = None, full_file: Path | None = None) -> None:
+    """Append a Markdown document (:class:`gradlog.analysis.render.fit.Runs`) to GitHub's job
+    summary (``--github``), neutralised like any document and cut between runs to what is left
+    of its 1 MiB; a note when the variable naming that file is not set."""
+    from gradlog.analysis.publish import STEP_SUMMARY, append_step_summary, step_summary_room
+    from gradlog.analysis.render.fit import fit, summary_limit
+
+    room = step_summary_room()
+    if room is None:
         note(f"--github: {STEP_SUMMARY} is not set; nothing appended")
+        return
+    where = full_report or (
+        f"in {full_file}" if full_file else "the output of the same command without --github"
+    )
+    append_step_summary(for_document(fit(doc, summary_limit(room, where), for_document)))
+
+
+class Live:
+    """A view redrawn in place on a terminal (``gradlog watch``), through Rich: lines with
+    their styles, neutralised as every terminal line is. Use as a context manager; what was
+    shown last stays on the screen."""
+
+    def __init__(self, *, color: bool = True) -> None:
+        from rich.console import Console
+        from rich.live import Live as RichLive
+
+        self.color = color
+        console = Console(file=_stream(sys.stdout), highlight=False, no_color=not color)
+        self._live = RichLive(
+            console=console, auto_refresh=False, redirect_stdout=False, redirect_stderr=False
+        )
+
+    def __enter__(self) -> Live:
+        self._live.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self._live.stop()
+        except BrokenPipeError:
+            raise ClosedOutput from None
+
+    def show(self, lines: Iterable[tuple[str, str]]) -> None:
+        from rich.console import Group
+        from rich.text import Text
+
+        texts = [Text(for_terminal(t), style=(s or "") if self.color else "") for t, s in lines]
+        try:
+            self._live.update(Group(*texts), refresh=True)
+        except BrokenPipeError:
+            raise ClosedOutput from None

@@ -5,7 +5,7 @@ ratio with its bands shaded (log scale, per sample and window mean), and the mea
 gradient norm with the healthy band; the first collapse of each run is marked on all three.
 Several runs are overlaid, one colour each (the positions on the x axis and of the collapse are
 those of the HTML report's charts, :mod:`gradlog.analysis.render.html_charts`). Drawn with matplotlib, an optional extra
-(``pip install matplotlib``, or the ``plot`` extra of a checkout: ``pip install '.[plot]'``), imported only here and only when a plot is made. HTML is a
+(the ``plot`` extra, ``pip install 'gradlog-mtl[plot]'``, or ``pip install matplotlib``), imported only here and only when a plot is made. HTML is a
 self-contained page around the SVG.
 """
 
@@ -53,7 +53,7 @@ def _pyplot():
         import matplotlib
     except ModuleNotFoundError as exc:
         raise PlotDependencyError(
-            "gradlog plot needs matplotlib: pip install matplotlib (from a gradlog checkout: pip install '.[plot]')"
+            "gradlog plot needs matplotlib: pip install 'gradlog-mtl[plot]' (or pip install matplotlib)"
         ) from exc
     matplotlib.use("Agg")  # no display needed, whatever the environment says
     import matplotlib.pyplot as plt

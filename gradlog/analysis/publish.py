@@ -25,6 +25,23 @@ def write_output(text: str, path: str | os.PathLike[str]) -> None:
         fh.write(text.encode("utf-8"))
 
 
+def step_summary_room(environ: dict | None = None) -> int | None:
+    """Bytes still free in ``$GITHUB_STEP_SUMMARY`` under GitHub's 1 MiB (what earlier commands
+    of the step wrote counts, as does the blank line appended after a document); None when
+    the variable is not set."""
+    from gradlog.analysis.render.fit import SUMMARY_LIMIT
+
+    env = os.environ if environ is None else environ
+    target = env.get(STEP_SUMMARY)
+    if not target:
+        return None
+    try:
+        used = os.path.getsize(target)
+    except OSError:
+        used = 0
+    return max(0, SUMMARY_LIMIT - used - 2)
+
+
 def append_step_summary(markdown: str, environ: dict | None = None) -> str | None:
     """Append to ``$GITHUB_STEP_SUMMARY``; the file's path, or None when it is not set."""
     env = os.environ if environ is None else environ

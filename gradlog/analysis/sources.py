@@ -2,7 +2,9 @@
 
 Files, directories (searched recursively), globs and object-store URLs, of JSON Lines
 (``.jsonl``, ``.jsonl.gz``, ``.ndjson``) and Parquet. A directory laid out as a hive-partitioned
-Parquet dataset (``key=value`` folders) is one source, scanned as a whole. Nothing is read here
+Parquet dataset (``key=value`` folders) is one source, scanned as a whole. A URL is listed object
+by object (:mod:`gradlog.analysis.remote`): each object is its own source, and a prefix holding
+``key=value`` folders is a dataset, as a local folder. Nothing is read here
 but the first bytes of local files (to tell Parquet from JSON, as the report does), their last
 byte (a JSON Lines file that does not end its last line was cut by a crash, and goes straight
 to the careful reader), and, in a file larger than the line bound, where its newlines are (a
@@ -24,20 +26,27 @@ Lightning's, Hugging Face's or W&B's; found in a folder, a file that is none of 
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import re
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gradlog.analysis.foreign import TFEVENTS, is_gradlog_head, sniff
+from gradlog.analysis.remote import (
+    GLOB_CHARS,
+    URL_PATTERN,
+    MissingObject,
+    ends_whole,
+    listed,
+    objects,
+)
 from gradlog.errors import LogFormatError
 from gradlog.format import GZIP_MAGIC, JOURNAL_SUFFIX, MAX_LINE_BYTES, PARQUET_MAGIC, log_kind
 
-URL_PATTERN = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 HIVE_PART = re.compile(r"^[^=]+=[^=]*$")
-GLOB_CHARS = re.compile(r"[*?\[]")
 
 # How to read a source:
 JSON = "json"  # JSON Lines, local: one fast scan with many others
@@ -49,8 +58,8 @@ DATASET = "dataset"  # a hive-partitioned Parquet directory or an object-store p
 # with one file.
 ALONE_BYTES = 64 << 20
 CAREFUL = "careful"  # through gradlog.analysis.readers.read_log: crashed files, Parquet journals
-REMOTE_JSON = "remote-json"  # an object-store URL (or glob) of JSON Lines
-REMOTE_PARQUET = "remote-parquet"  # an object-store URL (or glob) of Parquet
+REMOTE_JSON = "remote-json"  # an object of JSON Lines in object storage
+REMOTE_PARQUET = "remote-parquet"  # a Parquet object in object storage
 MISSING = "missing"  # named but not there: an error row
 
 
@@ -61,29 +70,34 @@ class Source:
     path: str
     how: str
     size: int = 0  # bytes on disk, to split the work into chunks of similar size
+    stamp: str | None = None  # its version (an object's ETag): the same stamp, the same bytes
+    error: str | None = None  # why a MISSING source is missing, when not "no such file"
 
 
 Note = Callable[[str], None]  # one note for standard error: "FILE: skipped, ..."
 
 
-def find_sources(paths: list[str], note: Note | None = None) -> list[Source]:
+def find_sources(
+    paths: list[str], note: Note | None = None, *, storage_options: dict | None = None
+) -> list[Source]:
     """The sources named by ``paths``, in the order given, each once.
 
     ``note`` receives what is left out and why (a FIFO in a folder, a folder that cannot be
-    read); by default it goes to standard error as a ``Note:`` line.
+    read); by default it goes to standard error as a ``Note:`` line. ``storage_options``:
+    how to reach object storage (:mod:`gradlog.analysis.remote`).
     """
     if note is None:
         from gradlog.analysis.output import note
     found: dict[str, Source] = {}
     for given in paths:
-        for source in _expand(given, note):
+        for source in _expand(given, note, storage_options):
             found.setdefault(source.path, source)
     return list(found.values())
 
 
-def _expand(given: str, note: Note) -> list[Source]:
+def _expand(given: str, note: Note, storage_options: dict | None = None) -> list[Source]:
     if URL_PATTERN.match(given):
-        return [_remote(given)]
+        return _remote(given, storage_options)
     if GLOB_CHARS.search(given) and not os.path.lexists(given):
         matches = sorted(glob.glob(given, recursive=True))
         if not matches:
@@ -92,13 +106,67 @@ def _expand(given: str, note: Note) -> list[Source]:
     return _local(given, note, explicit=True)
 
 
-def _remote(url: str) -> Source:
-    kind = log_kind(url.rstrip("/"))
-    if kind == "jsonl":
-        return Source(url, REMOTE_JSON)
+def _remote(url: str, storage_options: dict | None) -> list[Source]:
+    """An object-store URL's objects, each its own source (:mod:`gradlog.analysis.remote`
+    lists them); under a prefix, a hive-partitioned dataset is one source, as a local one."""
+    if not listed(url):  # a scheme only Polars reaches (hf://): its scans take it as given
+        kind = log_kind(url.rstrip("/"))
+        how = {"jsonl": REMOTE_JSON, "parquet": REMOTE_PARQUET}.get(kind, DATASET)
+        return [Source(url, how)]
+    try:
+        found = objects(url, storage_options)
+    except MissingObject as exc:
+        return [Source(url, MISSING, error=exc.reason)]
+    if len(found) == 1 and found[0].url == url:  # named on its own: read whatever its name
+        obj = found[0]
+        return [_remote_object(obj) or Source(obj.url, CAREFUL, obj.size, obj.stamp)]
+    sources: list[Source] = []
+    datasets: dict[str, list] = {}
+    for obj in found:
+        root = None if GLOB_CHARS.search(url) else _hive_root(url, obj.url)
+        if root is not None:
+            datasets.setdefault(root, []).append(obj)
+        elif (source := _remote_object(obj)) is not None:
+            sources.append(source)
+    for root, parts in datasets.items():
+        stamp = hashlib.sha1(",".join(p.stamp for p in parts).encode()).hexdigest()
+        sources.append(Source(root, DATASET, sum(p.size for p in parts) * 8, stamp))
+    return sources
+
+
+def mark_cut(chunk: list[Source], storage_options: dict | None = None) -> list[Source]:
+    """``chunk`` with each remote JSON Lines object that a crash cut (no final newline) sent
+    to the careful reader, as a local one is when it is found. Asked only of a chunk whose
+    scan failed: one one-byte request per object, where halving the chunk until the culprit
+    stood alone would fetch every object of it several times over."""
+    remote = [s.path for s in chunk if s.how == REMOTE_JSON and s.size and listed(s.path)]
+    if not remote:
+        return chunk
+    whole = ends_whole(remote, storage_options)
+    return [replace(s, how=CAREFUL) if whole.get(s.path) is False else s for s in chunk]
+
+
+def _hive_root(prefix: str, url: str) -> str | None:
+    """The folder of ``url`` (below ``prefix``) holding its first ``key=value`` folder."""
+    base = prefix if prefix.endswith("/") else prefix + "/"
+    parts = url[len(base) :].split("/")[:-1]
+    for i, part in enumerate(parts):
+        if HIVE_PART.match(part):
+            return base + "".join(p + "/" for p in parts[:i])
+    return None
+
+
+def _remote_object(obj) -> Source | None:
+    """How to read one object: whole and healthy-looking in one scan with others, or alone by
+    the careful reader (compressed, or large enough to hold a line over the bound)."""
+    kind = log_kind(obj.url)
     if kind == "parquet":
-        return Source(url, REMOTE_PARQUET)
-    return Source(url, DATASET)  # a prefix: scanned as a (possibly hive-partitioned) dataset
+        size = obj.size * 4  # columnar and compressed: weigh what it expands to
+        return Source(obj.url, CAREFUL if size > ALONE_BYTES else REMOTE_PARQUET, size, obj.stamp)
+    if kind is None:
+        return None
+    careful = obj.url.endswith(".gz") or obj.size > min(ALONE_BYTES, MAX_LINE_BYTES)
+    return Source(obj.url, CAREFUL if careful else REMOTE_JSON, obj.size, obj.stamp)
 
 
 def _local(path: str, note: Note, *, explicit: bool) -> list[Source]:

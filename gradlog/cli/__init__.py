@@ -19,7 +19,7 @@ from gradlog.errors import ClosedOutput, GradlogError
 
 # isort: off
 # The order of --help: the main job first.
-from gradlog.cli import report, convert, batch, compare, plot  # noqa: F401
+from gradlog.cli import report, watch, convert, batch, compare, plot, comment  # noqa: F401
 # isort: on
 
 __all__ = ["app", "main"]

@@ -10,9 +10,11 @@ from gradlog.cli.app import app
 from gradlog.options import (
     BatchFormat,
     FailOnOption,
+    FullReport,
     Github,
     MapFile,
     MapRules,
+    MaxChars,
     MinSamples,
     NoColor,
     Original,
@@ -20,11 +22,14 @@ from gradlog.options import (
     Pair,
     SortKey,
     StatusChoice,
+    StorageOptions,
     Unweighted,
     Wide,
     Window,
     exit_for,
+    markdown_only,
     parse_pair,
+    storage_options,
 )
 
 
@@ -60,21 +65,29 @@ def batch(
     fail_on: FailOnOption = None,
     out_path: Output = None,
     github: Github = False,
+    max_chars: MaxChars = None,
+    full_report: FullReport = None,
     no_color: NoColor = False,
     wide: Wide = False,
     unweighted: Unweighted = False,
     original: Original = False,
     map_rules: MapRules = None,
     map_file: MapFile = None,
+    storage_option: StorageOptions = None,
 ) -> None:
     """Summarise many logs: one row per run, worst first; exit 2 if a file was unreadable."""
     from gradlog.analysis import api, output
     from gradlog.analysis.batch import select_rows
     from gradlog.analysis.progress import Progress
     from gradlog.analysis.render import batch as render
-    from gradlog.analysis.render.batch_markdown import format_markdown
+    from gradlog.analysis.render.batch_markdown import (
+        MARKDOWN_ROWS,
+        format_markdown,
+        markdown_runs,
+    )
     from gradlog.analysis.status import Status
 
+    markdown_only(max_chars, output_format is BatchFormat.markdown)
     with Progress() as progress:
         result = api.batch_result(
             paths,
@@ -84,6 +97,7 @@ def batch(
             unweighted=unweighted,
             original=original,
             progress=progress,
+            storage_options=storage_options(storage_option),
         )
     for note in dict.fromkeys(note for row in result.rows for note in row.notes):
         output.note(note)
@@ -96,7 +110,11 @@ def batch(
     elif output_format is BatchFormat.csv:
         out.csv(render.COLUMNS, render.csv_rows(rows))
     elif output_format is BatchFormat.markdown:
-        out.document(format_markdown(result.rows, rows, result.n_sources))
+        if max_chars is None:  # at most 100 rows; cut to --max-chars, as many as fit
+            out.document(format_markdown(result.rows, rows, result.n_sources))
+        else:
+            doc = markdown_runs(result.rows, rows, result.n_sources)
+            out.document(output.fitted(doc, max_chars, full_report, github))
     elif output_format is BatchFormat.html:
         from gradlog.analysis.render.html import DETAILED_RUNS, batch_page
 
@@ -115,5 +133,12 @@ def batch(
     if output_format is not BatchFormat.table or out_path is not None:
         output.say(line)
     if github:
-        output.to_github(format_markdown(result.rows, rows, result.n_sources))
+        # --output holds every row as JSON or CSV, and as Markdown up to its 100 rows
+        every_row = output_format in (BatchFormat.json, BatchFormat.csv) or (
+            output_format is BatchFormat.markdown
+            and max_chars is None
+            and len(rows) <= MARKDOWN_ROWS
+        )
+        doc = markdown_runs(result.rows, rows, result.n_sources)
+        output.to_github(doc, full_report, out_path if every_row else None)
     exit_for(len(result.errors), result.rows, fail_on)

@@ -10,20 +10,25 @@ from gradlog.cli.app import app
 from gradlog.options import (
     CompareFormat,
     FailOnOption,
+    FullReport,
     Github,
     MapFile,
     MapRules,
+    MaxChars,
     MinSamples,
     NoColor,
     Original,
     Output,
     Pair,
+    StorageOptions,
     Unweighted,
     Wide,
     Window,
     fail_on_levels,
     fail_with,
+    markdown_only,
     parse_pair,
+    storage_options,
 )
 
 
@@ -45,18 +50,23 @@ def compare(
     fail_on: FailOnOption = None,
     out_path: Output = None,
     github: Github = False,
+    max_chars: MaxChars = None,
+    full_report: FullReport = None,
     no_color: NoColor = False,
     wide: Wide = False,
     unweighted: Unweighted = False,
     original: Original = False,
     map_rules: MapRules = None,
     map_file: MapFile = None,
+    storage_option: StorageOptions = None,
 ) -> None:
     """Compare two runs (or two sets of runs): did HEAD make training worse than BASE?"""
     from gradlog.analysis import engine, output
+    from gradlog.analysis.batch import BatchOptions
     from gradlog.analysis.compare import compare as compare_runs
     from gradlog.analysis.render import compare as render
 
+    markdown_only(max_chars, output_format is CompareFormat.markdown)
     levels = fail_on_levels(fail_on)
     judging = engine.Options(
         window=window,
@@ -65,17 +75,23 @@ def compare(
         unweighted=unweighted,
         original=original,
     )
-    comparison = compare_runs([base], [head], judging)
+    reach = BatchOptions(storage_options=storage_options(storage_option))
+    comparison = compare_runs([base], [head], judging, reach)
     out = output.Output(out_path, color=output.use_color(no_color), width=output.table_width(wide))
     if output_format is CompareFormat.json:
         out.json(render.json_data(comparison, levels))
     elif output_format is CompareFormat.markdown:
-        out.document(render.format_markdown(comparison, levels))
+        doc = render.markdown_runs(comparison, levels)
+        out.document(output.fitted(doc, max_chars, full_report, github))
     else:
         headline = render.headline(comparison, levels)[1]
         out.table(render.compare_table(comparison, footer=("", headline)))
     out.close()
     if github:
-        output.to_github(render.format_markdown(comparison, levels))
+        output.to_github(
+            render.markdown_runs(comparison, levels),
+            full_report,
+            out_path if max_chars is None and output_format is CompareFormat.markdown else None,
+        )
     failing = list(dict.fromkeys(lvl for lvl, _ in comparison.regressions(levels)))
     fail_with(len(comparison.errors), failing)

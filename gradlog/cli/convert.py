@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from gradlog.cli.app import app
-from gradlog.options import MapFile, MapRules, Strict
+from gradlog.options import MapFile, MapRules, StorageOptions, Strict, storage_options
 
 
 @app.command()
@@ -24,13 +24,14 @@ def convert(
     strict: Strict = False,
     map_rules: MapRules = None,
     map_file: MapFile = None,
+    storage_option: StorageOptions = None,
 ) -> None:
     """Convert a log between JSON Lines (optionally gzipped) and Parquet, or from another tool's."""
     from gradlog.analysis import output as out
     from gradlog.analysis.convert import convert_log
     from gradlog.analysis.readers import read_log
 
-    log = read_log(source, strict=strict)
+    log = read_log(source, strict=strict, storage_options=storage_options(storage_option))
     for note in log.notes:
         out.note(note)
     n = convert_log(log, output, overwrite=force)

@@ -15,10 +15,12 @@ from gradlog.options import (
     Original,
     Pair,
     RunId,
+    StorageOptions,
     Strict,
     Unweighted,
     Window,
     parse_pair,
+    storage_options,
 )
 
 
@@ -40,6 +42,7 @@ def plot(
     strict: Strict = False,
     map_rules: MapRules = None,
     map_file: MapFile = None,
+    storage_option: StorageOptions = None,
 ) -> None:
     """Draw task norms, the ratio with its bands, and mean/max norm (needs matplotlib)."""
     from gradlog.analysis import api
@@ -47,6 +50,7 @@ def plot(
     from gradlog.analysis.plot import output_format, plot_runs
 
     output_format(output)
+    reach = storage_options(storage_option)
     drawn = []
     for path in runs:
         result = api.analyse(
@@ -58,6 +62,7 @@ def plot(
             original=original,
             run=run_id,
             strict=strict,
+            storage_options=reach,
         )
         for note in result.notes:
             out.note(note)

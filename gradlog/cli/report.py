@@ -9,9 +9,11 @@ import typer
 from gradlog.cli.app import app
 from gradlog.options import (
     FailOnOption,
+    FullReport,
     Github,
     MapFile,
     MapRules,
+    MaxChars,
     MinSamples,
     NoColor,
     Original,
@@ -19,11 +21,14 @@ from gradlog.options import (
     Pair,
     ReportFormat,
     RunId,
+    StorageOptions,
     Strict,
     Unweighted,
     Window,
     exit_for,
+    markdown_only,
     parse_pair,
+    storage_options,
 )
 
 
@@ -32,7 +37,9 @@ def report(
     run: Annotated[
         str,
         typer.Argument(
-            metavar="RUN", help="A log (.jsonl, .jsonl.gz, .parquet, docs/import.md), or - (stdin)."
+            metavar="RUN",
+            help="A log (.jsonl, .jsonl.gz, .parquet, docs/import.md), an object-store URL "
+            "(s3://bucket/run.jsonl), or - (stdin).",
         ),
     ],
     window: Window = 10,
@@ -51,6 +58,8 @@ def report(
     no_color: NoColor = False,
     out_path: Output = None,
     github: Github = False,
+    max_chars: MaxChars = None,
+    full_report: FullReport = None,
     chart: Annotated[
         bool, typer.Option("--chart", help="Add a small text chart of the ratio (text format).")
     ] = False,
@@ -59,13 +68,15 @@ def report(
     strict: Strict = False,
     map_rules: MapRules = None,
     map_file: MapFile = None,
+    storage_option: StorageOptions = None,
 ) -> None:
     """Print the collapse report and summary of a gradient log."""
     from gradlog.analysis import api, output
     from gradlog.analysis.render import json as render_json
-    from gradlog.analysis.render.markdown import format_markdown
+    from gradlog.analysis.render.markdown import markdown_runs
     from gradlog.analysis.render.text import text_blocks
 
+    markdown_only(max_chars, output_format is ReportFormat.markdown)
     result = api.analyse(
         run,
         window=window,
@@ -75,14 +86,17 @@ def report(
         original=original,
         run=run_id,
         strict=strict,
+        storage_options=storage_options(storage_option),
     )
+    markdown = output_format is ReportFormat.markdown
+    document = markdown_runs(result) if markdown or github else None
     for note in result.notes:
         output.note(note)
     out = output.Output(out_path, color=output.use_color(no_color))
     if output_format is ReportFormat.json:
         out.json(render_json.report_data(result, encoded=True))
-    elif output_format is ReportFormat.markdown:
-        out.document(format_markdown(result))
+    elif markdown:
+        out.document(output.fitted(document, max_chars, full_report, github))
     elif output_format is ReportFormat.html:
         from gradlog.analysis.render.html import report_page
 
@@ -98,5 +112,6 @@ def report(
                     out.lines([("", ""), *lines])
     out.close()
     if github:
-        output.to_github(format_markdown(result))
+        whole_in = out_path if markdown and max_chars is None else None
+        output.to_github(document, full_report, whole_in)
     exit_for(0, [r.summary for r in result.runs], fail_on)

@@ -14,14 +14,9 @@ from pathlib import Path
 
 from gradlog.errors import RecorderConfigError
 from gradlog.files import write_error
+from gradlog.format import lock_path
 
-LOCK_SUFFIX = ".lock"
-
-
-def lock_path(path: str | os.PathLike[str]) -> Path:
-    """The lock file a writer holds while it writes ``path``."""
-    path = Path(path)
-    return path.with_name(path.name + LOCK_SUFFIX)
+__all__ = ["WriterLock", "lock_path"]
 
 
 class WriterLock:

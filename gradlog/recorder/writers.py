@@ -48,6 +48,7 @@ from typing import Protocol
 from gradlog.errors import GradlogError, RecorderConfigError
 from gradlog.files import has_whole_line, write_error, write_parquet
 from gradlog.format import JOURNAL_BYTES_KEY, Record, dumps, journal_path, log_kind
+from gradlog.presence import hold
 from gradlog.recorder.lock import WriterLock
 
 
@@ -93,6 +94,7 @@ class JsonlWriter:
             )
         except OSError as exc:
             raise RecorderConfigError(write_error(self.path, exc, "cannot open")) from None
+        hold(self._fd)  # "being written", until closed: what gradlog watch waits on to end
         # A crash cut the last line short: our first write ends it, so that our records start a
         # line of their own (readers skip the cut line with a note rather than refuse the log).
         self._cut = not _ends_with_newline(self.path)

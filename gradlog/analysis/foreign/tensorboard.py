@@ -34,7 +34,7 @@ from gradlog.analysis.foreign.scalars import SCALARS_SCHEMA, TENSORBOARD, Scalar
 from gradlog.errors import LogFormatError
 
 INSTALL_HINT = (
-    "reading TensorBoard logs needs the tensorboard package: pip install 'tensorboard>=2.14'"
+    "reading TensorBoard logs needs the tensorboard package: pip install 'gradlog-mtl[tensorboard]'"
 )
 SCALARS_PLUGIN = "scalars"
 HEADER = 12  # the length (8 bytes) and its checksum (4)

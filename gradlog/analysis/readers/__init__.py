@@ -38,6 +38,7 @@ from gradlog.analysis.readers.streams import (
     peek,
     read_stream,
 )
+from gradlog.analysis.remote import URL_PATTERN
 from gradlog.errors import LogFormatError
 from gradlog.files import has_whole_line
 from gradlog.format import GZIP_MAGIC, KIND_EVENT, PARQUET_MAGIC, journal_path, log_kind
@@ -56,6 +57,7 @@ def read_log(
     strict: bool = False,
     max_events: int | None = None,
     mapping=None,
+    storage_options: dict | None = None,
 ) -> LoadedLog:
     """Read a ``.jsonl``, ``.jsonl.gz`` or ``.parquet`` log, or ``-`` for standard input.
 
@@ -68,6 +70,10 @@ def read_log(
     :class:`~gradlog.errors.LogFormatError` naming the file (line, field) when the log cannot be
     read. With ``strict=True``, whatever would be skipped with a note is refused. A log of
     more than ``max_events`` events is refused, its JSON Lines read no further than that.
+
+    An object-store URL (``s3://bucket/run.jsonl``) is read as a stream of its bytes, reached
+    with ``storage_options`` (:mod:`gradlog.analysis.remote`): a crash's cut last line is
+    skipped with the note a local file gets.
     """
     notes = Notes(strict)
     name = str(path)
@@ -75,6 +81,10 @@ def read_log(
         if sys.stdin is None:
             raise LogFormatError("no standard input to read", "<stdin>")
         return _read_stream_log(sys.stdin.buffer.read, "<stdin>", notes, max_events)
+    if URL_PATTERN.match(name):
+        from gradlog.analysis.remote import open_reader
+
+        return _read_stream_log(open_reader(name, storage_options), name, notes, max_events)
     p = Path(path)
     if p.is_dir():
         if has_event_files(p):

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from gradlog.analysis.model import RunSummary
 from gradlog.analysis.render import md, parts
 from gradlog.analysis.render.batch import counts, fmt_mean_std, fmt_norm, fmt_ratio, summary_line
+from gradlog.analysis.render.fit import Runs
 from gradlog.analysis.render.markdown import RATIO_CAP
 from gradlog.analysis.render.mermaid import thin, xychart
 from gradlog.analysis.render.parts import Code, Parts
@@ -90,10 +91,26 @@ def verdict(rows: Sequence[RunSummary]) -> tuple[Status, str]:
     return worst, text
 
 
-def format_markdown(
+def markdown_runs(
     all_rows: Sequence[RunSummary], rows: Sequence[RunSummary], n_sources: int
+) -> Runs:
+    """The batch as rows that :func:`gradlog.analysis.render.fit.fit` cuts, in table order
+    (worst first when sorted by status); every row is shown, the size is the limit's job."""
+    rows = list(rows)
+    return Runs(
+        len(rows),
+        lambda keep: format_markdown(all_rows, [rows[i] for i in keep], n_sources, cap=None),
+    )
+
+
+def format_markdown(
+    all_rows: Sequence[RunSummary],
+    rows: Sequence[RunSummary],
+    n_sources: int,
+    cap: int | None = MARKDOWN_ROWS,
 ) -> str:
-    """The batch as a PR comment: verdict, counts, table, findings and a chart of the spreads."""
+    """The batch as a PR comment: verdict, counts, table, findings and a chart of the spreads;
+    at most ``cap`` rows, with a line saying how many more there are."""
     worst, headline = verdict(all_rows)
     badges = " · ".join(f"{s.badge} {n} {md.escape(s.value)}" for s, n in counts(all_rows).items())
     lines = [
@@ -104,7 +121,7 @@ def format_markdown(
     ]
     if badges:
         lines += [badges, ""]
-    shown = list(rows)[:MARKDOWN_ROWS]
+    shown = list(rows)[:cap]
     lines += md.table(
         MARKDOWN_HEADER,
         [_markdown_row(i, r) for i, r in enumerate(shown, start=1)],

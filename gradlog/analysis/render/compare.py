@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from gradlog.analysis.compare import Comparison, Pair
 from gradlog.analysis.render import md
 from gradlog.analysis.render.batch import fmt_norm, fmt_ratio, row_data
+from gradlog.analysis.render.fit import Runs
 from gradlog.analysis.render.table import Column, TableSpec
 from gradlog.analysis.status import Status
 from gradlog.classify import FailOn
@@ -105,7 +106,30 @@ def compare_table(comparison: Comparison, footer: Sequence[str] = ()) -> TableSp
     return TableSpec(COMPARE_COLUMNS, tuple(rows), tuple(footer))
 
 
-def format_markdown(comparison: Comparison, levels: Sequence[FailOn] = ()) -> str:
+_CUT_ORDER = {"worse": 0, "new": 1, "gone": 2, "better": 3, "same": 4}
+
+
+def markdown_runs(comparison: Comparison, levels: Sequence[FailOn] = ()) -> Runs:
+    """The comparison as pairs that :func:`gradlog.analysis.render.fit.fit` cuts: regressions
+    past ``--fail-on`` kept first, then the runs that got worse, new, gone, better, the same."""
+    pairs = comparison.pairs
+
+    def rank(i: int) -> tuple[bool, int]:
+        p = pairs[i]
+        return (not any(p.regressed(lvl) for lvl in levels), _CUT_ORDER[p.change])
+
+    return Runs(
+        len(pairs),
+        lambda keep: format_markdown(comparison, levels, [pairs[i] for i in keep]),
+        sorted(range(len(pairs)), key=rank),
+    )
+
+
+def format_markdown(
+    comparison: Comparison, levels: Sequence[FailOn] = (), pairs: Sequence[Pair] | None = None
+) -> str:
+    """The comparison as a PR comment; ``pairs``: only these (the verdict is of them all)."""
+    pairs = comparison.pairs if pairs is None else pairs
     status, text = headline(comparison, levels)
     lines = [f"## {status.badge} gradlog compare: {text}", ""]
     line = summary_line(comparison)
@@ -122,7 +146,7 @@ def format_markdown(comparison: Comparison, levels: Sequence[FailOn] = ()) -> st
         "Norm change",
     ]
     rows = []
-    for p in comparison.pairs:
+    for p in pairs:
         statuses = []
         for side in ("base", "head"):
             s = _status(p, side)
@@ -141,7 +165,7 @@ def format_markdown(comparison: Comparison, levels: Sequence[FailOn] = ()) -> st
         )
     lines += md.table(header, rows, align="llllrrrr")
     details = []
-    for p in comparison.pairs:
+    for p in pairs:
         if p.change != "worse" and not any(p.regressed(lvl) for lvl in levels):
             continue
         head = p.head

@@ -12,6 +12,7 @@ from gradlog import messages
 from gradlog.analysis.model import Report, RunReport
 from gradlog.analysis.render import md, parts
 from gradlog.analysis.render.closing import advice_items
+from gradlog.analysis.render.fit import Runs
 from gradlog.analysis.render.mermaid import COLOUR_NAMES, thin, xychart
 from gradlog.analysis.render.parts import Code, Option, Parts
 from gradlog.analysis.status import Status, run_status
@@ -22,22 +23,33 @@ RATIO_CAP = 10.0  # the ratio chart's ceiling: larger values are drawn at it
 
 def format_markdown(report: Report) -> str:
     """The whole report (every run of the file) as GitHub-flavoured Markdown."""
-    lines: list[str] = []
+    return markdown_runs(report).whole()
+
+
+def markdown_runs(report: Report) -> Runs:
+    """The report as runs that :func:`gradlog.analysis.render.fit.fit` can cut, worst first."""
+    head: list[str] = []
     if len(report.runs) > 1:
         worst = min((r.summary.status for r in report.runs), key=lambda s: s.rank)
-        lines += [
+        head += [
             f"## {worst.badge} gradlog: {len(report.runs)} runs in {md.code(report.path)}",
             "",
         ]
-    for run in report.runs:
-        lines += run_markdown(run, report.path, level=3 if len(report.runs) > 1 else 2)
-        lines.append("")
+    level = 3 if len(report.runs) > 1 else 2
+    runs = [[*run_markdown(run, report.path, level=level), ""] for run in report.runs]
+    tail: list[str] = []
     if report.notes:
-        lines.append("<sub>")
-        lines += [f"Note: {md.escape(n)}<br>" for n in report.notes]
-        lines.append("</sub>")
-        lines.append("")
-    return "\n".join(lines).rstrip("\n") + "\n"
+        tail.append("<sub>")
+        tail += [f"Note: {md.escape(n)}<br>" for n in report.notes]
+        tail.append("</sub>")
+        tail.append("")
+
+    def render(keep) -> str:
+        lines = head + [line for i in keep for line in runs[i]] + tail
+        return "\n".join(lines).rstrip("\n") + "\n"
+
+    order = sorted(range(len(runs)), key=lambda i: report.runs[i].summary.status.rank)
+    return Runs(len(runs), render, order)
 
 
 def run_markdown(run: RunReport, path: str, level: int = 2) -> list[str]:

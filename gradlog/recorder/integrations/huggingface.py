@@ -1,6 +1,6 @@
 """gradlog for the Hugging Face ``Trainer``: ``GradlogCallback`` records a multi-task model.
 
-``pip install '.[huggingface]'``. The model's ``forward`` returns a dict (or a
+``pip install 'gradlog-mtl[huggingface]'``. The model's ``forward`` returns a dict (or a
 ``ModelOutput``) with the total ``loss`` (what the Trainer backpropagates) and the per-task
 ``losses``, unweighted::
 

@@ -1,6 +1,6 @@
 """gradlog for Lightning: ``GradlogCallback`` records a ``LightningModule``'s training.
 
-``pip install '.[lightning]'``. The module's ``training_step`` returns a dict with the
+``pip install 'gradlog-mtl[lightning]'``. The module's ``training_step`` returns a dict with the
 total ``loss`` (what Lightning backpropagates) and the per-task ``losses``, unweighted::
 
     def training_step(self, batch, batch_idx):
