@@ -13,9 +13,8 @@ documents from raw values; what leaves goes through one of:
 * :meth:`Output.document` (JSON, CSV, Markdown, HTML): the same except the newlines that
   structure the document; JSON is written with every non-ASCII character as ``\\uXXXX``, so its
   data is unchanged;
-* :meth:`Output.html` (an HTML page built as a tree, :mod:`gradlog.analysis.render.html_tree`):
-  every text and attribute value through :func:`for_html`, and the script's data through
-  :func:`json_for_html`.
+* :meth:`Output.html` (a page built as a tree): every text and attribute value through
+  :func:`for_html` (entities), the script's data through :func:`json_for_html`.
 
 Notes and errors go to standard error as one line each (:func:`note`, :func:`fail`). Scanning is
 native: a regular expression finds the rare line that holds anything outside printable ASCII,
@@ -25,6 +24,7 @@ and only that line is escaped in Python.
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import math
@@ -85,20 +85,13 @@ def for_document(text: str) -> str:
     return _SUSPECT_IN_DOCUMENT.sub(_document_char, text)
 
 
-_HTML_ENTITIES = str.maketrans(
-    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"}
-)
-
-
 def for_html(text: str) -> str:
     """``text`` as inert HTML text or attribute value: non-printable characters as visible
-    escapes (:func:`for_terminal`: an ESC or a U+202E cannot reorder or hide what follows), then
-    ``& < > " '`` as character references, so no tag, entity or attribute can begin."""
-    return for_terminal(str(text)).translate(_HTML_ENTITIES)
+    escapes (:func:`for_terminal`), then ``& < > " '`` as character references."""
+    return html.escape(for_terminal(str(text)), quote=True)
 
 
-# inside <script>, "</script" and "<!--" would end or confuse the element: no "<", ">" or "&"
-# is left in the JSON text (each a \uXXXX escape inside strings, which JSON decodes back)
+# no "<", ">" or "&" in JSON inside <script> (no "</script" or "<!--"): \uXXXX escapes instead
 _SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 
 
@@ -113,8 +106,7 @@ def _neutral(value: object) -> object:
 
 
 def json_for_html(value: object) -> str:
-    """Plain data as JSON safe inside ``<script type="application/json">``: strings neutralised
-    as for a terminal, every non-ASCII character and every ``< > &`` as a ``\\uXXXX`` escape."""
+    """Data as JSON for ``<script type="application/json">``, strings as :func:`for_terminal`."""
     return _encode(_neutral(value)).translate(_SCRIPT_SAFE)
 
 
@@ -262,13 +254,10 @@ class Output:
         self._write(for_document(text))
 
     def html(self, page) -> None:
-        """An HTML page (:class:`gradlog.analysis.render.html_tree.El`), every text in it
-        through :func:`for_html`."""
-        from gradlog.analysis.render.html_tree import serialise
+        """An HTML page (:mod:`gradlog.analysis.render.html_tree`), its text through for_html."""
+        from gradlog.analysis.render.html_tree import document
 
-        self.document(
-            "<!DOCTYPE html>\n" + "".join(serialise(page, for_html, json_for_html)) + "\n"
-        )
+        self.document(document(page, for_html, json_for_html))
 
     def json(self, data: object) -> None:
         """Plain data as JSON (:func:`json_pieces`); every non-ASCII character as a ``\\uXXXX``

@@ -73,3 +73,8 @@ def serialise(
         for child in node.children:
             yield from serialise(child, text, data)
         yield f"</{node.tag}>"
+
+
+def document(page: El, text: Callable[[str], str], data: Callable[[object], str]) -> str:
+    """The whole document: the doctype, then :func:`serialise`."""
+    return "<!DOCTYPE html>\n" + "".join(serialise(page, text, data)) + "\n"
