@@ -164,10 +164,11 @@ def run_reports(
     pair: tuple[str, str] | None = None,
     unweighted: bool = False,
     original: bool = False,
+    storage_options: dict | None = None,
 ) -> list[RunReport | None]:
     """The whole analysis (every event) of each batch row's run, as :func:`analyse` makes it,
     each file read once: what ``gradlog batch --format html`` draws. None for an error row, or
-    a run whose file cannot be read by itself (an object-store URL)."""
+    a run whose file cannot be read by itself."""
     found: dict[str, AnalysedReport | None] = {}
     out: list[RunReport | None] = []
     for row in rows:
@@ -183,6 +184,7 @@ def run_reports(
                     pair=pair,
                     unweighted=unweighted,
                     original=original,
+                    storage_options=storage_options,
                 )
             except GradlogError:
                 found[row.source] = None

@@ -125,6 +125,7 @@ def batch(
             pair=parse_pair(pair),
             unweighted=unweighted,
             original=original,
+            storage_options=storage_options(storage_option),
         )
         out.html(batch_page(result.rows, rows, result.n_sources, reports))
     else:
