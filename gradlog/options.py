@@ -108,6 +108,7 @@ class ReportFormat(str, enum.Enum):
     text = "text"
     json = "json"
     markdown = "markdown"
+    html = "html"
 
 
 class BatchFormat(str, enum.Enum):
@@ -115,6 +116,7 @@ class BatchFormat(str, enum.Enum):
     markdown = "markdown"
     json = "json"
     csv = "csv"
+    html = "html"
 
 
 class CompareFormat(str, enum.Enum):

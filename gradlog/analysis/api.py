@@ -19,6 +19,7 @@ from gradlog.errors import GradlogError, LogFormatError
 
 if TYPE_CHECKING:
     from gradlog.analysis.batch import BatchResult
+    from gradlog.analysis.model import RunReport, RunSummary
 
 PathLike = str | os.PathLike[str]
 
@@ -153,6 +154,44 @@ def batch_result(
             BatchOptions(storage_options=storage_options),
             progress,
         )
+
+
+def run_reports(
+    rows: Sequence[RunSummary],
+    *,
+    window: int = engine.Options.window,
+    min_samples: int = engine.Options.min_samples,
+    pair: tuple[str, str] | None = None,
+    unweighted: bool = False,
+    original: bool = False,
+    storage_options: dict | None = None,
+) -> list[RunReport | None]:
+    """The whole analysis (every event) of each batch row's run, as :func:`analyse` makes it,
+    each file read once: what ``gradlog batch --format html`` draws. None for an error row, or
+    a run whose file cannot be read by itself."""
+    found: dict[str, AnalysedReport | None] = {}
+    out: list[RunReport | None] = []
+    for row in rows:
+        if row.error is not None:
+            out.append(None)
+            continue
+        if row.source not in found:
+            try:
+                found[row.source] = analyse(
+                    row.source,
+                    window=window,
+                    min_samples=min_samples,
+                    pair=pair,
+                    unweighted=unweighted,
+                    original=original,
+                    storage_options=storage_options,
+                )
+            except GradlogError:
+                found[row.source] = None
+        report = found[row.source]
+        runs = report.runs if report is not None else ()
+        out.append(next((r for r in runs if r.summary.run == row.run), None))
+    return out
 
 
 def batch(

@@ -49,7 +49,11 @@ def batch(
     pair: Pair = None,
     output_format: Annotated[
         BatchFormat,
-        typer.Option("--format", help="table (terminal), markdown (pull request), json or csv."),
+        typer.Option(
+            "--format",
+            help="table (terminal), markdown (pull request), json, csv, or html (one page with "
+            "a sortable table and charts).",
+        ),
     ] = BatchFormat.table,
     sort: Annotated[SortKey, typer.Option(help="Order of the rows (worst or largest first).")] = (
         SortKey.status
@@ -116,6 +120,19 @@ def batch(
         else:
             doc = markdown_runs(result.rows, rows, result.n_sources)
             out.document(output.fitted(doc, max_chars, full_report, github))
+    elif output_format is BatchFormat.html:
+        from gradlog.analysis.render.html import DETAILED_RUNS, batch_page
+
+        reports = api.run_reports(
+            rows[:DETAILED_RUNS],
+            window=window,
+            min_samples=min_samples,
+            pair=parse_pair(pair),
+            unweighted=unweighted,
+            original=original,
+            storage_options=storage_options(storage_option),
+        )
+        out.html(batch_page(result.rows, rows, result.n_sources, reports))
     else:
         out.table(render.batch_table(rows, footer=("", line)))
     out.close()

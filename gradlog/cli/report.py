@@ -50,7 +50,9 @@ def report(
     output_format: Annotated[
         ReportFormat,
         typer.Option(
-            "--format", help="text (documented format), json, or markdown (for a pull request)."
+            "--format",
+            help="text (documented format), json, markdown (for a pull request), or html "
+            "(one self-contained page with charts).",
         ),
     ] = ReportFormat.text,
     fail_on: FailOnOption = None,
@@ -100,6 +102,10 @@ def report(
         out.json(render_json.report_data(result, encoded=True))
     elif markdown:
         out.document(output.fitted(document, max_chars, full_report, github))
+    elif output_format is ReportFormat.html:
+        from gradlog.analysis.render.html import report_page
+
+        out.html(report_page(result))
     else:
         out.blocks(text_blocks(result))
         if chart:

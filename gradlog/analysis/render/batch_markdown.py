@@ -11,10 +11,11 @@ import math
 from collections.abc import Sequence
 
 from gradlog.analysis.model import RunSummary
-from gradlog.analysis.render import logscale, md
+from gradlog.analysis.render import logscale, md, parts
 from gradlog.analysis.render.batch import counts, fmt_mean_std, fmt_norm, fmt_ratio, summary_line
 from gradlog.analysis.render.fit import Runs
 from gradlog.analysis.render.mermaid import BLUE, GREEN, ORANGE, thin, xychart
+from gradlog.analysis.render.parts import Code, Parts
 from gradlog.analysis.status import Status
 from gradlog.classify import HEALTHY_RANGE
 
@@ -40,29 +41,34 @@ MARKDOWN_HEADER = [
 
 
 def _markdown_row(i: int, row: RunSummary) -> list[str]:
+    return [parts.join(cell, str, md.code) for cell in row_cells(i, row)]
+
+
+def row_cells(i: int, row: RunSummary) -> list[Parts]:
+    """The cells of a run's row under :data:`MARKDOWN_HEADER`."""
     status = f"{row.status.badge} {row.status.value}"
     if row.error is not None:
-        blank = [""] * (len(MARKDOWN_HEADER) - 5)
-        return [str(i), status, "", md.code(row.source), "see below", *blank]
-    ratio = fmt_ratio(row.window_ratio)
+        blank: list[Parts] = [[""] for _ in range(len(MARKDOWN_HEADER) - 5)]
+        return [[str(i)], [status], [""], [Code(row.source)], ["see below"], *blank]
+    ratio: Parts = [fmt_ratio(row.window_ratio)]
     if row.window_num and row.window_ratio is not None:
-        ratio += f" ({md.code(row.window_num)} / {md.code(row.window_den)})"
+        ratio += [" (", Code(row.window_num), " / ", Code(row.window_den), ")"]
     return [
-        str(i),
-        status,
-        md.code(row.name),
-        md.code(row.source),
-        ", ".join(md.code(t) for t in row.tasks) or "–",
-        str(row.n_events),
-        "–" if row.last_epoch is None else str(row.last_epoch),
+        [str(i)],
+        [status],
+        [Code(row.name)],
+        [Code(row.source)],
+        parts.codes(row.tasks) or ["–"],
+        [str(row.n_events)],
+        ["–" if row.last_epoch is None else str(row.last_epoch)],
         ratio,
-        fmt_ratio(row.spread),
-        fmt_ratio(row.worst_spread),
-        row.first_imbalance or "–",
-        row.first_collapse or "–",
-        fmt_mean_std(row),
-        fmt_norm(row.max_norm_peak),
-        md.code(row.advice.flags) if row.advice.flags else "–",
+        [fmt_ratio(row.spread)],
+        [fmt_ratio(row.worst_spread)],
+        [row.first_imbalance or "–"],
+        [row.first_collapse or "–"],
+        [fmt_mean_std(row)],
+        [fmt_norm(row.max_norm_peak)],
+        [Code(row.advice.flags)] if row.advice.flags else ["–"],
     ]
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from gradlog import messages
 from gradlog.analysis.model import Report, RunReport
-from gradlog.analysis.render import logscale, md
+from gradlog.analysis.render import logscale, md, parts
 from gradlog.analysis.render.closing import advice_items
 from gradlog.analysis.render.fit import Runs
 from gradlog.analysis.render.mermaid import BLUE, COLOUR_NAMES, GREEN, ORANGE, RED, thin, xychart
+from gradlog.analysis.render.parts import Code, Option, Parts
 from gradlog.analysis.status import Status, run_status
 from gradlog.classify import HEALTHY_RANGE, NormBand, RatioBand
 
@@ -72,76 +73,75 @@ def run_markdown(run: RunReport, path: str, level: int = 2) -> list[str]:
 
 def verdict_line(run: RunReport, status: Status) -> str:
     """``**Verdict: ❌ Task collapse** · task balance: ... · gradient norms: ...``"""
+    text = parts.join(verdict_parts(run), str, lambda t: md.code(t, in_table=False))
+    return f"**Verdict: {status.badge} {status.label}** · " + text
+
+
+def verdict_parts(run: RunReport) -> Parts:
+    """What follows the verdict's label: the task balance and the gradient norms, in brief."""
     s = run.summary
     r = s.advice
+    out: Parts = ["task balance: "]
     if s.final_band is not None:
         band = s.final_band
-        balance = f"{band.label}, final spread {messages.fmt2(s.spread)}"
+        out.append(f"{band.label}, final spread {messages.fmt2(s.spread)}")
         if s.dominant and band is not RatioBand.HEALTHY:
-            balance += f" ({md.code(s.dominant, in_table=False)} dominating)"
+            out += [" (", Code(s.dominant), " dominating)"]
     elif len(s.tasks) < 2:
-        balance = "not judged (fewer than two tasks)"
+        out.append("not judged (fewer than two tasks)")
     else:
-        balance = "not judged (too few balance samples)"
+        out.append("not judged (too few balance samples)")
     if s.first_collapse:
-        balance += f", collapse from {s.first_collapse}"
-    parts = [f"task balance: {balance}"]
+        out.append(f", collapse from {s.first_collapse}")
     if r.norm_band is not None:
         mean = (
             f"in {s.n_nonfinite} of {s.n_stats} events"
             if r.norm_band is NormBand.NONFINITE
             else f"mean {messages.fmt4(s.mean_norm)}"
         )
-        parts.append(f"gradient norms: {r.norm_band.label} ({mean})")
-    return f"**Verdict: {status.badge} {status.label}** · " + " · ".join(parts)
+        out.append(f" · gradient norms: {r.norm_band.label} ({mean})")
+    return out
 
 
 def summary_table(run: RunReport) -> list[str]:
+    rows = [[md.cell(label), parts.join(value, str, md.code)] for label, value in summary_rows(run)]
+    return md.table(["", ""], rows, align="ll")
+
+
+def summary_rows(run: RunReport) -> list[tuple[str, Parts]]:
+    """The summary table of a run: (label, value) rows."""
     s = run.summary
-    tasks = ", ".join(md.code(t) for t in run.tasks) or "none"
-    ratio = "not judged"
+    ratio: Parts = ["not judged"]
     if s.window_ratio is not None and s.window_num:
-        ratio = (
-            f"{messages.fmt2(s.window_ratio)} ({md.code(s.window_num)} / {md.code(s.window_den)})"
-        )
-    rows = [
-        ["Tasks", tasks],
-        [
-            "Events",
-            f"{s.n_events} ({s.n_stats} with statistics, {s.n_balance} balance samples)",
-        ],
-        ["Final window ratio", ratio],
-        ["Final spread", _ratio_cell(s.spread, s.final_band)],
-        ["Worst spread", _ratio_cell(s.worst_spread, s.worst_band)],
-        ["First imbalance", s.first_imbalance or "none"],
-        ["First collapse", s.first_collapse or "none"],
+        ratio = [f"{messages.fmt2(s.window_ratio)} (", Code(s.window_num), " / "]
+        ratio += [Code(s.window_den), ")"]
+    rows: list[tuple[str, Parts]] = [
+        ("Tasks", parts.codes(run.tasks) or ["none"]),
+        ("Events", [f"{s.n_events} ({s.n_stats} with statistics, {s.n_balance} balance samples)"]),
+        ("Final window ratio", ratio),
+        ("Final spread", [_ratio_cell(s.spread, s.final_band)]),
+        ("Worst spread", [_ratio_cell(s.worst_spread, s.worst_band)]),
+        ("First imbalance", [s.first_imbalance or "none"]),
+        ("First collapse", [s.first_collapse or "none"]),
     ]
     if s.mean_norm is not None:
-        rows.append(
-            [
-                "Mean gradient norm",
-                f"{messages.fmt4(s.mean_norm)} ± {messages.fmt4(s.mean_norm_std)}",
-            ]
-        )
-        rows.append(
-            [
-                "Max gradient norm",
-                f"{messages.fmt4(s.max_norm_mean)} (peak {messages.fmt4(s.max_norm_peak)})",
-            ]
-        )
+        mean = f"{messages.fmt4(s.mean_norm)} ± {messages.fmt4(s.mean_norm_std)}"
+        peak = f"{messages.fmt4(s.max_norm_mean)} (peak {messages.fmt4(s.max_norm_peak)})"
+        rows += [("Mean gradient norm", [mean]), ("Max gradient norm", [peak])]
     if s.n_nonfinite:
-        rows.append(["Non-finite norms", f"{s.n_nonfinite} of {s.n_stats} events"])
+        rows.append(("Non-finite norms", [f"{s.n_nonfinite} of {s.n_stats} events"]))
     if s.n_undefined:
-        rows.append(["Undefined ratios", f"{s.n_undefined} of {s.n_balance} samples"])
+        rows.append(("Undefined ratios", [f"{s.n_undefined} of {s.n_balance} samples"]))
     if run.started_at:
-        rows.append(["Started", md.code(run.started_at)])
+        rows.append(("Started", [Code(run.started_at)]))
     if run.stats_at:
-        rows.append(["Statistics", md.code(run.stats_at.replace("_", " "))])
+        rows.append(("Statistics", [Code(run.stats_at.replace("_", " "))]))
     if run.tags:
-        rows.append(
-            ["Tags", ", ".join(f"{md.code(k)} = {md.code(v)}" for k, v in run.tags.items())]
-        )
-    return md.table(["", ""], [[md.cell(a), b] for a, b in rows], align="ll")
+        tags: Parts = []
+        for i, (k, v) in enumerate(run.tags.items()):
+            tags += ([", "] if i else []) + [Code(k), " = ", Code(v)]
+        rows.append(("Tags", tags))
+    return rows
 
 
 def _ratio_cell(value: float | None, band: RatioBand | None) -> str:
@@ -153,13 +153,26 @@ def _ratio_cell(value: float | None, band: RatioBand | None) -> str:
 
 
 def findings(run: RunReport) -> list[str]:
+    return [
+        f"- {status.badge} " + parts.join(text, str, lambda t: f"`{t}`")
+        for status, text in finding_items(run)
+    ]
+
+
+def finding_items(run: RunReport) -> list[tuple[Status, Parts]]:
+    """The findings with their epochs, each with the status its badge shows."""
     s = run.summary
-    out = []
+    out: list[tuple[Status, Parts]] = []
     if s.first_imbalance:
         low, high = HEALTHY_RANGE
         out.append(
-            f"- {Status.MINOR.badge} First balance sample outside the healthy range "
-            f"{low}–{high} at {s.first_imbalance}."
+            (
+                Status.MINOR,
+                [
+                    f"First balance sample outside the healthy range {low}–{high} "
+                    f"at {s.first_imbalance}."
+                ],
+            )
         )
     if s.first_collapse:
         what = (
@@ -167,26 +180,23 @@ def findings(run: RunReport) -> list[str]:
             if run.original
             else "the spread of the task norms over the window (largest over smallest) passed 5.0"
         )
-        out.append(f"- {Status.COLLAPSE.badge} Task collapse from {s.first_collapse}: {what}.")
+        out.append((Status.COLLAPSE, [f"Task collapse from {s.first_collapse}: {what}."]))
     if s.worst_band is not None and s.worst_band not in (RatioBand.HEALTHY, RatioBand.UNDEFINED):
-        out.append(
-            f"- {_badge_ratio(s.worst_band)} Worst spread: "
-            f"{messages.fmt2(s.worst_spread)} ({s.worst_band.label})."
-        )
+        worst = f"Worst spread: {messages.fmt2(s.worst_spread)} ({s.worst_band.label})."
+        out.append((run_status(s.worst_band, None), [worst]))
     if s.n_undefined:
-        out.append(
-            f"- {Status.UNDEFINED.badge} {s.n_undefined} balance sample(s) with an undefined "
-            "ratio (a zero or non-finite task norm): counts as collapse for `--fail-on`."
+        undefined = (
+            f"{s.n_undefined} balance sample(s) with an undefined "
+            "ratio (a zero or non-finite task norm): counts as collapse for "
         )
+        out.append((Status.UNDEFINED, [undefined, Option("--fail-on"), "."]))
     worst = s.worst_norm_band
     if worst is not None and worst.warns:
-        out.append(f"- {_badge_norm(worst)} Worst logged mean norm: {worst.label}.")
+        out.append((run_status(None, worst), [f"Worst logged mean norm: {worst.label}."]))
     if s.n_nonfinite:
-        out.append(
-            f"- {Status.NONFINITE.badge} Non-finite gradient norms in {s.n_nonfinite} of "
-            f"{s.n_stats} logged events."
-        )
-    return out or [f"- {Status.HEALTHY.badge} No findings."]
+        nonfinite = f"Non-finite gradient norms in {s.n_nonfinite} of {s.n_stats} logged events."
+        out.append((Status.NONFINITE, [nonfinite]))
+    return out or [(Status.HEALTHY, ["No findings."])]
 
 
 def recommendation(run: RunReport) -> list[str]:
@@ -305,7 +315,3 @@ def norms_chart(run: RunReport) -> list[str]:
 
 def _badge_ratio(band: RatioBand) -> str:
     return run_status(band, None).badge
-
-
-def _badge_norm(band: NormBand) -> str:
-    return run_status(None, band).badge
