@@ -73,9 +73,9 @@ def on_cluster(
 ) -> Iterator[tuple[int, list[RunSummary]]]:
     """Each chunk's index and rows, analysed by the Dask cluster whose scheduler is at
     ``address``, as the tasks finish (``run_batch``'s ``analyse``, with ``address`` bound)."""
+    client = connect(address)
     from distributed import as_completed
 
-    client = connect(address)
     try:
         settings = Settings.here()
         batch = uuid.uuid4().hex[:8]  # names the tasks on the dashboard; unique per batch
