@@ -25,7 +25,7 @@ import dask
 import polars as pl
 import pytest
 from distributed import Client, LocalCluster, WorkerPlugin
-from runlogs import gradlog, gradlog_many, to_parquet, write_run
+from runlogs import ROOT, gradlog, gradlog_many, to_parquet, write_run
 
 from gradlog.analysis.batch import BatchOptions, run_batch
 from gradlog.analysis.cluster import on_cluster
@@ -206,6 +206,34 @@ def test_a_chunk_whose_workers_all_die_is_error_rows(
     assert [r for r in rows if r is not doomed[0]] == [r for r in want if r["run"] != "doomed"]
     assert len(rows) == len(want)
     assert got.stderr.decode().splitlines()[-1] == "gradlog: 2 file(s) could not be read"
+
+
+def test_a_cluster_without_workers_is_waited_for_with_a_note(archive: Path, local) -> None:
+    """An autoscaled cluster may have no worker yet: the command says so, and goes on when one
+    comes (the worker is started on reading the note, not after a while)."""
+    with LocalCluster(
+        n_workers=0, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0"
+    ) as empty:
+        args = _batch(archive, "csv", "--scheduler", empty.scheduler_address)
+        env = {**os.environ, "NO_COLOR": "1"}
+        env.pop("GRADLOG_DEBUG", None)
+        with subprocess.Popen(
+            [sys.executable, "-m", "gradlog", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=ROOT,
+        ) as proc:
+            first = proc.stderr.readline().decode()
+            assert first == (
+                f"Note: the Dask scheduler at {empty.scheduler_address} has no workers yet: "
+                "waiting for one\n"
+            )
+            empty.scale(1)
+            out, err = proc.communicate(timeout=120)
+    assert out == local["csv"].stdout
+    assert err == local["csv"].stderr
+    assert proc.returncode == local["csv"].returncode
 
 
 def test_no_scheduler_at_the_address_is_one_line(archive: Path) -> None:

@@ -77,6 +77,10 @@ def on_cluster(
     from distributed import as_completed
 
     try:
+        if not client.nthreads():  # the tasks wait for one; an autoscaled cluster may start some
+            from gradlog.analysis.output import note
+
+            note(f"the Dask scheduler at {address} has no workers yet: waiting for one")
         settings = Settings.here()
         batch = uuid.uuid4().hex[:8]  # names the tasks on the dashboard; unique per batch
         futures = {
