@@ -131,7 +131,7 @@ def _failure(future) -> str:
     from distributed import KilledWorker
 
     if future.status == "cancelled":
-        return "not analysed: the Dask scheduler cancelled it (the connection was lost?)"
+        return "not analysed: its task was cancelled (the Dask scheduler restarted or was lost)"
     exc = future.exception()
     if isinstance(exc, KilledWorker):
         return (
