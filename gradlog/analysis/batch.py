@@ -139,6 +139,8 @@ def run_batch(
     analysed = (analyse or _here)(chunks, judging, options)
     placed: list[list[RunSummary]] = [[] for _ in chunks]
     done = 0
+    if progress is not None:  # the total at once: a cluster's first chunk may take a while
+        progress(done, len(sources))
     for i, rows in analysed:  # as each chunk is done, in any order
         placed[i] = rows
         done += len(chunks[i])
