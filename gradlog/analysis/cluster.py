@@ -20,6 +20,7 @@ file: a row is never missing without a word.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -76,6 +77,10 @@ def on_cluster(
     client = connect(address)
     from distributed import as_completed
 
+    handlers = [] if os.environ.get("GRADLOG_DEBUG") else _dask_handlers()
+    levels = [h.level for h in handlers]
+    for handler in handlers:
+        handler.setLevel(logging.CRITICAL)
     try:
         if not client.nthreads():  # the tasks wait for one; an autoscaled cluster may start some
             from gradlog.analysis.output import note
@@ -107,6 +112,21 @@ def on_cluster(
             yield i, rows
     finally:
         client.close()
+        for handler, level in zip(handlers, levels):
+            handler.setLevel(level)
+
+
+def _dask_handlers() -> list[logging.Handler]:
+    """The stderr handlers of Dask's loggers ("distributed", "distributed.client", ...), through
+    which it logs what it recovers from ("Couldn't gather 1 keys, rescheduling"); what it does not
+    recover from, the rows say."""
+    loggers = logging.root.manager.loggerDict
+    return [
+        handler
+        for name, logger in loggers.items()
+        if name.split(".")[0] == "distributed" and isinstance(logger, logging.Logger)
+        for handler in logger.handlers
+    ]
 
 
 def connect(address: str):
