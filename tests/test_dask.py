@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import json
 import os
 import pickle
@@ -147,6 +148,51 @@ def test_many_chunks_come_back_in_the_order_of_the_sources(
     assert any("more than 5 events" in (r.error or "") for r in got.rows)
     assert seen[0] == (0, got.n_sources) and seen[-1] == (got.n_sources, got.n_sources)
     assert [done for done, _ in seen] == sorted({done for done, _ in seen}) and len(seen) > 5
+
+
+@pytest.fixture(scope="module")
+def bucket(archive: Path):
+    """The archive's JSON Lines logs (the crashed ones too) in a bucket of an S3-compatible
+    server on loopback (moto's); yields the options that reach it, as --storage-option takes
+    them. Only the command has them: the workers' environment holds no credentials."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    options = {
+        "aws_endpoint_url": f"http://{host}:{port}",
+        "aws_access_key_id": "gradlog",
+        "aws_secret_access_key": "gradlog",
+        "aws_region": "us-east-1",
+        "aws_allow_http": "true",
+    }
+    try:
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=options["aws_endpoint_url"],
+            aws_access_key_id="gradlog",
+            aws_secret_access_key="gradlog",
+            region_name="us-east-1",
+        )
+        s3.create_bucket(Bucket="runs")
+        for path in sorted(archive.glob("*.jsonl")):
+            s3.put_object(Bucket="runs", Key=f"shards/{path.name}", Body=path.read_bytes())
+        yield options
+    finally:
+        server.stop()
+
+
+def test_the_workers_read_object_storage(cluster, bucket: dict[str, str]) -> None:
+    flags = [f"--storage-option={key}={value}" for key, value in bucket.items()]
+    args = ("batch", "s3://runs/shards/", "--format", "csv", *flags)
+    want, got = gradlog_many([args, (*args, "--scheduler", cluster.scheduler_address)])
+    _same(got, want)
+    rows = list(csv.DictReader(io.StringIO(got.stdout.decode())))
+    assert len(rows) == 7  # six logs: two runs in one, and corrupt.jsonl's error row
+    assert all(r["file"].startswith("s3://runs/shards/") for r in rows)
+    assert [r["status"] for r in rows].count("error") == 1
 
 
 class DieOnMarker(WorkerPlugin):
