@@ -75,13 +75,17 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_run(
         root / "collapse.jsonl", COLLAPSE, run="collapse", weights={"pointer": 1.0, "type": 0.5}
     )
-    minor = write_run(side / "minor.jsonl", [2.5] * 5, run="minor")
+    minor = write_run(side / "dask-minor.jsonl", [2.5] * 5, run="minor")
     (root / "minor.jsonl.gz").write_bytes(gzip.compress(minor.read_bytes()))
-    to_parquet(write_run(side / "sig.jsonl", [4.0] * 5, run="sig"), root / "sub" / "sig.parquet")
+    to_parquet(
+        write_run(side / "dask-sig.jsonl", [4.0] * 5, run="sig"), root / "sub" / "sig.parquet"
+    )
     write_run(root / "two.jsonl", [1.0, 1.1, 0.9], run="two-a")
     write_run(root / "two.jsonl", [0.05] * 4, run="two-b")
     hive = [
-        pl.read_parquet(to_parquet(write_run(side / f"{r}.jsonl", x, run=r), side / f"{r}.parquet"))
+        pl.read_parquet(
+            to_parquet(write_run(side / f"dask-{r}.jsonl", x, run=r), side / f"dask-{r}.parquet")
+        )
         for r, x in (("h1", COLLAPSE), ("h2", [1.0] * 5))
     ]
     pl.concat(hive).write_parquet(root / "hive", partition_by=["run"])
