@@ -32,6 +32,7 @@ import argparse
 import os
 import pickle
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -63,8 +64,6 @@ def command(archive: Path, out: Path, *more: str) -> list[str]:
 
 def timed(args: list[str], env: dict | None = None) -> float:
     start = time.perf_counter()
-    import subprocess
-
     subprocess.run(args, check=True, env=env, capture_output=True)
     return time.perf_counter() - start
 
@@ -123,28 +122,38 @@ def main() -> None:
     # -- what dominates: the cluster run taken apart, in this process ---------------------------
     judging, options = engine.Options(), BatchOptions(chunk_bytes=chunk_bytes)
     chunks = _chunks(find_sources([str(archive)]), chunk_bytes)
-    t_import = timed([sys.executable, "-c", "import distributed"], env)
-    t_bare = timed([sys.executable, "-c", "pass"], env)
-    t_connect = timed(
-        [sys.executable, "-c", f"from distributed import Client; Client({address!r}).close()"], env
-    )
-    start = time.perf_counter()
-    here = run_batch([str(archive)], judging, options)
-    t_here = time.perf_counter() - start
     client.get_task_stream()  # the first call makes the scheduler record the tasks from now on
-    t0 = time.time()
-    start = time.perf_counter()
-    there = run_batch([str(archive)], judging, options, analyse=partial(on_cluster, address))
-    t_there = time.perf_counter() - start
-    assert [repr(r) for r in here.rows] == [repr(r) for r in there.rows]
-    stream = client.get_task_stream(start=t0)
-    compute = [
-        ss["stop"] - ss["start"]
-        for task in stream
-        if str(task["key"]).startswith("gradlog-chunk")
-        for ss in task["startstops"]
-        if ss["action"] == "compute"
-    ]
+    median = statistics.median
+    t_import, t_bare, t_connect, t_here, t_there, compute, largest = ([] for _ in range(7))
+    for _ in range(args.repeat):  # each part alternated with the others, the median kept
+        t_bare.append(timed([sys.executable, "-c", "pass"], env))
+        t_import.append(timed([sys.executable, "-c", "import distributed"], env))
+        connect = f"from distributed import Client; Client({address!r}).close()"
+        t_connect.append(timed([sys.executable, "-c", connect], env))
+        start = time.perf_counter()
+        here = run_batch([str(archive)], judging, options)
+        t_here.append(time.perf_counter() - start)
+        t0 = time.time()
+        start = time.perf_counter()
+        there = run_batch([str(archive)], judging, options, analyse=partial(on_cluster, address))
+        t_there.append(time.perf_counter() - start)
+        assert [repr(r) for r in here.rows] == [repr(r) for r in there.rows]
+        spans = [
+            ss["stop"] - ss["start"]
+            for task in client.get_task_stream(start=t0)
+            if str(task["key"]).startswith("gradlog-chunk")
+            for ss in task["startstops"]
+            if ss["action"] == "compute"
+        ]
+        compute.append(sum(spans))
+        largest.append(max(spans))
+    t_bare, t_import, t_connect = median(t_bare), median(t_import), median(t_connect)
+    t_here, t_there, compute, largest = (
+        median(t_here),
+        median(t_there),
+        median(compute),
+        median(largest),
+    )
     settings = Settings.here()
     start = time.perf_counter()
     sent = [pickle.dumps((analyse_on_worker, c, judging, options, settings)) for c in chunks]
@@ -152,7 +161,7 @@ def main() -> None:
     for blob in sent + back:
         pickle.loads(blob)
     t_pickle = time.perf_counter() - start
-    print(f"\nthe cluster run taken apart ({len(chunks)} chunks of <= "
+    print(f"\nthe cluster run taken apart, median of {args.repeat} ({len(chunks)} chunks of <= "
           f"{chunk_bytes / (1 << 20):.0f} MiB, 2 workers):")  # fmt: skip
     print(
         f"  worker start (LocalCluster, 2 processes)   {t_cluster:6.2f} s (once, not in the runs)"
@@ -162,14 +171,14 @@ def main() -> None:
     print(f"  client: import + connect, in a process     {t_connect - t_bare:6.2f} s")
     print(f"  analysis here (run_batch, in process)      {t_here:6.2f} s")
     print(f"  analysis on the cluster (run_batch)        {t_there:6.2f} s")
-    print(f"    workers' compute, summed over chunks     {sum(compute):6.2f} s "
-          f"(largest chunk {max(compute):.2f} s)")  # fmt: skip
+    print(f"    workers' compute, summed over chunks     {compute:6.2f} s "
+          f"(largest chunk {largest:.2f} s)")  # fmt: skip
     print(
         f"    serialisation, both ways, all chunks     {t_pickle:6.3f} s "
         f"({sum(map(len, sent)) / 1e3:.0f} kB out, {sum(map(len, back)) / 1e3:.0f} kB back)"
     )
     # two workers at best share the compute evenly, and no chunk is split
-    ideal = max(max(compute), sum(compute) / 2)
+    ideal = max(largest, compute / 2)
     print(f"    the compute's share on 2 workers, ideal  {ideal:6.2f} s")
     print(f"    scheduling, transfers, waiting (rest)    {t_there - ideal:6.2f} s")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
