@@ -75,7 +75,7 @@ def batch(
         typer.Option(
             metavar="ADDRESS",
             help="Analyse on the Dask cluster of this scheduler (tcp://host:8786), whose "
-            "workers read the logs: pip install 'gradlog[dask]' (docs/scale.md).",
+            "workers read the logs; needs gradlog's dask extra (docs/scale.md).",
         ),
     ] = None,
 ) -> None:
