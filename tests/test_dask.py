@@ -318,7 +318,7 @@ def test_without_dask_installed_the_option_names_the_install(archive: Path) -> N
     got = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env, timeout=120)
     assert got.returncode == 2
     assert got.stderr.decode().splitlines() == [
-        "Error: --scheduler needs Dask's distributed package: pip install 'gradlog[dask]'"
+        "Error: --scheduler needs Dask's distributed package: pip install 'gradlog-mtl[dask]'"
     ]
 
 

@@ -218,7 +218,7 @@ def batch(
     """``gradlog batch PATHS...``: one row per run (or unreadable file), in the order found,
     with the columns of ``gradlog batch --format csv``; ``mapping``, ``map_file``: as :func:`read`;
     ``scheduler``: a Dask scheduler's address (``tcp://host:8786``), whose workers analyse the
-    logs (``pip install 'gradlog[dask]'``; docs/scale.md)."""
+    logs (``pip install 'gradlog-mtl[dask]'``; docs/scale.md)."""
     from gradlog.analysis.render.batch import rows_frame
 
     result = batch_result(

@@ -34,7 +34,7 @@ from gradlog.analysis.sources import Source
 from gradlog.errors import GradlogError
 from gradlog.format import MAX_EVENTS_ENV, MAX_STREAM_BYTES_ENV
 
-INSTALL = "pip install 'gradlog[dask]'"
+INSTALL = "pip install 'gradlog-mtl[dask]'"
 RETRIES = 2  # an exception is retried on the cluster this many times before it is reported
 _LIMITS = (MAX_EVENTS_ENV, MAX_STREAM_BYTES_ENV)
 
