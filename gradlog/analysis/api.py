@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -142,17 +143,24 @@ def batch_result(
     progress=None,
     mapping: Sequence[str] | None = None,
     map_file: PathLike | None = None,
+    scheduler: str | None = None,
 ) -> BatchResult:
     """``gradlog batch``'s result objects (one :class:`~gradlog.analysis.model.RunSummary` per row)."""
     # imported here: gradlog report, which never batches, starts without the table renderer
     from gradlog.analysis.batch import BatchOptions, run_batch
 
+    analyse = None
+    if scheduler is not None:  # Dask, imported only then
+        from gradlog.analysis.cluster import on_cluster
+
+        analyse = partial(on_cluster, scheduler)
     with _mapping(mapping, map_file):
         return run_batch(
             _paths(paths),
             _options(window, min_samples, pair, unweighted, original),
             BatchOptions(storage_options=storage_options),
             progress,
+            analyse,
         )
 
 
@@ -205,9 +213,12 @@ def batch(
     storage_options: dict | None = None,
     mapping: Sequence[str] | None = None,
     map_file: PathLike | None = None,
+    scheduler: str | None = None,
 ) -> pl.DataFrame:
     """``gradlog batch PATHS...``: one row per run (or unreadable file), in the order found,
-    with the columns of ``gradlog batch --format csv``; ``mapping``, ``map_file``: as :func:`read`."""
+    with the columns of ``gradlog batch --format csv``; ``mapping``, ``map_file``: as :func:`read`;
+    ``scheduler``: a Dask scheduler's address (``tcp://host:8786``), whose workers analyse the
+    logs (``pip install 'gradlog-mtl[dask]'``; docs/scale.md)."""
     from gradlog.analysis.render.batch import rows_frame
 
     result = batch_result(
@@ -220,5 +231,6 @@ def batch(
         storage_options=storage_options,
         mapping=mapping,
         map_file=map_file,
+        scheduler=scheduler,
     )
     return rows_frame(result.rows)

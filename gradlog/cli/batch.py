@@ -76,6 +76,14 @@ def batch(
     map_rules: MapRules = None,
     map_file: MapFile = None,
     storage_option: StorageOptions = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ADDRESS",
+            help="Analyse on the Dask cluster of this scheduler (tcp://host:8786), whose "
+            "workers read the logs; needs gradlog's dask extra (docs/scale.md).",
+        ),
+    ] = None,
 ) -> None:
     """Summarise many logs: one row per run, worst first; exit 2 if a file was unreadable."""
     from gradlog.analysis import api, output
@@ -103,6 +111,7 @@ def batch(
             original=original,
             progress=progress,
             storage_options=storage_options(storage_option),
+            scheduler=scheduler,
         )
     for note in dict.fromkeys(note for row in result.rows for note in row.notes):
         output.note(note)
