@@ -146,3 +146,25 @@ def test_markdown_charts_render_with_githubs_engine(outputs):
         html = cmarkgfm.github_flavored_markdown_to_html(outputs[name, "markdown"])
         blocks = re.findall(r'<pre lang="mermaid"><code>(.*?)</code></pre>', html, re.S)
         assert blocks and all("xychart-beta" in b for b in blocks), name
+
+
+def test_a_pair_among_three_tasks_still_charts_the_spread(own):
+    """--pair on three tasks names a pair, but the verdict judges the spread: the terminal,
+    Markdown and HTML charts (and plot's) draw the spread, from one rule (logscale.judged)."""
+    from gradlog import analyse
+    from gradlog.analysis.render import logscale
+    from gradlog.analysis.render.html_charts import run_charts
+
+    run = analyse(own / "three.jsonl", pair=("a", "b")).runs[0]
+    what = logscale.judged(run)
+    assert (what.signed, what.sample, what.window) == (False, "spread", "window_spread")
+    balance = run.events.filter("has_balance")
+    spread = balance.get_column("spread").to_list()
+    ratio = balance.get_column("ratio").to_list()
+    assert spread != ratio  # the pair's ratio differs, so the test can tell them apart
+    assert logscale.series(run).samples == spread
+    chart = next(c for c in run_charts(run)["charts"] if c["id"] == "ratio")
+    assert chart["series"][0]["y"] == spread
+    assert min(b[0] for b in chart["bands"] if b[0] is not None) >= 1.0  # no band below 1
+    two = analyse(own / "fall.jsonl").runs[0]
+    assert logscale.judged(two).signed and logscale.series(two).samples[0] == FALL[0]

@@ -22,6 +22,7 @@ from gradlog import classify
 from gradlog.analysis.model import RunReport
 from gradlog.analysis.output import for_terminal
 from gradlog.analysis.render.html_charts import collapse_x, ratio_bands, x_positions
+from gradlog.analysis.render.logscale import judged
 from gradlog.errors import GradlogError
 from gradlog.files import replacing
 
@@ -61,7 +62,15 @@ def _pyplot():
     return plt
 
 
-_COLUMNS = ("has_balance", "ratio", "window_ratio", "mean_norm", "max_norm")
+_COLUMNS = (
+    "has_balance",
+    "ratio",
+    "window_ratio",
+    "spread",
+    "window_spread",
+    "mean_norm",
+    "max_norm",
+)
 
 
 def _text(value: str) -> str:
@@ -108,7 +117,7 @@ def draw(runs: Sequence[tuple[str, RunReport]], title: str | None = None):
         if len(run.tasks) >= 2:
             ax_ratio.plot(
                 [xs[i] for i in balance],
-                [_positive(ev["ratio"][i]) for i in balance],
+                [_positive(ev[judged(run).sample][i]) for i in balance],
                 color=colour,
                 lw=0.8,
                 alpha=0.45,
@@ -116,7 +125,7 @@ def draw(runs: Sequence[tuple[str, RunReport]], title: str | None = None):
             )
             ax_ratio.plot(
                 [xs[i] for i in balance],
-                [_positive(ev["window_ratio"][i]) for i in balance],
+                [_positive(ev[judged(run).window][i]) for i in balance],
                 color=colour,
                 lw=2.0,
                 label=f"{name}window ({run.window})",
@@ -174,7 +183,7 @@ def draw(runs: Sequence[tuple[str, RunReport]], title: str | None = None):
     _tighten_y(ax_ratio, classify.COLLAPSE_RATIO * 1.5, 1 / (classify.COLLAPSE_RATIO * 1.5))
     _tighten_y(ax_norms, classify.HEALTHY_NORM[1] * 2, classify.HEALTHY_NORM[0] / 2)
     ax_norms.set_xlabel(axis_name)
-    pair = runs[0][1].pair if runs else None
+    pair = runs[0][1].pair if runs and judged(runs[0][1]).signed else None
     ax_ratio.set_title(
         f"{_text(pair[0])}/{_text(pair[1])} gradient ratio (bands: healthy, minor, significant, collapse)"
         if pair

@@ -31,6 +31,7 @@ from gradlog.analysis.render.batch_markdown import MARKDOWN_HEADER, row_cells, v
 from gradlog.analysis.render.closing import advice_items
 from gradlog.analysis.render.html_charts import MAX_POINTS, run_charts
 from gradlog.analysis.render.html_tree import Asset, Child, Data, El, h
+from gradlog.analysis.render.logscale import judged
 from gradlog.analysis.render.markdown import finding_items, summary_rows, verdict_parts
 from gradlog.analysis.status import Status
 
@@ -125,7 +126,7 @@ def _chart_title(run: RunReport, chart: dict) -> list[Child]:
         return [f"Task gradient norms (of each task's {of}), log scale"]
     if chart["id"] == "ratio":
         what: list[Child] = ["Spread (largest task norm over the smallest)"]
-        if run.pair is not None:
+        if judged(run).signed:
             what = [h("code", run.pair[0]), " / ", h("code", run.pair[1]), " gradient ratio"]
         return what + [", log scale; bands: healthy, minor, significant, collapse"]
     return ["Mean and max gradient norm, log scale; bands: vanishing, healthy, large, exploding"]

@@ -15,6 +15,7 @@ import math
 
 from gradlog import classify
 from gradlog.analysis.model import RunReport
+from gradlog.analysis.render.logscale import judged
 from gradlog.analysis.render.mermaid import thin
 
 MAX_POINTS = 1000  # per series: a run's charts stay under about 200 KB, however long the run
@@ -105,17 +106,18 @@ def run_charts(run: RunReport) -> dict:
     if tasks and balance:
         charts.append({"id": "tasks", "series": tasks, "bands": [], "of": len(run.tasks)})
     if len(run.tasks) >= 2 and balance:
+        what = judged(run)
         series = [
-            _series("per sample", xs, ev.get_column("ratio").to_list(), balance),
-            _series(f"window ({run.window})", xs, ev.get_column("window_ratio").to_list(), balance),
+            _series("per sample", xs, ev.get_column(what.sample).to_list(), balance),
+            _series(f"window ({run.window})", xs, ev.get_column(what.window).to_list(), balance),
         ]
         edge = classify.COLLAPSE_RATIO * 1.5
         charts.append(
             {
                 "id": "ratio",
                 "series": series,
-                "bands": ratio_bands(run.pair is not None),
-                "range": _range(series, (1 / edge if run.pair is not None else 1.0, edge)),
+                "bands": ratio_bands(what.signed),
+                "range": _range(series, (1 / edge if what.signed else 1.0, edge)),
             }
         )
     stats = [i for i, m in enumerate(ev.get_column("mean_norm").to_list()) if m is not None]

@@ -15,7 +15,7 @@ value); an undefined sample (a zero or non-finite norm) has no value and is mark
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 from gradlog import classify
 from gradlog.analysis.model import RunReport
@@ -44,18 +44,32 @@ class Series:
         return [v for v in self.samples + self.windows if v is not None]
 
 
+@dataclass(frozen=True)
+class Judged:
+    """Which of a run's event columns its verdict judges, for every chart of every format."""
+
+    signed: bool  # the pair's ratio, around 1; False: the spread, 1 and above
+    sample: str  # the event column of each sample's value
+    window: str  # the event column of the window's value
+    what: str
+
+
+def judged(run: RunReport) -> Judged:
+    """The pair's ratio with two tasks (or ``--original``), else the spread, even when
+    ``--pair`` names a pair among three or more tasks: a chart shows what the verdict judges."""
+    if run.pair is not None and (len(run.tasks) == 2 or run.original):
+        what = f"{run.pair[0]}/{run.pair[1]} gradient ratio"
+        return Judged(True, "ratio", "window_ratio", what)
+    return Judged(False, "spread", "window_spread", "spread (largest task norm over the smallest)")
+
+
 def series(run: RunReport) -> Series | None:
     """The values a run's ratio chart draws (None for a run with one task or no sample)."""
     events = run.events.filter("has_balance")
     if len(run.tasks) < 2 or events.height == 0:
         return None
-    signed = run.pair is not None and (len(run.tasks) == 2 or run.original)
-    sample, window = ("ratio", "window_ratio") if signed else ("spread", "window_spread")
+    signed, sample, window, what = astuple(judged(run))
     defined = events.get_column("defined").to_list()
-    if signed:
-        what = f"{run.pair[0]}/{run.pair[1]} gradient ratio"
-    else:
-        what = "spread (largest task norm over the smallest)"
     return Series(
         signed=signed,
         what=what,
