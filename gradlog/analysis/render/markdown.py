@@ -8,6 +8,8 @@ without attachments. Everything that comes from the log goes through :mod:`gradl
 
 from __future__ import annotations
 
+import math
+
 from gradlog import messages
 from gradlog.analysis.model import Report, RunReport
 from gradlog.analysis.render import logscale, md, parts
@@ -289,21 +291,25 @@ def norms_chart(run: RunReport) -> list[str]:
     norms = pl.DataFrame([run.norms(t).alias(t) for t in tasks]).with_columns(
         label=run.events.get_column("label"), has_balance=run.events.get_column("has_balance")
     )
+    # log10, as the ratio is on a log scale: a starved task's norm, 100x below the others,
+    # is a line of its own instead of one hugging the axis
     points = norms.filter(
-        pl.col("has_balance") & pl.all_horizontal(pl.col(t).is_finite() for t in tasks)
+        pl.col("has_balance")
+        & pl.all_horizontal((pl.col(t).is_finite() & (pl.col(t) > 0)) for t in tasks)
     )
     if points.height < 2:
         return []
     points = points[thin(points.height)]
-    series = [points.get_column(t).to_list() for t in tasks]
+    series = [[math.log10(v) for v in points.get_column(t).to_list()] for t in tasks]
     labels = points.get_column("label").to_list()
-    top = max(max(s) for s in series) * 1.1 or 1.0
+    low = math.floor(min(min(s) for s in series))
+    high = max(math.ceil(max(max(s) for s in series)), low + 1)
     chart = xychart(
         title="Task gradient norms",
         x_title=_axis_name(run),
         x=[_x_label(label) for label in labels],
-        y_title="gradient norm",
-        y_range=(0.0, top),
+        y_title="gradient norm, log10 scale (-2 = 0.01)",
+        y_range=(float(low), float(high)),
         lines=series,
     )
     of = "loss divided by its weight (raw)" if run.unweighted else "weighted loss"
