@@ -81,7 +81,7 @@ def generate(root: Path, runs: int, events: int) -> list[Path]:
 def batch(root: Path, out: str, *extra: str) -> tuple[float, float, str]:
     """One ``gradlog batch`` of the archive: wall s, peak MiB, its standard error."""
     args = [sys.executable, "-m", "gradlog", "batch", str(root / "logs"), "--format", "csv"]
-    wall, peak, code, _, err = run_measured([*args, "-o", str(root / out), *extra])
+    wall, peak, code, _, err = run_measured([*args, "-o", str(root / out), "--force", *extra])
     if code not in (0, 1):
         raise RuntimeError(f"gradlog batch exited {code}: {err.decode(errors='replace')[-2000:]}")
     return wall, peak, err.decode()

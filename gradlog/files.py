@@ -10,20 +10,61 @@ one :class:`~gradlog.errors.GradlogError` naming the file and the cause.
 
 from __future__ import annotations
 
+import glob
 import io
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
 from gradlog.errors import GradlogError
+from gradlog.format import log_kind
 
 
 def write_error(path: str | os.PathLike[str], exc: OSError, what: str = "cannot write") -> str:
     """``PATH: cannot write (No space left on device)``: the line an OSError becomes."""
     return f"{path}: {what} ({exc.strerror or exc})"
+
+
+def check_output(
+    path: str | os.PathLike[str] | None, *, force: bool, inputs: Sequence[str] = ()
+) -> None:
+    """The rule of every command's ``-o`` (docs/report.md, "Writing to a file"), checked before
+    any work: an existing regular file is replaced only with ``--force``, and never when it is
+    one of the command's own inputs (a log given by name or by glob, or one under a folder
+    given); a target that is no regular file (``/dev/null``, a FIFO) is written to as it is."""
+    if path is None:  # standard output
+        return
+    out = Path(path)
+    if out.is_dir():
+        raise GradlogError(f"{out}: is a directory, expected an output file")
+    if not out.is_file():
+        return
+    for given in inputs:
+        if _is_input(out, given):
+            raise GradlogError(
+                f"{out}: is one of this command's inputs; write the output elsewhere"
+            )
+    if not force:
+        raise GradlogError(f"{out}: exists; pass --force to overwrite it")
+
+
+def _is_input(out: Path, given: str) -> bool:
+    if given == "-" or "://" in given:
+        return False
+    if os.path.isdir(given):  # a folder's logs are its inputs
+        inside = os.path.commonpath([os.path.realpath(given), os.path.realpath(out)])
+        return inside == os.path.realpath(given) and log_kind(out) is not None
+    names = [given] if os.path.lexists(given) else glob.glob(given, recursive=True)
+    for name in names:
+        try:
+            if os.path.samefile(out, name):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 @contextmanager

@@ -39,6 +39,12 @@ Output = Annotated[
     Path | None,
     typer.Option("--output", "-o", help="Write the result to this file, not to stdout."),
 ]
+Force = Annotated[
+    bool,
+    typer.Option(
+        "--force", help="Overwrite the --output file if it exists (never one of the inputs)."
+    ),
+]
 Github = Annotated[
     bool, typer.Option("--github", help="Also append the Markdown to $GITHUB_STEP_SUMMARY.")
 ]
@@ -102,6 +108,7 @@ class ReportFormat(str, enum.Enum):
     text = "text"
     json = "json"
     markdown = "markdown"
+    html = "html"
 
 
 class BatchFormat(str, enum.Enum):
@@ -109,6 +116,7 @@ class BatchFormat(str, enum.Enum):
     markdown = "markdown"
     json = "json"
     csv = "csv"
+    html = "html"
 
 
 class CompareFormat(str, enum.Enum):

@@ -28,6 +28,17 @@ def update_golden(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-golden"))
 
 
+def check_golden(name: str, text: str, update: bool) -> None:
+    """``text`` against ``tests/golden/NAME`` (rewritten instead with ``--update-golden``)."""
+    golden = GOLDEN / name
+    if update:
+        golden.parent.mkdir(exist_ok=True)
+        golden.write_text(text, encoding="utf-8")
+        pytest.skip(f"rewrote {golden}")
+    assert golden.exists(), f"no golden file {golden}; run pytest --update-golden"
+    assert text == golden.read_text(encoding="utf-8")
+
+
 def run_gradlog(*args: str, stdin: bytes | None = None, env: dict | None = None):
     """Run the real ``gradlog`` entry point in a fresh process; returns CompletedProcess."""
     full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}

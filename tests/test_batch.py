@@ -62,9 +62,14 @@ COLLAPSE = [1.0, 2.5, 6.0, 8.0, 10.0, 12.0, 12.0]
 
 
 @pytest.fixture(scope="module")
-def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def side(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sources of the archive's gzip, Parquet and hive files (h1.jsonl among them)."""
+    return tmp_path_factory.mktemp("side")
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory, side: Path) -> Path:
     root = tmp_path_factory.mktemp("archive")
-    side = tmp_path_factory.mktemp("side")  # sources of the gzip, Parquet and hive files
     write_run(root / "healthy.jsonl", [1.0, 1.2, 0.9, 1.1, 1.0, 1.3], run="healthy")
     write_run(
         root / "collapse.jsonl",
@@ -100,11 +105,6 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ]
     pl.concat(hive).write_parquet(root / "hive", partition_by=["run"])
     return root
-
-
-@pytest.fixture(scope="module")
-def side(archive: Path) -> Path:
-    return next(p for p in archive.parent.parent.rglob("h1.jsonl"))
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +259,7 @@ assert set(REPORT_FIELDS) | {"file", "notes"} == set(COLUMNS)
 
 def _report_file(archive: Path, side: Path, run: str) -> Path:
     path = EXPECTED[run][0]
-    return side.parent / f"{run}.jsonl" if path == "hive" else archive / path
+    return side / f"{run}.jsonl" if path == "hive" else archive / path
 
 
 def _report_data(path: Path, run: str) -> dict:

@@ -98,9 +98,9 @@ def test_table_and_exit_code_without_fail_on(results: dict) -> None:
     factor = statistics.geometric_mean(COLLAPSE) * statistics.geometric_mean(HEALTHY)
     worse = lines["base-a → head-a"]
     assert worse[3:9] == ["healthy", "collapse", "worse", "1.00", "5.60", f"x{factor:.3g}"]
-    assert worse[9] == "higher" and worse[-1] == "same"  # the mean norm did not change
+    assert worse[9] == "higher" and worse[-1] == "unchanged"  # the mean norm did not change
     better = lines["b"]
-    assert better[1:8] == ["vanishing", "healthy", "better", "1.00", "1.00", "same", "0.0010"]
+    assert better[1:8] == ["vanishing", "healthy", "better", "1.00", "1.00", "unchanged", "0.0010"]
     assert better[-3:] == ["0.2500", "x250", "higher"]
     assert lines["new"][1:4] == ["–", "minor", "new"]
     assert lines["gone"][1:4] == ["healthy", "–", "gone"]
@@ -219,10 +219,11 @@ def test_pair_factor() -> None:
         (28.0, "x28 higher"),
         (1.5, "x1.5 higher"),
         (1 / 1.5, "x1.5 lower"),
-        (1.0, "same"),
-        (1.009, "same"),
-        (1 / 1.009, "same"),
-        (1.011, "x1.01 higher"),
+        (1.0, "unchanged"),
+        (1.004, "unchanged"),  # shown at 3 digits, x1.00: no change to show
+        (1 / 1.004, "unchanged"),
+        (1.006, "x1.01 higher"),
+        (1 / 1.006, "x1.01 lower"),
         (0.0, "to zero"),
         (None, "–"),
         (2.5e7, "x2.50e+07 higher"),

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import GOLDEN, SAMPLE_LOGS, run_gradlog
+from conftest import SAMPLE_LOGS, run_gradlog
+from conftest import check_golden as _check
 
 SAMPLES = sorted(p.name for p in SAMPLE_LOGS.glob("*.jsonl"))
 
@@ -24,16 +25,6 @@ def test_samples_exist():
         "crashed.jsonl",
     }
     assert expected <= set(SAMPLES)
-
-
-def _check(name: str, text: str, update: bool) -> None:
-    golden = GOLDEN / name
-    if update:
-        golden.parent.mkdir(exist_ok=True)
-        golden.write_text(text, encoding="utf-8")
-        pytest.skip(f"rewrote {golden}")
-    assert golden.exists(), f"no golden file {golden}; run pytest --update-golden"
-    assert text == golden.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("sample", SAMPLES)

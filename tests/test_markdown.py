@@ -28,6 +28,15 @@ HOSTILE = [
     "line one\nline two\r\n| x | y |",
     "**bold** _it_ ~~s~~ `code` $x^2$",
     "#123 GH-45 owner/repo#6",
+    "1. first",
+    "2) second",
+    "- item",
+    "+ item",
+    "---",
+    "===",
+    "mailto:x@evil.example xmpp:x@evil.example ftp://evil.example",
+    "WWW.EVIL.EXAMPLE/x a_b_c _d_ __e__",
+    "2026-11-25T16:27:54+00:00",
     "&lt;b&gt; &#64;everyone",
     "<!-- comment -->",
     "\u202etxt.exe",
@@ -90,6 +99,11 @@ def test_escape_is_inert_in_prose_and_in_a_table(text: str) -> None:
         html = render(f"{escaped}\n\n| h | k |\n| --- | --- |\n| {escaped} | x |\n")
         _inert_html(html)
         assert html.count("<td>") == 2  # the row kept its two cells
+        if text.strip():  # at the start of a line too, one paragraph: no list, heading or rule
+            prose = render(f"- {escaped}\n\n{escaped}\n")
+            assert prose.count("<li>") == 1 and "<ul>\n<li><ul>" not in prose, prose
+            assert prose.split("</ul>\n", 1)[1].startswith("<p>"), prose
+            assert "<a " not in prose and "<h" not in prose and "<hr" not in prose, prose
 
 
 @pytest.mark.parametrize("text", HOSTILE)
@@ -108,13 +122,20 @@ def test_code_is_inert_and_keeps_the_text(text: str) -> None:
 
 
 def test_escape_examples() -> None:
-    assert md.escape("<img src=x>") == "&lt;img src\\=x&gt;"
+    assert md.escape("<img src=x>") == "&lt;img src=x&gt;"
     assert md.escape("@everyone") == "@\u2060everyone"
     assert md.escape("a|b") == "a\\|b"
     assert md.escape("x\ny") == "x y"
-    assert md.escape("GH-12") == "GH\\-\u206012"
+    assert md.escape("GH-12") == "GH-\u206012"
     assert md.escape("#123") == "\\#\u2060123"
     assert md.escape("plain words 123") == "plain words 123"
+    # what acts only where it stands is escaped only there: a timestamp reads as it is
+    assert md.escape("2026-11-25T16:27:54+00:00") == "2026-11-25T16:27:54+00:00"
+    assert md.escape("ratio 0.04 (x28): urgent") == "ratio 0.04 (x28): urgent"
+    assert md.escape("https://e.x www.e.x") == "https\\://e.x www\\.e.x"
+    assert md.escape("- item") == "\\- item" and md.escape("12. item") == "12\\. item"
+    assert md.escape("a ~~b~~ $c$") == "a \\~\\~b\\~\\~ \\$c\\$"
+    assert md.escape("loss_alpha _it_") == "loss_alpha \\_it\\_"  # "_" in a word: no emphasis
 
 
 def test_code_examples() -> None:
@@ -203,13 +224,16 @@ def test_report_markdown_has_verdict_table_findings_action_and_chart(outputs: di
     assert "| First collapse | Epoch 35 |" in text
     assert "### Findings" in text and "- \N{CROSS MARK} Task collapse from Epoch 35" in text
     assert "(largest over smallest) passed 5.0" in text
-    assert "### Recommended action" in text and "Urgent\\: rebalance weights" in text
+    assert "### Recommended action" in text and "Urgent: rebalance weights" in text
     assert "```mermaid" in text and "xychart-beta" in text
-    assert "    line [0.5, 0.5, 0.5, 0.5, 0.5]" in text  # the healthy band, lower edge
-    assert "    line [2, 2, 2, 2, 2]" in text  # and upper edge
-    # the window line is the geometric mean of the ratios so far, from the 3rd sample on
-    assert "    line [2.466212, 3.309751, 4.128918, 4.932424, 5.600419]" in text
-    assert "green lines: the healthy band 0.5–2.0" in text
+    # on the log scale (log2 of the ratio), every sample drawn, the first two included
+    assert 'y-axis "ratio, log2 scale (0 = even)" -4 --> 4' in text  # 12 is 3.58 doublings
+    assert "    line [-1, -1, -1, -1, -1, -1, -1]" in text  # the healthy band, lower edge (0.5)
+    assert "    line [1, 1, 1, 1, 1, 1, 1]" in text  # and upper edge (2)
+    # the window line: the geometric mean of the ratios so far, from the 3rd sample on (2.466,
+    # 3.310 ... 5.600); before it, the sample's own ratio (1 and 2.5)
+    assert "    line [0, 1.321928, 1.302297, 1.726723, 2.045764, 2.302297, 2.485535]" in text
+    assert "green lines: the healthy band 0.5–2.0; orange: collapse below 0.2 and above 5.0" in text
 
 
 def test_report_markdown_is_inert(outputs: dict) -> None:
@@ -234,7 +258,7 @@ def test_batch_markdown_is_inert_and_complete(outputs: dict, hostile: dict[str, 
     assert result.returncode == 0, result.stderr
     text = result.stdout.decode()
     assert text.startswith("## \N{CROSS MARK} gradlog batch: 1 of 2 runs need attention")
-    assert "**2 runs in 2 files\\: 1 collapse\\, 1 healthy**" in text
+    assert "**2 runs in 2 files: 1 collapse, 1 healthy**" in text
     assert (
         "| # | Status | Run | File | Tasks | Events | Epochs | Window ratio | Spread "
         "| Worst spread | First imbalance | First collapse | Mean norm ± std | Peak max norm "
@@ -243,7 +267,8 @@ def test_batch_markdown_is_inert_and_complete(outputs: dict, hostile: dict[str, 
     assert "### Findings" in text and "collapse from Epoch 35" in text
     assert "final spread 5.60" in text
     assert "Try ` --loss-alpha" not in text  # task names are not pointer/type
-    assert "xychart-beta" in text and "bar [5.600419, 1.002516]" in text
+    # the spreads 5.60 and 1.0025 as log2: 2.49 and 0.0036
+    assert "xychart-beta" in text and "bar [2.485535, 0.003625]" in text
     outside = _outside_code(text)
     assert "<img" not in outside and "@everyone" not in outside and "<b>" not in outside
     if render is not None:
@@ -262,7 +287,7 @@ def test_compare_markdown_is_inert_and_complete(outputs: dict) -> None:
         "## \N{CROSS MARK} gradlog compare: regression past --fail-on collapse in 1 of 1 runs"
     )
     assert "| \N{WHITE HEAVY CHECK MARK} healthy | \N{CROSS MARK} collapse |" in text
-    assert "| 1.00 → 5.60 | x5.59 higher | 0.2500 → 0.2500 | same |" in text
+    assert "| 1.00 → 5.60 | x5.59 higher | 0.2500 → 0.2500 | unchanged |" in text
     assert "### Details" in text and "collapse from Epoch 35" in text
     outside = _outside_code(text)
     assert "<b>" not in outside and "](http" not in outside and "@everyone" not in outside

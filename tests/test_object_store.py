@@ -320,6 +320,17 @@ def test_an_unreachable_endpoint_is_one_line(store: Store) -> None:
     assert len(lines) == 1 and "cannot reach the object store" in lines[0], lines
 
 
+def test_an_html_batch_details_the_runs_it_read_from_storage(store: Store, tmp_path: Path) -> None:
+    """``--format html`` reads its detailed runs again for their charts, with the same
+    ``--storage-option``s: every run of the glob has its section, as on disk."""
+    flags = [a for k, v in store.options.items() for a in ("--storage-option", f"{k}={v}")]
+    page = tmp_path / "runs.html"
+    result = gradlog("batch", _url("archive/*.jsonl"), "--format", "html", "-o", str(page), *flags)
+    assert result.returncode == 0, result.stderr
+    text = page.read_text(encoding="utf-8")
+    assert text.count("<section>") == 7 and text.count('href="#run-') == 7
+
+
 def test_a_summary_table_reads_only_new_or_changed_objects(store: Store, tmp_path: Path) -> None:
     """``--summary`` over a prefix: an object's stamp is its ETag, so an unchanged object is not
     read again, a rewritten or new one is, and the rows are those of a full batch."""

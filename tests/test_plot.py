@@ -87,26 +87,20 @@ def test_report_chart(results: dict) -> None:
     assert result.returncode == 0
     lines = result.stdout.decode().splitlines()
     start = lines.index(
-        "pointer/type gradient ratio, 8 balance samples (● window, · sample, × undefined)"
+        "pointer/type gradient ratio, log scale, 8 balance samples: ● window, · sample, × undefined"
     )
-    chart = lines[start + 1 : start + 9]
-    assert [line.split("│")[0].strip() for line in chart] == [
-        "> 5",
-        "3-5",
-        "2-3",
-        "1-2",
-        "0.5-1",
-        "0.33-0.5",
-        "0.2-0.33",
-        "< 0.2",
+    chart = lines[start + 1 : start + 7]
+    # on a log scale: the 3rd to 6th samples are past 5 while their (geometric) window is
+    # 2-5, collapsed from the 7th sample on; the first two samples are drawn too
+    assert chart == [
+        "   > 10 │                ·  ·  ·",
+        "   5-10 │       ·  ·  ·     ●  ●",
+        "      5 ┼" + "┈" * 24 + "  collapse above 5",
+        "    2-5 │    ·  ●  ●  ●  ●",
+        "      2 ┼" + "┈" * 24 + "  healthy 0.5-2",
+        "    1-2 │ ·",
     ]
-    # samples 3 to 6 above 5 while their (geometric) window is 2-3, then 3-5; collapsed from
-    # the 7th on
-    assert chart[0] == "     > 5 │  ····●●"
-    assert chart[1] == "     3-5 │   ●●●"
-    assert chart[2] == "     2-3 │ ·●"
-    assert chart[3] == "     1-2 │·"
-    assert lines[-1].split() == ["Epoch", "5", "Epoch", "40"]
+    assert lines[-1].split() == ["5", "40", "epoch"]
 
 
 def test_only_the_plot_command_imports_matplotlib(logs: dict[str, Path]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -19,6 +20,7 @@ from gradlog.errors import GradlogError, LogFormatError
 
 if TYPE_CHECKING:
     from gradlog.analysis.batch import BatchResult
+    from gradlog.analysis.model import RunReport, RunSummary
 
 PathLike = str | os.PathLike[str]
 
@@ -141,6 +143,7 @@ def batch_result(
     progress=None,
     mapping: Sequence[str] | None = None,
     map_file: PathLike | None = None,
+    scheduler: str | None = None,
     summary: PathLike | None = None,
 ) -> BatchResult:
     """``gradlog batch``'s result objects (one :class:`~gradlog.analysis.model.RunSummary` per row).
@@ -151,14 +154,58 @@ def batch_result(
     # imported here: gradlog report, which never batches, starts without the table renderer
     from gradlog.analysis.batch import BatchOptions, run_batch
 
+    analyse = None
+    if scheduler is not None:  # Dask, imported only then
+        from gradlog.analysis.cluster import on_cluster
+
+        analyse = partial(on_cluster, scheduler)
     with _mapping(mapping, map_file):
         return run_batch(
             _paths(paths),
             _options(window, min_samples, pair, unweighted, original),
             BatchOptions(storage_options=storage_options),
             progress,
+            analyse,
             summary=summary,
         )
+
+
+def run_reports(
+    rows: Sequence[RunSummary],
+    *,
+    window: int = engine.Options.window,
+    min_samples: int = engine.Options.min_samples,
+    pair: tuple[str, str] | None = None,
+    unweighted: bool = False,
+    original: bool = False,
+    storage_options: dict | None = None,
+) -> list[RunReport | None]:
+    """The whole analysis (every event) of each batch row's run, as :func:`analyse` makes it,
+    each file read once: what ``gradlog batch --format html`` draws. None for an error row, or
+    a run whose file cannot be read by itself."""
+    found: dict[str, AnalysedReport | None] = {}
+    out: list[RunReport | None] = []
+    for row in rows:
+        if row.error is not None:
+            out.append(None)
+            continue
+        if row.source not in found:
+            try:
+                found[row.source] = analyse(
+                    row.source,
+                    window=window,
+                    min_samples=min_samples,
+                    pair=pair,
+                    unweighted=unweighted,
+                    original=original,
+                    storage_options=storage_options,
+                )
+            except GradlogError:
+                found[row.source] = None
+        report = found[row.source]
+        runs = report.runs if report is not None else ()
+        out.append(next((r for r in runs if r.summary.run == row.run), None))
+    return out
 
 
 def batch(
@@ -172,11 +219,13 @@ def batch(
     storage_options: dict | None = None,
     mapping: Sequence[str] | None = None,
     map_file: PathLike | None = None,
+    scheduler: str | None = None,
     summary: PathLike | None = None,
 ) -> pl.DataFrame:
     """``gradlog batch PATHS...``: one row per run (or unreadable file), in the order found,
     with the columns of ``gradlog batch --format csv``; ``mapping``, ``map_file``: as :func:`read`;
-    ``summary``: as :func:`batch_result`."""
+    ``scheduler``: a Dask scheduler's address (``tcp://host:8786``), whose workers analyse the
+    logs (``pip install 'gradlog-mtl[dask]'``; docs/scale.md); ``summary``: as :func:`batch_result`."""
     from gradlog.analysis.render.batch import rows_frame
 
     result = batch_result(
@@ -189,6 +238,7 @@ def batch(
         storage_options=storage_options,
         mapping=mapping,
         map_file=map_file,
+        scheduler=scheduler,
         summary=summary,
     )
     return rows_frame(result.rows)

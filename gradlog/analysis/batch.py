@@ -14,12 +14,16 @@ Parquet journal), and its runs are analysed like the others, or names the proble
 the file's one row with ``status == "error"``.
 
 A row is a :class:`gradlog.analysis.model.RunSummary`: the very object ``gradlog report`` summarises.
+
+The chunks are analysed here, one after another, or on a Dask cluster
+(:mod:`gradlog.analysis.cluster`, ``--scheduler``), each by :func:`analyse_chunk`; either way
+the rows come out in the order of the sources.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -82,7 +86,13 @@ class BatchResult:
         return [lvl for lvl in levels if any(r.reaches(lvl) for r in self.rows)]
 
 
-Progress = Callable[[int, int], None]  # (sources done, sources in all)
+# (sources done, sources in all); while they are being found: (sources found so far, None)
+Progress = Callable[[int, int | None], None]
+# Where the chunks are analysed: here (the default) or on a cluster (gradlog.analysis.cluster).
+# It gives each chunk's index and rows as the chunk is done, in any order.
+Analyse = Callable[
+    [list[list[Source]], engine.Options, BatchOptions], Iterator[tuple[int, list[RunSummary]]]
+]
 
 
 def _spread(row: RunSummary) -> float:
@@ -122,15 +132,18 @@ def run_batch(
     judging: engine.Options = engine.Options(),
     options: BatchOptions = BatchOptions(),
     progress: Progress | None = None,
+    analyse: Analyse | None = None,
     summary: str | os.PathLike[str] | None = None,
 ) -> BatchResult:
-    """Summarise every run of every log under ``paths``, in the order found.
+    """Summarise every run of every log under ``paths``, in the order found; ``analyse``: where
+    (by default in this process).
 
     With ``summary`` (a Parquet file, :mod:`gradlog.analysis.summary_table`), only the sources
     that are new or changed since that table was written are read, and the table is replaced
     by this batch's rows: the result is the same as without it.
     """
-    sources = find_sources(list(paths), storage_options=options.storage_options)
+    counted = None if progress is None else (lambda n: progress(n, None))
+    sources = find_sources(list(paths), storage_options=options.storage_options, counted=counted)
     if not sources:
         raise GradlogError(
             "no logs found (.jsonl, .jsonl.gz, .ndjson, .parquet) in " + ", ".join(paths)
@@ -142,9 +155,9 @@ def run_batch(
             summary,
             sources,
             judging,
-            lambda todo: analyse_sources(todo, judging, options, progress),
+            lambda todo: analyse_sources(todo, judging, options, progress, analyse),
         )
-    found = analyse_sources(sources, judging, options, progress)
+    found = analyse_sources(sources, judging, options, progress, analyse)
     return BatchResult(tuple(row for rows in found.values() for row in rows), len(sources))
 
 
@@ -153,22 +166,23 @@ def analyse_sources(
     judging: engine.Options = engine.Options(),
     options: BatchOptions = BatchOptions(),
     progress: Progress | None = None,
+    analyse: Analyse | None = None,
 ) -> dict[str, list[RunSummary]]:
     """Each source's rows (its path the key), in the order of ``sources``."""
-    found: dict[str, list[RunSummary]] = {s.path: [] for s in sources}
-    done = 0
     chunks = _chunks(list(sources), options.chunk_bytes)
-    # The next chunk is read while this one is analysed: Polars releases the GIL in a collect,
-    # and neither phase alone keeps both cores busy (the analysis is a chain of small queries).
-    # One chunk ahead at most, so memory stays bounded by two chunks.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        ahead = _read_ahead(pool, chunks, 0, options)
-        for i, chunk in enumerate(chunks):
-            read, ahead = ahead, _read_ahead(pool, chunks, i + 1, options)
-            _attribute(chunk, _chunk_rows(chunk, judging, options, read), found)
-            done += len(chunk)
-            if progress is not None:
-                progress(done, len(sources))
+    analysed = (analyse or _here)(chunks, judging, options)
+    placed: list[list[RunSummary]] = [[] for _ in chunks]
+    done = 0
+    if progress is not None:  # the total at once: a cluster's first chunk may take a while
+        progress(done, len(sources))
+    for i, rows in analysed:  # as each chunk is done, in any order
+        placed[i] = rows
+        done += len(chunks[i])
+        if progress is not None:
+            progress(done, len(sources))
+    found: dict[str, list[RunSummary]] = {s.path: [] for s in sources}
+    for chunk, rows in zip(chunks, placed):
+        _attribute(chunk, rows, found)
     return found
 
 
@@ -182,6 +196,20 @@ def _attribute(
     fallback = (scanned or chunk)[-1].path
     for row in rows:
         found[row.source if row.source in mine else fallback].append(row)
+
+
+def _here(
+    chunks: list[list[Source]], judging: engine.Options, options: BatchOptions
+) -> Iterator[tuple[int, list[RunSummary]]]:
+    """Each chunk's index and rows, analysed in this process, in order."""
+    # The next chunk is read while this one is analysed: Polars releases the GIL in a collect,
+    # and neither phase alone keeps both cores busy (the analysis is a chain of small queries).
+    # One chunk ahead at most, so memory stays bounded by two chunks.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ahead = _read_ahead(pool, chunks, 0, options)
+        for i, chunk in enumerate(chunks):
+            read, ahead = ahead, _read_ahead(pool, chunks, i + 1, options)
+            yield i, analyse_chunk(chunk, judging, options, read)
 
 
 def _read_ahead(
@@ -214,12 +242,15 @@ def _chunks(sources: list[Source], limit: int) -> list[list[Source]]:
     return chunks
 
 
-def _chunk_rows(
+def analyse_chunk(
     chunk: list[Source],
     judging: engine.Options,
     options: BatchOptions,
     read: Future | None = None,
 ) -> list[RunSummary]:
+    """The rows of one chunk of sources (from ``read``, its records read ahead, if given):
+    every run found, in the order of the sources, and an error row for each source that
+    cannot be read. A Dask worker runs it as it is (:mod:`gradlog.analysis.cluster`)."""
     if len(chunk) == 1 and chunk[0].how == MISSING:
         return [error_row(chunk[0].path, chunk[0].error or "no such file")]
     so = options.storage_options
@@ -229,12 +260,12 @@ def _chunk_rows(
         base = read.result() if read is not None else _read(chunk, options)
     except _CutObjects as cut:  # to the careful reader, and the others scanned again
         parts = _chunks(cut.chunk, options.chunk_bytes)
-        return [row for part in parts for row in _chunk_rows(part, judging, options)]
+        return [row for part in parts for row in analyse_chunk(part, judging, options)]
     except READ_ERRORS as exc:  # any broken input: find it, then let read_log say
         if len(chunk) == 1:
             return _careful_rows(chunk[0], judging, reason=exc, storage_options=so)
         half = len(chunk) // 2
-        return _chunk_rows(chunk[:half], judging, options) + _chunk_rows(
+        return analyse_chunk(chunk[:half], judging, options) + analyse_chunk(
             chunk[half:], judging, options
         )
     base, over = _within_event_limit(base)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gradlog.analysis.readers import LoadedLog
 from gradlog.errors import GradlogError
-from gradlog.files import replacing, write_parquet
+from gradlog.files import check_output, replacing, write_parquet
 from gradlog.format import dumps
 
 
@@ -16,10 +16,7 @@ def convert_log(log: LoadedLog, output: str | os.PathLike[str], *, overwrite: bo
     """Write ``log`` to ``output`` (.parquet, .jsonl, .jsonl.gz); returns the records written."""
     out = Path(output)
     name = out.name.lower()
-    if out.is_dir():
-        raise GradlogError(f"{out}: is a directory, expected an output file")
-    if out.exists() and not overwrite:
-        raise GradlogError(f"{out}: exists (use --force to overwrite)")
+    check_output(out, force=overwrite)
     if name.endswith(".parquet"):
         write_parquet(log.frame, out)
     elif name.endswith((".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz")):

@@ -12,7 +12,9 @@ documents from raw values; what leaves goes through one of:
 * :meth:`Output.table` (Rich tables): the same, cell by cell, before Rich lays them out;
 * :meth:`Output.document` (JSON, CSV, Markdown, HTML): the same except the newlines that
   structure the document; JSON is written with every non-ASCII character as ``\\uXXXX``, so its
-  data is unchanged.
+  data is unchanged;
+* :meth:`Output.html` (a page built as a tree): every text and attribute value through
+  :func:`for_html` (entities), the script's data through :func:`json_for_html`.
 
 Notes and errors go to standard error as one line each (:func:`note`, :func:`fail`). Scanning is
 native: a regular expression finds the rare line that holds anything outside printable ASCII,
@@ -22,6 +24,7 @@ and only that line is escaped in Python.
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import math
@@ -80,6 +83,31 @@ def for_document(text: str) -> str:
     """A document (Markdown, CSV, HTML) with every non-printable character other than the
     newline escaped; the newlines are the document's own structure."""
     return _SUSPECT_IN_DOCUMENT.sub(_document_char, text)
+
+
+def for_html(text: str) -> str:
+    """``text`` as inert HTML text or attribute value: non-printable characters as visible
+    escapes (:func:`for_terminal`), then ``& < > " '`` as character references."""
+    return html.escape(for_terminal(str(text)), quote=True)
+
+
+# no "<", ">" or "&" in JSON inside <script> (no "</script" or "<!--"): \uXXXX escapes instead
+_SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+
+def _neutral(value: object) -> object:
+    if isinstance(value, str):
+        return for_terminal(value)
+    if isinstance(value, dict):
+        return {for_terminal(str(k)): _neutral(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_neutral(v) for v in value]
+    return value
+
+
+def json_for_html(value: object) -> str:
+    """Data as JSON for ``<script type="application/json">``, strings as :func:`for_terminal`."""
+    return _encode(_neutral(value)).translate(_SCRIPT_SAFE)
 
 
 def lines_for_terminal(lines: pl.Series) -> pl.Series:
@@ -224,6 +252,12 @@ class Output:
     def document(self, text: str) -> None:
         """A Markdown or HTML document."""
         self._write(for_document(text))
+
+    def html(self, page) -> None:
+        """An HTML page (:mod:`gradlog.analysis.render.html_tree`), its text through for_html."""
+        from gradlog.analysis.render.html_tree import document
+
+        self.document(document(page, for_html, json_for_html))
 
     def json(self, data: object) -> None:
         """Plain data as JSON (:func:`json_pieces`); every non-ASCII character as a ``\\uXXXX``

@@ -3,7 +3,8 @@
 Three panels over epochs (or steps): each task's gradient norm (log scale), the task balance
 ratio with its bands shaded (log scale, per sample and window mean), and the mean and max
 gradient norm with the healthy band; the first collapse of each run is marked on all three.
-Several runs are overlaid, one colour each. Drawn with matplotlib, an optional extra
+Several runs are overlaid, one colour each (the positions on the x axis and of the collapse are
+those of the HTML report's charts, :mod:`gradlog.analysis.render.html_charts`). Drawn with matplotlib, an optional extra
 (the ``plot`` extra, ``pip install 'gradlog-mtl[plot]'``, or ``pip install matplotlib``), imported only here and only when a plot is made. HTML is a
 self-contained page around the SVG.
 """
@@ -20,6 +21,8 @@ from pathlib import Path
 from gradlog import classify
 from gradlog.analysis.model import RunReport
 from gradlog.analysis.output import for_terminal
+from gradlog.analysis.render.html_charts import collapse_x, ratio_bands, x_positions
+from gradlog.analysis.render.logscale import judged
 from gradlog.errors import GradlogError
 from gradlog.files import replacing
 
@@ -59,14 +62,15 @@ def _pyplot():
     return plt
 
 
-_COLUMNS = ("has_balance", "ratio", "window_ratio", "mean_norm", "max_norm")
-
-
-def _x(run: RunReport) -> tuple[list[float], str]:
-    """Each event's position: its epoch, or its step for runs logged by steps."""
-    values = run.events.get_column("step" if run.by_steps else "epoch").to_list()
-    xs = [float(v) if v is not None else float(i) for i, v in enumerate(values)]
-    return xs, "step" if run.by_steps else "epoch"
+_COLUMNS = (
+    "has_balance",
+    "ratio",
+    "window_ratio",
+    "spread",
+    "window_spread",
+    "mean_norm",
+    "max_norm",
+)
 
 
 def _text(value: str) -> str:
@@ -81,26 +85,8 @@ def _positive(value: float | None) -> float:
 
 
 def _shade_ratio_bands(ax) -> None:
-    h, m, c = classify.HEALTHY_RATIO, classify.MINOR_RATIO, classify.COLLAPSE_RATIO
-    spans = (
-        (1 / h, h, "healthy"),
-        (h, m, "minor"),
-        (1 / m, 1 / h, "minor"),
-        (m, c, "significant"),
-        (1 / c, 1 / m, "significant"),
-        (c, 1e6, "collapse"),
-        (1e-6, 1 / c, "collapse"),
-    )
-    for low, high, band in spans:
-        ax.axhspan(low, high, color=_BAND_COLOURS[band], alpha=0.12, lw=0)
-
-
-def _collapse_x(run: RunReport, xs: list[float]) -> float | None:
-    label = run.summary.first_collapse
-    if label is None:
-        return None
-    labels = run.events.get_column("label").to_list()
-    return next((x for x, lbl in zip(xs, labels) if lbl == label), None)
+    for low, high, band in ratio_bands(pair=True):
+        ax.axhspan(low or 1e-6, high or 1e6, color=_BAND_COLOURS[band], alpha=0.12, lw=0)
 
 
 def draw(runs: Sequence[tuple[str, RunReport]], title: str | None = None):
@@ -115,7 +101,7 @@ def draw(runs: Sequence[tuple[str, RunReport]], title: str | None = None):
     for k, (_path, run) in enumerate(runs):
         colour = colours[k % len(colours)]
         ev = {c: run.events.get_column(c).to_list() for c in _COLUMNS}
-        xs, axis_name = _x(run)
+        xs, axis_name = x_positions(run)
         name = f"{_text(run.run_id)} " if many else ""
         balance = [i for i, b in enumerate(ev["has_balance"]) if b]
         for t, task in enumerate(run.tasks):
@@ -131,7 +117,7 @@ def draw(runs: Sequence[tuple[str, RunReport]], title: str | None = None):
         if len(run.tasks) >= 2:
             ax_ratio.plot(
                 [xs[i] for i in balance],
-                [_positive(ev["ratio"][i]) for i in balance],
+                [_positive(ev[judged(run).sample][i]) for i in balance],
                 color=colour,
                 lw=0.8,
                 alpha=0.45,
@@ -139,7 +125,7 @@ def draw(runs: Sequence[tuple[str, RunReport]], title: str | None = None):
             )
             ax_ratio.plot(
                 [xs[i] for i in balance],
-                [_positive(ev["window_ratio"][i]) for i in balance],
+                [_positive(ev[judged(run).window][i]) for i in balance],
                 color=colour,
                 lw=2.0,
                 label=f"{name}window ({run.window})",
@@ -160,7 +146,7 @@ def draw(runs: Sequence[tuple[str, RunReport]], title: str | None = None):
             lw=1.2,
             label=f"{name}max norm",
         )
-        collapse = _collapse_x(run, xs)
+        collapse = collapse_x(run, xs)
         if collapse is not None:
             for ax in (ax_tasks, ax_ratio, ax_norms):
                 ax.axvline(collapse, color=colour, ls="--", lw=1.2)
@@ -197,7 +183,7 @@ def draw(runs: Sequence[tuple[str, RunReport]], title: str | None = None):
     _tighten_y(ax_ratio, classify.COLLAPSE_RATIO * 1.5, 1 / (classify.COLLAPSE_RATIO * 1.5))
     _tighten_y(ax_norms, classify.HEALTHY_NORM[1] * 2, classify.HEALTHY_NORM[0] / 2)
     ax_norms.set_xlabel(axis_name)
-    pair = runs[0][1].pair if runs else None
+    pair = runs[0][1].pair if runs and judged(runs[0][1]).signed else None
     ax_ratio.set_title(
         f"{_text(pair[0])}/{_text(pair[1])} gradient ratio (bands: healthy, minor, significant, collapse)"
         if pair

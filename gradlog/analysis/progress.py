@@ -7,17 +7,24 @@ import sys
 
 class Progress:
     """A Rich progress bar on stderr for a terminal (silent when stderr is piped); the
-    callback it gives counts the files found, then the files read."""
+    callback it gives counts the files as they are found (``done, None``: "finding logs
+    1234"), then the files read (``done, total``: "reading logs 1234/4000")."""
 
     def __enter__(self):
         if not sys.stderr.isatty():
             self.bar = None
             return None
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         self.bar = Progress(
-            "reading logs",
+            TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
@@ -25,8 +32,13 @@ class Progress:
             transient=True,
         )
         self.bar.__enter__()
-        task = self.bar.add_task("logs", total=None)
-        return lambda done, total: self.bar.update(task, completed=done, total=total)
+        task = self.bar.add_task("finding logs", total=None)
+
+        def update(done: int, total: int | None) -> None:
+            what = "finding logs" if total is None else "reading logs"
+            self.bar.update(task, completed=done, total=total, description=what)
+
+        return update
 
     def __exit__(self, *exc):
         if self.bar is not None:

@@ -43,6 +43,7 @@ from gradlog.analysis.remote import (
     listed,
     objects,
 )
+from gradlog.analysis.stamps import local_stamp
 from gradlog.errors import LogFormatError
 from gradlog.format import GZIP_MAGIC, JOURNAL_SUFFIX, MAX_LINE_BYTES, PARQUET_MAGIC, log_kind
 
@@ -79,35 +80,51 @@ class Source:
 
 
 Note = Callable[[str], None]  # one note for standard error: "FILE: skipped, ..."
+Found = Callable[[int], None]  # how many sources found so far (a progress bar's count)
 
 
 def find_sources(
-    paths: list[str], note: Note | None = None, *, storage_options: dict | None = None
+    paths: list[str],
+    note: Note | None = None,
+    *,
+    storage_options: dict | None = None,
+    counted: Found | None = None,
 ) -> list[Source]:
     """The sources named by ``paths``, in the order given, each once.
 
     ``note`` receives what is left out and why (a FIFO in a folder, a folder that cannot be
     read); by default it goes to standard error as a ``Note:`` line. ``storage_options``:
-    how to reach object storage (:mod:`gradlog.analysis.remote`).
+    how to reach object storage (:mod:`gradlog.analysis.remote`). ``counted``, if given, is
+    told the count so far while a folder or a glob is searched (thousands take seconds).
     """
     if note is None:
         from gradlog.analysis.output import note
     found: dict[str, Source] = {}
     for given in paths:
-        for source in _expand(given, note, storage_options):
+        seen = None if counted is None else (lambda n, before=len(found): counted(before + n))
+        for source in _expand(given, note, storage_options, seen):
             found.setdefault(source.path, source)
+        if counted is not None:
+            counted(len(found))
     return list(found.values())
 
 
-def _expand(given: str, note: Note, storage_options: dict | None = None) -> list[Source]:
+def _expand(
+    given: str, note: Note, storage_options: dict | None = None, seen: Found | None = None
+) -> list[Source]:
     if URL_PATTERN.match(given):
         return _remote(given, storage_options)
     if GLOB_CHARS.search(given) and not os.path.lexists(given):
         matches = sorted(glob.glob(given, recursive=True))
         if not matches:
             return [Source(given, MISSING)]
-        return [_stamped(s) for m in matches for s in _local(m, note, explicit=False)]
-    return [_stamped(s) for s in _local(given, note, explicit=True)]
+        out: list[Source] = []
+        for m in matches:  # each opened to tell what it holds: thousands take seconds
+            if seen is not None:
+                seen(len(out))
+            out += [_stamped(s) for s in _local(m, note, explicit=False)]
+        return out
+    return [_stamped(s) for s in _local(given, note, explicit=True, seen=seen)]
 
 
 def _remote(url: str, storage_options: dict | None) -> list[Source]:
@@ -173,10 +190,10 @@ def _remote_object(obj) -> Source | None:
     return Source(obj.url, CAREFUL if careful else REMOTE_JSON, obj.size, obj.stamp)
 
 
-def _local(path: str, note: Note, *, explicit: bool) -> list[Source]:
+def _local(path: str, note: Note, *, explicit: bool, seen: Found | None = None) -> list[Source]:
     p = Path(path)
     if p.is_dir():
-        return _walk(p, note)
+        return _walk(p, note, seen)
     if p.is_file():
         if not explicit and not _is_log_name(p.name):
             return [_foreign(p)] if _is_foreign(p) else []
@@ -207,36 +224,6 @@ def _stamped(source: Source) -> Source:
     return replace(source, stamp=local_stamp(Path(source.path)))
 
 
-def local_stamp(p: Path) -> str | None:
-    """``SIZE:MTIME_NS`` of a file (``+`` its journal's), a digest of those of a folder's files
-    (a TensorBoard run, a hive dataset), None for a stream (a FIFO) or what cannot be seen."""
-    journal = p.with_name(p.name + JOURNAL_SUFFIX)
-    try:
-        st = p.stat()
-    except OSError:
-        return "journal:" + _file_stamp(journal) if _regular(journal) else None
-    if stat.S_ISDIR(st.st_mode):
-        digest = hashlib.sha256()
-        for dirpath, dirnames, filenames in os.walk(p):
-            dirnames.sort()
-            for name in sorted(filenames):
-                f = Path(dirpath) / name
-                digest.update(f"{f.relative_to(p)}\0{_file_stamp(f)}\0".encode())
-        return "tree:" + digest.hexdigest()
-    if not stat.S_ISREG(st.st_mode):
-        return None
-    own = f"{st.st_size}:{st.st_mtime_ns}"
-    return f"{own}+{_file_stamp(journal)}" if _regular(journal) else own
-
-
-def _file_stamp(p: Path) -> str:
-    try:
-        st = p.stat()
-    except OSError:
-        return "-"
-    return f"{st.st_size}:{st.st_mtime_ns}"
-
-
 def _is_log_name(name: str) -> bool:
     return log_kind(name) is not None
 
@@ -257,7 +244,7 @@ def _foreign(p: Path) -> Source:
     return Source(str(p), CAREFUL, size)
 
 
-def _walk(root: Path, note: Note) -> list[Source]:
+def _walk(root: Path, note: Note, seen: Found | None = None) -> list[Source]:
     def unreadable(exc: OSError) -> None:
         note(f"{exc.filename}: cannot read this folder ({exc.strerror}); its logs are left out")
 
@@ -275,6 +262,8 @@ def _walk(root: Path, note: Note) -> list[Source]:
             dirnames[:] = []
             continue
         for name in sorted(filenames):
+            if seen is not None:
+                seen(len(sources))
             p = here / name
             is_journal = name.endswith(JOURNAL_SUFFIX)
             if not (is_journal or _is_log_name(name)):

@@ -10,6 +10,7 @@ from gradlog.cli.app import app
 from gradlog.options import (
     BatchFormat,
     FailOnOption,
+    Force,
     FullReport,
     Github,
     MapFile,
@@ -48,7 +49,11 @@ def batch(
     pair: Pair = None,
     output_format: Annotated[
         BatchFormat,
-        typer.Option("--format", help="table (terminal), markdown (pull request), json or csv."),
+        typer.Option(
+            "--format",
+            help="table (terminal), markdown (pull request), json, csv, or html (one page with "
+            "a sortable table and charts).",
+        ),
     ] = BatchFormat.table,
     sort: Annotated[SortKey, typer.Option(help="Order of the rows (worst or largest first).")] = (
         SortKey.status
@@ -60,6 +65,7 @@ def batch(
     limit: Annotated[int | None, typer.Option(min=1, help="At most this many rows.")] = None,
     fail_on: FailOnOption = None,
     out_path: Output = None,
+    force: Force = False,
     github: Github = False,
     max_chars: MaxChars = None,
     full_report: FullReport = None,
@@ -70,6 +76,14 @@ def batch(
     map_rules: MapRules = None,
     map_file: MapFile = None,
     storage_option: StorageOptions = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ADDRESS",
+            help="Analyse on the Dask cluster of this scheduler (tcp://host:8786), whose "
+            "workers read the logs; needs gradlog's dask extra (docs/scale.md).",
+        ),
+    ] = None,
     summary: Annotated[
         str | None,
         typer.Option(
@@ -91,6 +105,9 @@ def batch(
         markdown_runs,
     )
     from gradlog.analysis.status import Status
+    from gradlog.files import check_output
+
+    check_output(out_path, force=force, inputs=paths)
 
     markdown_only(max_chars, output_format is BatchFormat.markdown)
     with Progress() as progress:
@@ -103,6 +120,7 @@ def batch(
             original=original,
             progress=progress,
             storage_options=storage_options(storage_option),
+            scheduler=scheduler,
             summary=summary,
         )
     for note in (*result.notes, *dict.fromkeys(n for row in result.rows for n in row.notes)):
@@ -121,6 +139,19 @@ def batch(
         else:
             doc = markdown_runs(result.rows, rows, result.n_sources)
             out.document(output.fitted(doc, max_chars, full_report, github))
+    elif output_format is BatchFormat.html:
+        from gradlog.analysis.render.html import DETAILED_RUNS, batch_page
+
+        reports = api.run_reports(
+            rows[:DETAILED_RUNS],
+            window=window,
+            min_samples=min_samples,
+            pair=parse_pair(pair),
+            unweighted=unweighted,
+            original=original,
+            storage_options=storage_options(storage_option),
+        )
+        out.html(batch_page(result.rows, rows, result.n_sources, reports))
     else:
         out.table(render.batch_table(rows, footer=("", line)))
     out.close()

@@ -10,6 +10,7 @@ from gradlog.cli.app import app
 from gradlog.options import (
     CompareFormat,
     FailOnOption,
+    Force,
     FullReport,
     Github,
     MapFile,
@@ -49,6 +50,7 @@ def compare(
     ] = CompareFormat.table,
     fail_on: FailOnOption = None,
     out_path: Output = None,
+    force: Force = False,
     github: Github = False,
     max_chars: MaxChars = None,
     full_report: FullReport = None,
@@ -65,6 +67,9 @@ def compare(
     from gradlog.analysis.batch import BatchOptions
     from gradlog.analysis.compare import compare as compare_runs
     from gradlog.analysis.render import compare as render
+    from gradlog.files import check_output
+
+    check_output(out_path, force=force, inputs=[base, head])
 
     markdown_only(max_chars, output_format is CompareFormat.markdown)
     levels = fail_on_levels(fail_on)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from gradlog.cli.app import app
-from gradlog.options import MapFile, MapRules, StorageOptions, Strict, storage_options
+from gradlog.options import Force, MapFile, MapRules, StorageOptions, Strict, storage_options
 
 
 @app.command()
@@ -20,7 +20,7 @@ def convert(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Log to write; its suffix picks the format.")
     ],
-    force: Annotated[bool, typer.Option("--force", help="Overwrite OUTPUT if it exists.")] = False,
+    force: Force = False,
     strict: Strict = False,
     map_rules: MapRules = None,
     map_file: MapFile = None,
@@ -30,6 +30,9 @@ def convert(
     from gradlog.analysis import output as out
     from gradlog.analysis.convert import convert_log
     from gradlog.analysis.readers import read_log
+    from gradlog.files import check_output
+
+    check_output(output, force=force, inputs=[source])
 
     log = read_log(source, strict=strict, storage_options=storage_options(storage_option))
     for note in log.notes:

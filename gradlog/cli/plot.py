@@ -9,6 +9,7 @@ import typer
 
 from gradlog.cli.app import app
 from gradlog.options import (
+    Force,
     MapFile,
     MapRules,
     MinSamples,
@@ -32,6 +33,7 @@ def plot(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Picture to write: .png, .svg or .html.")
     ],
+    force: Force = False,
     run_id: RunId = None,
     window: Window = 10,
     min_samples: MinSamples = 3,
@@ -48,8 +50,10 @@ def plot(
     from gradlog.analysis import api
     from gradlog.analysis import output as out
     from gradlog.analysis.plot import output_format, plot_runs
+    from gradlog.files import check_output
 
     output_format(output)
+    check_output(output, force=force, inputs=runs)
     reach = storage_options(storage_option)
     drawn = []
     for path in runs:

@@ -9,6 +9,7 @@ import typer
 from gradlog.cli.app import app
 from gradlog.options import (
     FailOnOption,
+    Force,
     FullReport,
     Github,
     MapFile,
@@ -49,12 +50,15 @@ def report(
     output_format: Annotated[
         ReportFormat,
         typer.Option(
-            "--format", help="text (documented format), json, or markdown (for a pull request)."
+            "--format",
+            help="text (documented format), json, markdown (for a pull request), or html "
+            "(one self-contained page with charts).",
         ),
     ] = ReportFormat.text,
     fail_on: FailOnOption = None,
     no_color: NoColor = False,
     out_path: Output = None,
+    force: Force = False,
     github: Github = False,
     max_chars: MaxChars = None,
     full_report: FullReport = None,
@@ -73,6 +77,9 @@ def report(
     from gradlog.analysis.render import json as render_json
     from gradlog.analysis.render.markdown import markdown_runs
     from gradlog.analysis.render.text import text_blocks
+    from gradlog.files import check_output
+
+    check_output(out_path, force=force, inputs=[run])
 
     markdown_only(max_chars, output_format is ReportFormat.markdown)
     result = api.analyse(
@@ -95,6 +102,10 @@ def report(
         out.json(render_json.report_data(result, encoded=True))
     elif markdown:
         out.document(output.fitted(document, max_chars, full_report, github))
+    elif output_format is ReportFormat.html:
+        from gradlog.analysis.render.html import report_page
+
+        out.html(report_page(result))
     else:
         out.blocks(text_blocks(result))
         if chart:

@@ -11,11 +11,11 @@ import math
 from collections.abc import Sequence
 
 from gradlog.analysis.model import RunSummary
-from gradlog.analysis.render import md
+from gradlog.analysis.render import logscale, md, parts
 from gradlog.analysis.render.batch import counts, fmt_mean_std, fmt_norm, fmt_ratio, summary_line
 from gradlog.analysis.render.fit import Runs
-from gradlog.analysis.render.markdown import RATIO_CAP
-from gradlog.analysis.render.mermaid import thin, xychart
+from gradlog.analysis.render.mermaid import BLUE, GREEN, ORANGE, thin, xychart
+from gradlog.analysis.render.parts import Code, Parts
 from gradlog.analysis.status import Status
 from gradlog.classify import HEALTHY_RANGE
 
@@ -41,29 +41,34 @@ MARKDOWN_HEADER = [
 
 
 def _markdown_row(i: int, row: RunSummary) -> list[str]:
+    return [parts.join(cell, str, md.code) for cell in row_cells(i, row)]
+
+
+def row_cells(i: int, row: RunSummary) -> list[Parts]:
+    """The cells of a run's row under :data:`MARKDOWN_HEADER`."""
     status = f"{row.status.badge} {row.status.value}"
     if row.error is not None:
-        blank = [""] * (len(MARKDOWN_HEADER) - 5)
-        return [str(i), status, "", md.code(row.source), "see below", *blank]
-    ratio = fmt_ratio(row.window_ratio)
+        blank: list[Parts] = [[""] for _ in range(len(MARKDOWN_HEADER) - 5)]
+        return [[str(i)], [status], [""], [Code(row.source)], ["see below"], *blank]
+    ratio: Parts = [fmt_ratio(row.window_ratio)]
     if row.window_num and row.window_ratio is not None:
-        ratio += f" ({md.code(row.window_num)} / {md.code(row.window_den)})"
+        ratio += [" (", Code(row.window_num), " / ", Code(row.window_den), ")"]
     return [
-        str(i),
-        status,
-        md.code(row.name),
-        md.code(row.source),
-        ", ".join(md.code(t) for t in row.tasks) or "–",
-        str(row.n_events),
-        "–" if row.last_epoch is None else str(row.last_epoch),
+        [str(i)],
+        [status],
+        [Code(row.name)],
+        [Code(row.source)],
+        parts.codes(row.tasks) or ["–"],
+        [str(row.n_events)],
+        ["–" if row.last_epoch is None else str(row.last_epoch)],
         ratio,
-        fmt_ratio(row.spread),
-        fmt_ratio(row.worst_spread),
-        row.first_imbalance or "–",
-        row.first_collapse or "–",
-        fmt_mean_std(row),
-        fmt_norm(row.max_norm_peak),
-        md.code(row.advice.flags) if row.advice.flags else "–",
+        [fmt_ratio(row.spread)],
+        [fmt_ratio(row.worst_spread)],
+        [row.first_imbalance or "–"],
+        [row.first_collapse or "–"],
+        [fmt_mean_std(row)],
+        [fmt_norm(row.max_norm_peak)],
+        [Code(row.advice.flags)] if row.advice.flags else ["–"],
     ]
 
 
@@ -163,28 +168,38 @@ def findings(rows: Sequence[RunSummary]) -> list[str]:
 
 
 def chart(rows: Sequence[RunSummary]) -> list[str]:
-    """Bars: each run's final spread (table order), with the healthy bound as a line."""
+    """Bars: each run's final spread (table order) on the reports' log scale, with the healthy
+    bound and the collapse bound as lines."""
     judged = [(i, r) for i, r in enumerate(rows, start=1) if r.spread is not None]
     if len(judged) < 2:
         return []
     judged = [judged[k] for k in thin(len(judged), 40)]
-    values = [r.spread for _, r in judged]
-    top = min(RATIO_CAP, max(2.5, max(values) * 1.1))
-    high = HEALTHY_RANGE[1]
+    finite = [r.spread for _, r in judged if math.isfinite(r.spread) and r.spread > 0]
+    reach = logscale.extent(finite)
+    bars = [
+        logscale.position(v) if math.isfinite(v) and v > 0 else reach
+        for v in (r.spread for _, r in judged)
+    ]
+    high, collapse = HEALTHY_RANGE[1], logscale.COLLAPSE
     block = xychart(
-        title="Final spread per run",
-        x_title="run, numbered as in the table",
+        title="Final spread per run (log scale)",
+        x_title="run number in the table",
         x=[i for i, _ in judged],
-        y_title="spread",
-        y_range=(1.0, top),
-        bars=[min(v, top) if math.isfinite(v) else top for v in values],
-        lines=[[high] * len(judged)],
-        colours=("#1f77b4", "#2ca02c"),
+        y_title="spread, log2 scale (0 = even)",
+        y_range=(0.0, reach),
+        bars=bars,
+        lines=[
+            [logscale.position(high)] * len(judged),
+            [logscale.position(collapse)] * len(judged),
+        ],
+        colours=(BLUE, GREEN, ORANGE),
     )
     legend = (
-        "Bars: each run's final spread (largest task norm over the smallest); "
-        f"green line: the healthy bound {high}."
+        "Bars: each run's final spread (largest task norm over the smallest) on a log scale "
+        "(the axis is log2 of the spread: 0 is even, 1 twice; a run whose ratio fell to 0.04 "
+        f"has a spread of 25, at 4.6); green line: the healthy bound {high}; orange: "
+        f"collapse above {collapse}."
     )
-    if max(values) > top:
-        legend += f" Values above {top:g} are drawn at {top:g}."
+    if len(finite) < len(judged):
+        legend += " A non-finite spread is drawn at the top."
     return ["", "### Chart", "", legend, "", *block]

@@ -24,15 +24,18 @@ _CHANGE_BADGE = {
 
 
 def factor_text(value: float | None) -> str:
-    """A change as a factor: ``x28 lower``, ``x1.5 higher``, ``same`` (within 1%)."""
+    """A change of a ratio, a spread or a norm as a factor, the way it was made (a fall from
+    1.14 to 0.04 is ``x28 lower``; its difference, -1.10, would hide that): ``x2.5 higher``.
+    ``unchanged`` exactly when the factor, at the 3 significant digits shown, is 1: no factor
+    is ever printed as ``x1``, and no change that would show is hidden."""
     if value is None:
         return "–"
     if value == 0:
         return "to zero"
-    if abs(value - 1) < 0.01:
-        return "same"
     f = value if value > 1 else 1 / value
     amount = f"{f:.3g}" if f < 1e5 else f"{f:.2e}"
+    if amount == "1":
+        return "unchanged"
     return f"x{amount} {'higher' if value > 1 else 'lower'}"
 
 

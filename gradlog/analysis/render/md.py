@@ -4,11 +4,16 @@ A log is written by whatever trained the model, and its run ids, task names and 
 pull-request comments. Nothing in them may become HTML, a link, an image, a mention, an issue
 reference or a new table cell. Two functions, for the two places such text goes:
 
-* :func:`escape` for prose and table cells: every ASCII punctuation character that Markdown
-  could act on is backslash-escaped (so ``[x](y)``, ``**``, ``https://`` and ``www.`` stay
-  text), ``<``, ``>`` and ``&`` become entities (no HTML), and an invisible word joiner follows
-  ``@`` and ``#`` (GitHub finds mentions and issue references in the rendered text, after
-  escapes are gone, so only breaking the pattern stops them);
+* :func:`escape` for prose and table cells: every character Markdown acts on wherever it stands
+  is backslash-escaped (``\\ ` * _ [ ] | ~ $ #``: code, emphasis, links and images, table
+  cells, strikethrough, math, headings); ``<``, ``>`` and ``&`` become entities (no HTML, no
+  ``<url>`` autolink); an invisible word joiner follows ``@`` and ``#`` (GitHub finds mentions
+  and issue references in the rendered text, after escapes are gone, so only breaking the
+  pattern stops them). Characters that act only in one place are escaped only there: ``:``
+  before anything but a digit or a space (``https://``, ``mailto:``), ``.`` after ``www``
+  (GitHub's bare-domain autolink), and a list or heading marker at the start (``-``, ``+``,
+  ``=``, ``1.``), and ``_`` outside a word. So a timestamp (``2026-11-25T16:27:54+00:00``) or a sentence of gradlog's
+  own reads in the raw Markdown as it does rendered, without backslashes;
 * :func:`code` for identifiers: a code span, inside which GitHub renders nothing, with a fence
   longer than any run of backticks in the text and ``|`` escaped for table cells.
 
@@ -23,13 +28,17 @@ import unicodedata
 
 WORD_JOINER = "\u2060"
 
-# ASCII punctuation that (GitHub-flavoured) Markdown gives a meaning to somewhere; escaping
-# any ASCII punctuation with a backslash is always allowed, so erring on the side of more is safe.
-_PUNCTUATION = set("\\`*_{}[]()#+-.!|~:\"'=^$/%?;,")
+# What Markdown acts on wherever it stands (GitHub-flavoured: "~" strikes through, "$" is math)
+_ALWAYS = set("\\`*_[]|~$")
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _BACKTICKS = re.compile(r"`+")
-# GitHub also links "GH-123" (escaped here as "GH\\-123") to issue 123
-_GH_REF = re.compile(r"(?i)\b(gh\\-)(?=\d)")
+# acting only where they stand: a scheme's colon ("https:", "mailto:"), the dot of "www." (an
+# autolink), and a list, heading or setext marker at the start of the text
+_COLON = re.compile(r":(?![0-9\s]|$)")
+_WWW_DOT = re.compile(r"(?i)(?<=www)\.")
+_LEADING = re.compile(r"^(\s*)(?:([-+=])|(\d{1,9})([.)]))")
+# GitHub also links "GH-123" to issue 123
+_GH_REF = re.compile(r"(?i)\b(gh-)(?=\d)")
 
 
 def _clean(text: str) -> str:
@@ -47,18 +56,31 @@ def _clean(text: str) -> str:
 def escape(text: str) -> str:
     """``text`` as literal Markdown: safe in prose and in a table cell."""
     out = []
-    for ch in _clean(text):
-        if ch in _ENTITIES:
+    clean = _clean(text)
+    for i, ch in enumerate(clean):
+        if (
+            ch == "_"
+            and 0 < i < len(clean) - 1
+            and clean[i - 1].isalnum()
+            and clean[i + 1].isalnum()
+        ):
+            out.append(ch)  # inside a word "_" opens and closes nothing (snake_case stays)
+        elif ch in _ENTITIES:
             out.append(_ENTITIES[ch])
         elif ch == "#":
             out.append("\\#" + WORD_JOINER)
         elif ch == "@":
             out.append("@" + WORD_JOINER)
-        elif ch in _PUNCTUATION:
+        elif ch in _ALWAYS:
             out.append("\\" + ch)
         else:
             out.append(ch)
-    return _GH_REF.sub(lambda m: m.group(1) + WORD_JOINER, "".join(out))
+    escaped = _WWW_DOT.sub(r"\\.", _COLON.sub(r"\\:", "".join(out)))
+    escaped = _LEADING.sub(
+        lambda m: m.group(1) + (f"\\{m.group(2)}" if m.group(2) else f"{m.group(3)}\\{m.group(4)}"),
+        escaped,
+    )
+    return _GH_REF.sub(lambda m: m.group(1) + WORD_JOINER, escaped)
 
 
 def code(text: str, *, in_table: bool = True) -> str:

@@ -16,12 +16,20 @@ MAX_POINTS = 60
 # Colours of the lines, in order (Mermaid has no legend: the Markdown names them).
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2")
 COLOUR_NAMES = ("blue", "red", "green", "orange", "purple", "brown", "pink")
-_SAFE = re.compile(r"[^A-Za-z0-9 _./+-]")
+BLUE, RED, GREEN, ORANGE = PALETTE[:4]
+# A title is a quoted string, which only a double quote ends; a category sits in a list, which
+# a comma or a bracket would break.
+_SAFE = re.compile(r"[^A-Za-z0-9 _./+(),=-]")
+_SAFE_CATEGORY = re.compile(r"[^A-Za-z0-9 _./+-]")
 
 
 def safe_label(text: str) -> str:
     """Text reduced to characters that mean nothing to Mermaid (for titles and axis names)."""
     return _SAFE.sub("", str(text))[:60]
+
+
+def _category(text: str) -> str:
+    return _SAFE_CATEGORY.sub("", str(text))[:60] or "-"
 
 
 def thin(n: int, limit: int = MAX_POINTS) -> list[int]:
@@ -55,7 +63,7 @@ def xychart(
     low, high = y_range
     if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
         low, high = 0.0, 1.0
-    categories = ", ".join(safe_label(str(v)) or "-" for v in x)
+    categories = ", ".join(_category(v) for v in x)
     out = [
         "```mermaid",
         f"%%{{init: {init}}}%%",
