@@ -33,6 +33,9 @@ def test_quick_start_is_the_first_section_and_has_the_two_commands():
     quick = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```bash\n(.+?)\n```", quick, flags=re.DOTALL)
     assert len(blocks) == 2
+    assert all("\n" not in b for b in blocks), "each is one command, one line to paste"
+    # nothing beyond the package registry: no other index (CI machines reach only the registry)
+    assert all("--index-url" not in b and "--extra-index-url" not in b for b in blocks)
     assert "gradlog report sample_logs/" in blocks[0]
     assert "pytest" in blocks[1]
     sample = re.search(r"gradlog report (sample_logs/\S+)", blocks[0]).group(1)
