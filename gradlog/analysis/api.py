@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from gradlog.analysis import engine
-from gradlog.analysis.report import AnalysedReport
-from gradlog.analysis.report import analyse as analyse_log
+from gradlog.analysis.judging import Options
 from gradlog.errors import GradlogError, LogFormatError
 
 if TYPE_CHECKING:
     from gradlog.analysis.batch import BatchResult
     from gradlog.analysis.model import RunReport, RunSummary
+    from gradlog.analysis.report import AnalysedReport
 
 PathLike = str | os.PathLike[str]
 
@@ -37,8 +36,8 @@ def _options(
     pair: tuple[str, str] | None,
     unweighted: bool,
     original: bool,
-) -> engine.Options:
-    return engine.Options(
+) -> Options:
+    return Options(
         window=window,
         min_samples=min_samples,
         pair=tuple(pair) if pair else None,
@@ -99,8 +98,8 @@ def _read(
 def analyse(
     path: PathLike,
     *,
-    window: int = engine.Options.window,
-    min_samples: int = engine.Options.min_samples,
+    window: int = Options.window,
+    min_samples: int = Options.min_samples,
     pair: tuple[str, str] | None = None,
     unweighted: bool = False,
     original: bool = False,
@@ -116,8 +115,9 @@ def analyse(
     in a notebook the report shows as Markdown. ``mapping``, ``map_file`` and
     ``storage_options``: as :func:`read`.
     """
+    from gradlog.analysis.limits import event_limit
     from gradlog.analysis.readers import read_log
-    from gradlog.analysis.readers.limits import event_limit
+    from gradlog.analysis.report import analyse as analyse_log
 
     with _mapping(mapping, map_file):
         log = read_log(
@@ -134,8 +134,8 @@ def analyse(
 def batch_result(
     paths: PathLike | Sequence[PathLike],
     *,
-    window: int = engine.Options.window,
-    min_samples: int = engine.Options.min_samples,
+    window: int = Options.window,
+    min_samples: int = Options.min_samples,
     pair: tuple[str, str] | None = None,
     unweighted: bool = False,
     original: bool = False,
@@ -173,8 +173,8 @@ def batch_result(
 def run_reports(
     rows: Sequence[RunSummary],
     *,
-    window: int = engine.Options.window,
-    min_samples: int = engine.Options.min_samples,
+    window: int = Options.window,
+    min_samples: int = Options.min_samples,
     pair: tuple[str, str] | None = None,
     unweighted: bool = False,
     original: bool = False,
@@ -211,8 +211,8 @@ def run_reports(
 def batch(
     paths: PathLike | Sequence[PathLike],
     *,
-    window: int = engine.Options.window,
-    min_samples: int = engine.Options.min_samples,
+    window: int = Options.window,
+    min_samples: int = Options.min_samples,
     pair: tuple[str, str] | None = None,
     unweighted: bool = False,
     original: bool = False,

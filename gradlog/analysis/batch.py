@@ -25,14 +25,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import polars as pl
 
-from gradlog.analysis import engine
+from gradlog.analysis.judging import Options
 from gradlog.analysis.model import RunSummary, error_row, summaries
 from gradlog.analysis.render.batch import counts
-from gradlog.analysis.scan import Chunk, from_frame, read_dataset, read_json, read_parquet
 from gradlog.analysis.sources import (
     CAREFUL,
     DATASET,
@@ -50,6 +50,9 @@ from gradlog.classify import FailOn
 from gradlog.errors import GradlogError
 from gradlog.format import KIND_EVENT
 from gradlog.frames import READ_ERRORS
+
+if TYPE_CHECKING:  # the scan and the engine are imported where a log is read
+    from gradlog.analysis.scan import Chunk
 
 DEFAULT_CHUNK_BYTES = 32 << 20
 # one log each, read by the scans: the careful reader reads any of them again, alone
@@ -91,7 +94,7 @@ Progress = Callable[[int, int | None], None]
 # Where the chunks are analysed: here (the default) or on a cluster (gradlog.analysis.cluster).
 # It gives each chunk's index and rows as the chunk is done, in any order.
 Analyse = Callable[
-    [list[list[Source]], engine.Options, BatchOptions], Iterator[tuple[int, list[RunSummary]]]
+    [list[list[Source]], Options, BatchOptions], Iterator[tuple[int, list[RunSummary]]]
 ]
 
 
@@ -129,7 +132,7 @@ def select_rows(
 
 def run_batch(
     paths: Sequence[str],
-    judging: engine.Options = engine.Options(),
+    judging: Options = Options(),
     options: BatchOptions = BatchOptions(),
     progress: Progress | None = None,
     analyse: Analyse | None = None,
@@ -163,7 +166,7 @@ def run_batch(
 
 def analyse_sources(
     sources: Sequence[Source],
-    judging: engine.Options = engine.Options(),
+    judging: Options = Options(),
     options: BatchOptions = BatchOptions(),
     progress: Progress | None = None,
     analyse: Analyse | None = None,
@@ -199,7 +202,7 @@ def _attribute(
 
 
 def _here(
-    chunks: list[list[Source]], judging: engine.Options, options: BatchOptions
+    chunks: list[list[Source]], judging: Options, options: BatchOptions
 ) -> Iterator[tuple[int, list[RunSummary]]]:
     """Each chunk's index and rows, analysed in this process, in order."""
     # The next chunk is read while this one is analysed: Polars releases the GIL in a collect,
@@ -244,7 +247,7 @@ def _chunks(sources: list[Source], limit: int) -> list[list[Source]]:
 
 def analyse_chunk(
     chunk: list[Source],
-    judging: engine.Options,
+    judging: Options,
     options: BatchOptions,
     read: Future | None = None,
 ) -> list[RunSummary]:
@@ -268,8 +271,10 @@ def analyse_chunk(
         return analyse_chunk(chunk[:half], judging, options) + analyse_chunk(
             chunk[half:], judging, options
         )
+    from gradlog.analysis.engine import judge
+
     base, over = _within_event_limit(base)
-    runs = engine.judge(base, judging).runs
+    runs = judge(base, judging).runs
     bad = set(runs.filter("bad").get_column("source").to_list())
     by_source: dict[str, list[RunSummary]] = {}
     for row in summaries(runs):
@@ -297,7 +302,7 @@ def analyse_chunk(
 def _within_event_limit(base: Chunk) -> tuple[Chunk, dict[str, RunSummary]]:
     """The chunk without its logs of more events than the analysis may hold (as the careful
     reader refuses them), and an error row for each of those."""
-    from gradlog.analysis.readers.limits import event_limit, too_many_events
+    from gradlog.analysis.limits import event_limit, too_many_events
 
     limit = event_limit()
     if base.records.height <= limit:  # no source of the chunk can hold more
@@ -308,7 +313,7 @@ def _within_event_limit(base: Chunk) -> tuple[Chunk, dict[str, RunSummary]]:
         return base, {}
     keep = ~pl.col("source").is_in(over)
     rows = {path: error_row(path, str(too_many_events(path, limit))) for path in over}
-    return Chunk(base.records.filter(keep), base.meta.filter(keep)), rows
+    return replace(base, records=base.records.filter(keep), meta=base.meta.filter(keep)), rows
 
 
 class _CutObjects(Exception):
@@ -335,6 +340,8 @@ def _read(chunk: list[Source], options: BatchOptions) -> Chunk:
 
 
 def _scans(chunk: list[Source], options: BatchOptions, *, tokens: bool) -> Chunk:
+    from gradlog.analysis.scan import Chunk, read_dataset, read_json, read_parquet
+
     groups: dict[str, list[str]] = {}
     for source in chunk:
         groups.setdefault(source.how, []).append(source.path)
@@ -359,13 +366,15 @@ def _scans(chunk: list[Source], options: BatchOptions, *, tokens: bool) -> Chunk
 
 def _careful_rows(
     source: Source,
-    judging: engine.Options,
+    judging: Options,
     reason: BaseException | None = None,
     storage_options: dict | None = None,
 ) -> list[RunSummary]:
     """Read one source with the report's reader: recovered runs, or one error row."""
+    from gradlog.analysis.engine import judge
+    from gradlog.analysis.limits import event_limit
     from gradlog.analysis.readers import read_log
-    from gradlog.analysis.readers.limits import event_limit
+    from gradlog.analysis.scan import from_frame
 
     if source.how not in (*_FILES, CAREFUL):
         return [error_row(source.path, f"cannot be read ({_first_line(reason)})")]
@@ -376,7 +385,7 @@ def _careful_rows(
     except READ_ERRORS as exc:  # one unreadable file is one row, never the end
         return [error_row(source.path, f"cannot be read ({_first_line(exc)})")]
     try:
-        runs = engine.judge(from_frame(log.frame, source.path, 0), judging).runs
+        runs = judge(from_frame(log.frame, source.path, 0), judging).runs
     except READ_ERRORS as exc:
         return [error_row(source.path, f"cannot be analysed ({_first_line(exc)})")]
     rows = summaries(runs, where=log.where, notes=tuple(log.notes))

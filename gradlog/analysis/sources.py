@@ -43,7 +43,7 @@ from gradlog.analysis.remote import (
     listed,
     objects,
 )
-from gradlog.analysis.stamps import local_stamp
+from gradlog.analysis.stamps import file_stamp, local_stamp
 from gradlog.errors import LogFormatError
 from gradlog.format import GZIP_MAGIC, JOURNAL_SUFFIX, MAX_LINE_BYTES, PARQUET_MAGIC, log_kind
 
@@ -270,24 +270,17 @@ def _walk(root: Path, note: Note, seen: Found | None = None) -> list[Source]:
                 if not (tensorboard and name.startswith(TFEVENTS)) and _is_foreign(p):
                     sources.append(_foreign(p))
                 continue
-            if _special(p):  # a FIFO could keep the batch waiting forever
-                note(_not_regular(p))
+            st = _stat(p)  # once: whether it is a regular file, its size and its stamp
+            if st is not None and not stat.S_ISREG(st.st_mode):
+                note(_not_regular(p))  # a FIFO could keep the batch waiting forever
                 continue
             if is_journal:
                 log = p.with_name(name[: -len(JOURNAL_SUFFIX)])
                 if _is_log_name(log.name) and not log.exists():
                     sources.append(Source(str(log), CAREFUL, _size(p)))
                 continue
-            sources.append(_file(p))
+            sources.append(_file(p, st))
     return sources
-
-
-def _special(p: Path) -> bool:
-    """Whether ``p`` is there but is no regular file (a FIFO, a device, a socket)."""
-    try:
-        return not stat.S_ISREG(p.stat().st_mode)
-    except OSError:
-        return False  # gone, or a broken link: the reader names the problem
 
 
 def _regular(p: Path) -> bool:
@@ -314,33 +307,48 @@ def _not_regular(p: Path) -> str:
     return f"{p}: skipped, {kind} (name it alone to read it as a stream)"
 
 
-def _file(p: Path) -> Source:
-    size = _size(p)
-    journal = p.with_name(p.name + JOURNAL_SUFFIX)
-    if _regular(journal):
-        return Source(str(p), CAREFUL, size)  # a crashed Parquet writer: merge its journal
+def _file(p: Path, st: os.stat_result | None = None) -> Source:
+    """How to read the file ``p`` (``st``: its stat, when the caller has it), stamped."""
+    st = st or _stat(p)
+    size = 0 if st is None else st.st_size
+    journal = _stat(p.with_name(p.name + JOURNAL_SUFFIX))
+    journal = journal if journal is not None and stat.S_ISREG(journal.st_mode) else None
+    stamp = None if st is None else file_stamp(st, journal)
+
+    def source(how: str, weight: int = size) -> Source:
+        return Source(str(p), how, weight, stamp)
+
+    if journal is not None:
+        return source(CAREFUL)  # a crashed Parquet writer: merge its journal
     try:
         with open(p, "rb") as fh:
             head = fh.read(8)
             if not head.startswith((PARQUET_MAGIC, GZIP_MAGIC)) and not is_gradlog_head(head):
                 if sniff(p) is not None:  # another tool's log, named .jsonl or .ndjson
-                    return Source(str(p), CAREFUL, size)
+                    return source(CAREFUL)
             head = head[:4]
             if head == PARQUET_MAGIC:  # columnar and compressed: weigh what it expands to
-                return Source(str(p), CAREFUL if size * 4 > ALONE_BYTES else PARQUET, size * 4)
+                return source(CAREFUL if size * 4 > ALONE_BYTES else PARQUET, size * 4)
             if head[:2] == b"\x1f\x8b":  # compressed: weigh what it expands to
-                return Source(str(p), CAREFUL if size * 8 > ALONE_BYTES else JSON, size * 8)
+                return source(CAREFUL if size * 8 > ALONE_BYTES else JSON, size * 8)
             if size > ALONE_BYTES:
-                return Source(str(p), CAREFUL, size)
+                return source(CAREFUL)
             if size and not _ends_with_newline(fh, size):
-                return Source(str(p), CAREFUL, size)
+                return source(CAREFUL)
             if size > MAX_LINE_BYTES and log_kind(p.name) != "parquet" and _long_line(fh, size):
-                return Source(str(p), CAREFUL, size)  # the reader refuses it, naming the line
+                return source(CAREFUL)  # the reader refuses it, naming the line
     except OSError:
-        return Source(str(p), CAREFUL, size)  # let the reader name the problem
+        return source(CAREFUL)  # let the reader name the problem
     if log_kind(p.name) == "parquet":
-        return Source(str(p), CAREFUL, size)  # named Parquet but is not: the reader says so
-    return Source(str(p), JSON, size)
+        return source(CAREFUL)  # named Parquet but is not: the reader says so
+    return source(JSON)
+
+
+def _stat(p: Path) -> os.stat_result | None:
+    try:
+        return os.stat(p)
+    except OSError:
+        return None
 
 
 def _long_line(fh, size: int) -> bool:

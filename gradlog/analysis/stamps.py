@@ -38,8 +38,13 @@ def local_stamp(p: Path) -> str | None:
         return "tree:" + digest.hexdigest()
     if not stat.S_ISREG(st.st_mode):
         return None
+    return file_stamp(st, journal.stat() if _regular(journal) else None)
+
+
+def file_stamp(st: os.stat_result, journal: os.stat_result | None = None) -> str:
+    """A regular file's stamp from its stat (and its journal's, when it has one)."""
     own = f"{st.st_size}:{st.st_mtime_ns}"
-    return f"{own}+{_file_stamp(journal)}" if _regular(journal) else own
+    return own if journal is None else f"{own}+{journal.st_size}:{journal.st_mtime_ns}"
 
 
 def _file_stamp(p: Path) -> str:

@@ -101,7 +101,7 @@ def judging_record(judging: engine.Options) -> dict:
     the reading limits and the rules that map other tools' logs (as JSON reads them back)."""
     from gradlog import __version__
     from gradlog.analysis.foreign.mapping import current_mapping
-    from gradlog.analysis.readers.limits import event_limit, stream_limit
+    from gradlog.analysis.limits import event_limit, stream_limit
 
     record = {
         "format": FORMAT,

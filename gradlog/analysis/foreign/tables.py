@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from gradlog.analysis.foreign.scalars import HUGGINGFACE, SCALARS_SCHEMA, WANDB, Scalars
-from gradlog.analysis.readers.limits import size_text, stream_limit
+from gradlog.analysis.limits import size_text, stream_limit
 from gradlog.analysis.readers.loaded import first_line, polars_path
 from gradlog.errors import LogFormatError
 from gradlog.frames import READ_ERRORS

@@ -27,8 +27,8 @@ from pathlib import Path
 import polars as pl
 
 from gradlog.analysis.foreign import has_event_files, is_gradlog_head, read_foreign, sniff
+from gradlog.analysis.limits import too_many_events
 from gradlog.analysis.readers.jsonl import read_json_file, read_json_stream
-from gradlog.analysis.readers.limits import too_many_events
 from gradlog.analysis.readers.loaded import JSON_BLANK, UTF8_BOM, LoadedLog, Notes
 from gradlog.analysis.readers.parquet import read_parquet, read_parquet_data
 from gradlog.analysis.readers.streams import (

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
+from gradlog.analysis.limits import too_many_events
 from gradlog.analysis.readers.checks import (
     JsonPlace,
     SchemaViolation,
@@ -24,7 +25,6 @@ from gradlog.analysis.readers.checks import (
     reject_constant,
 )
 from gradlog.analysis.readers.fast import FastReadFailed, canonical, cast_storage, fast_text
-from gradlog.analysis.readers.limits import too_many_events
 from gradlog.analysis.readers.loaded import (
     JSON_BLANK,
     MAX_NOTED_LINES,

@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Callable
 from typing import BinaryIO
 
-from gradlog.analysis.readers.limits import line_too_long, size_text, stream_limit, too_much
+from gradlog.analysis.limits import line_too_long, size_text, stream_limit, too_much
 from gradlog.analysis.readers.loaded import CHUNK, JSON_BLANK, Notes
 from gradlog.errors import LogFormatError
 from gradlog.format import (

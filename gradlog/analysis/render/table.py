@@ -13,11 +13,7 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from rich import box
 from rich.cells import cell_len
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 Cell = tuple[str, str]  # text, style
 GAP = 3  # Rich's SIMPLE_HEAD box: a separator and a space of padding on each side
@@ -79,6 +75,12 @@ def fit(spec: TableSpec, width: int | None) -> tuple[list[int], list[int]]:
 
 def render(spec: TableSpec, *, color: bool, width: int | None = None) -> str:
     """The table as text: coloured for a terminal, plain otherwise."""
+    # Rich's console and table only here: a batch written as CSV or JSON never draws one
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     shown, widths = fit(spec, width)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, highlight=False)
     for i, w in zip(shown, widths):
