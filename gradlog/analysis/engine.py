@@ -30,7 +30,7 @@ import polars.selectors as cs
 
 from gradlog import classify
 from gradlog.analysis import exprs
-from gradlog.analysis.events import events_frame, label
+from gradlog.analysis.events import back, events_frame, label, repeats, runs_contiguous
 from gradlog.analysis.samples import sample_frame
 from gradlog.analysis.scan import Chunk
 from gradlog.classify import Collapse, RatioBand
@@ -78,7 +78,7 @@ def judge(chunk: Chunk, options: Options = Options(), *, events: bool = False) -
     runs = _pairs(runs, options)
     samples, finals = sample_frame(records.lazy(), runs, options, detail=events)
     frame = events_frame(records.lazy(), runs, samples if events else None)
-    summary = _summaries(frame, samples, finals, runs.lazy())
+    summary = _summaries(frame, samples, finals, runs.lazy(), runs_contiguous(records))
     if "conflicts" in records.columns:
         summary = summary.join(
             _conflicts(records.lazy(), runs.lazy(), options), on="rid", how="left"
@@ -188,14 +188,18 @@ def _scaled(values: pl.Expr, statistic) -> pl.Expr:
 
 
 def _summaries(
-    events: pl.LazyFrame, samples: pl.LazyFrame, finals: pl.LazyFrame, runs: pl.LazyFrame
+    events: pl.LazyFrame,
+    samples: pl.LazyFrame,
+    finals: pl.LazyFrame,
+    runs: pl.LazyFrame,
+    contiguous: bool,
 ) -> pl.LazyFrame:
     """One row per run: the numbers of the report's summary and of a batch row, aggregated
     from its events and, apart, from its balance samples."""
     judged = pl.col("window_spread").is_not_null()
     paired = pl.col("pair_a").is_not_null()
     return (
-        runs.join(_of_events(events), on="rid", how="left", maintain_order="left")
+        runs.join(_of_events(events, contiguous), on="rid", how="left", maintain_order="left")
         .join(_of_samples(samples), on="rid", how="left", maintain_order="left")
         .join(finals, on="rid", how="left", maintain_order="left")
         .with_columns(
@@ -242,14 +246,14 @@ def _first(condition: pl.Expr, column: str) -> pl.Expr:
     return pl.col(column).filter(condition.fill_null(False)).first()
 
 
-def _of_events(events: pl.LazyFrame) -> pl.LazyFrame:
+def _of_events(events: pl.LazyFrame, contiguous: bool) -> pl.LazyFrame:
     """Per run, of its events: counts, the statistics' summary, the order checks."""
     mean, maxn = pl.col("mean_norm"), pl.col("max_norm")
     finite = mean.is_finite() & maxn.is_finite()
     ranked = events.with_columns(
         _norm_severity=exprs.norm_severity(pl.col("norm_band")),
         # a window expression, made once here rather than in each aggregation that reads it
-        _back=_back(),
+        _back=back(contiguous),
     )
     return (
         ranked.group_by("rid")
@@ -265,7 +269,7 @@ def _of_events(events: pl.LazyFrame) -> pl.LazyFrame:
             worst_norm_band=_worst(pl.col("norm_band"), pl.col("_norm_severity")),
             **_first_of(pl.col("_back"), "back"),
         )
-        .join(_repeats(events), on="rid", how="left")
+        .join(repeats(events), on="rid", how="left")
     )
 
 
@@ -314,35 +318,6 @@ def _first_of(condition: pl.Expr, name: str) -> dict[str, pl.Expr]:
         f"n_{name}": condition.sum(),
         **{f"{name}_{c}": pl.col(c).filter(condition).first() for c in ("row", "epoch", "step")},
     }
-
-
-def _back() -> pl.Expr:
-    """An event earlier than the one before it in its run (epoch, then step, going back)."""
-    epoch, step = pl.col("epoch"), pl.col("step")
-    prev_epoch, prev_step = epoch.shift(1).over("rid"), step.shift(1).over("rid")
-    same = epoch.eq_missing(prev_epoch)
-    return ((epoch < prev_epoch) | (same & (step < prev_step))).fill_null(False)
-
-
-def _repeats(events: pl.LazyFrame) -> pl.LazyFrame:
-    """Per run with any, the events repeating an epoch and step already logged in it, and where
-    the first one is.
-
-    A hash of (run, epoch, step) finds the few events that may repeat, which are then compared
-    by value: comparing every event's values costs four times the hash. A balance sample taken
-    apart from its step (``rec.sample_balance``) shares the step's number without repeating it.
-    """
-    key = pl.struct("rid", "epoch", "step", "sampled")
-    known = pl.col("epoch").is_not_null() | pl.col("step").is_not_null()
-    return (
-        events.filter(key.hash().is_duplicated())
-        .filter(known & ~key.is_first_distinct())
-        .group_by("rid")
-        .agg(
-            n_repeat=pl.len(),
-            **{f"repeat_{c}": pl.col(c).first() for c in ("row", "epoch", "step")},
-        )
-    )
 
 
 def _conflicts(records: pl.LazyFrame, runs: pl.LazyFrame, options: Options) -> pl.LazyFrame:
