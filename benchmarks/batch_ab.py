@@ -3,9 +3,10 @@
 Each checkout (a ``git worktree`` of the commit to compare) runs ``python -m gradlog batch DIR
 --format csv -o OUT`` from its own root, so each imports its own gradlog; the checkouts take
 turns, round after round, so a burst of load elsewhere falls on all of them alike. Prints each
-one's median and range of wall time, its peak memory (the command's own, :mod:`measure`), the
-median of the pairwise ratios to the first checkout, whether its CSV is the same bytes as the
-last checkout's, and the load average before and after. Two checkouts of the same commit give
+one's median and range of wall time and of CPU time (user and system: on a shared machine,
+less moved by the neighbours than wall time), its peak memory (the command's own,
+:mod:`measure`), the medians of the pairwise ratios to the first checkout, whether its CSV is
+the same bytes as the last checkout's, and the load average before and after. Two checkouts of the same commit give
 the noise of the moment (an A/A ratio). Build the archive first (``batch.py --keep DIR``)::
 
     git worktree add /tmp/wt-first cb50f32
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import filecmp
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -25,6 +27,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from measure import measure  # noqa: E402 - wall time and the command's own peak memory
+
+
+def _children_cpu() -> float:
+    """User and system seconds of every finished child (the launcher and the command)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _load() -> str:
@@ -42,6 +50,7 @@ def main() -> None:
     names = [str(c) for c in args.checkouts]
     wall: dict[tuple[str, str], list[float]] = {(n, f): [] for n in names for f in formats}
     peak: dict[tuple[str, str], list[float]] = {(n, f): [] for n in names for f in formats}
+    cpu: dict[tuple[str, str], list[float]] = {(n, f): [] for n in names for f in formats}
     print(f"load average before: {_load()}")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
@@ -51,10 +60,16 @@ def main() -> None:
                     csv = out / f"{i}-{fmt}.csv"
                     os.chdir(checkout)  # `python -m` imports the gradlog of the current folder
                     cmd = [sys.executable, "-m", "gradlog", "batch", str(args.archive / fmt)]
+                    before = _children_cpu()
                     seconds, mib, _ = measure([*cmd, "--format", "csv", "-o", str(csv)])
+                    used = _children_cpu() - before
                     wall[names[i], fmt].append(seconds)
                     peak[names[i], fmt].append(mib)
-                    print(f"round {r + 1} {fmt:8s} {names[i]}: {seconds:.2f} s, {mib:.0f} MiB")
+                    cpu[names[i], fmt].append(used)
+                    print(
+                        f"round {r + 1} {fmt:8s} {names[i]}: {seconds:.2f} s, CPU {used:.2f} s, "
+                        f"{mib:.0f} MiB"
+                    )
         last = len(names) - 1  # each checkout's CSV against the last one's (the one under test)
         same = {
             (name, fmt): filecmp.cmp(
@@ -70,10 +85,14 @@ def main() -> None:
         for name in names:
             w = wall[name, fmt]
             ratios = [a / b for a, b in zip(w, wall[first, fmt])]
+            c = cpu[name, fmt]
+            cpu_ratios = [a / b for a, b in zip(c, cpu[first, fmt])]
             print(
                 f"  {name}: median {statistics.median(w):.2f} s ({min(w):.2f}-{max(w):.2f}), "
+                f"CPU {statistics.median(c):.2f} s ({min(c):.2f}-{max(c):.2f}), "
                 f"peak {statistics.median(peak[name, fmt]):.0f} MiB, "
-                f"ratio to {first}: {statistics.median(ratios):.3f}, "
+                f"ratio to {first}: {statistics.median(ratios):.3f} (CPU "
+                f"{statistics.median(cpu_ratios):.3f}), "
                 f"CSV {'the same bytes as' if same[name, fmt] else 'differs from'} {names[-1]}'s"
             )
 
