@@ -23,6 +23,8 @@ Geometric means are taken through logarithms, which round: a window value within
 
 from __future__ import annotations
 
+import functools
+import operator
 from dataclasses import dataclass
 
 import polars as pl
@@ -30,7 +32,7 @@ import polars.selectors as cs
 
 from gradlog import classify
 from gradlog.analysis import exprs
-from gradlog.analysis.events import back, events_frame, label, repeats, runs_contiguous
+from gradlog.analysis.events import events_frame, label
 from gradlog.analysis.samples import sample_frame
 from gradlog.analysis.scan import Chunk
 from gradlog.classify import Collapse, RatioBand
@@ -78,7 +80,7 @@ def judge(chunk: Chunk, options: Options = Options(), *, events: bool = False) -
     runs = _pairs(runs, options)
     samples, finals = sample_frame(records.lazy(), runs, options, detail=events)
     frame = events_frame(records.lazy(), runs, samples if events else None)
-    summary = _summaries(frame, samples, finals, runs.lazy(), runs_contiguous(records))
+    summary = _summaries(frame, samples, finals, runs.lazy())
     if "conflicts" in records.columns:
         summary = summary.join(
             _conflicts(records.lazy(), runs.lazy(), options), on="rid", how="left"
@@ -188,18 +190,14 @@ def _scaled(values: pl.Expr, statistic) -> pl.Expr:
 
 
 def _summaries(
-    events: pl.LazyFrame,
-    samples: pl.LazyFrame,
-    finals: pl.LazyFrame,
-    runs: pl.LazyFrame,
-    contiguous: bool,
+    events: pl.LazyFrame, samples: pl.LazyFrame, finals: pl.LazyFrame, runs: pl.LazyFrame
 ) -> pl.LazyFrame:
     """One row per run: the numbers of the report's summary and of a batch row, aggregated
     from its events and, apart, from its balance samples."""
     judged = pl.col("window_spread").is_not_null()
     paired = pl.col("pair_a").is_not_null()
     return (
-        runs.join(_of_events(events, contiguous), on="rid", how="left", maintain_order="left")
+        runs.join(_of_events(events), on="rid", how="left", maintain_order="left")
         .join(_of_samples(samples), on="rid", how="left", maintain_order="left")
         .join(finals, on="rid", how="left", maintain_order="left")
         .with_columns(
@@ -246,14 +244,14 @@ def _first(condition: pl.Expr, column: str) -> pl.Expr:
     return pl.col(column).filter(condition.fill_null(False)).first()
 
 
-def _of_events(events: pl.LazyFrame, contiguous: bool) -> pl.LazyFrame:
+def _of_events(events: pl.LazyFrame) -> pl.LazyFrame:
     """Per run, of its events: counts, the statistics' summary, the order checks."""
     mean, maxn = pl.col("mean_norm"), pl.col("max_norm")
     finite = mean.is_finite() & maxn.is_finite()
     ranked = events.with_columns(
         _norm_severity=exprs.norm_severity(pl.col("norm_band")),
         # a window expression, made once here rather than in each aggregation that reads it
-        _back=back(contiguous),
+        _back=_back(),
     )
     return (
         ranked.group_by("rid")
@@ -269,7 +267,7 @@ def _of_events(events: pl.LazyFrame, contiguous: bool) -> pl.LazyFrame:
             worst_norm_band=_worst(pl.col("norm_band"), pl.col("_norm_severity")),
             **_first_of(pl.col("_back"), "back"),
         )
-        .join(repeats(events), on="rid", how="left")
+        .join(_repeats(events), on="rid", how="left")
     )
 
 
@@ -318,6 +316,39 @@ def _first_of(condition: pl.Expr, name: str) -> dict[str, pl.Expr]:
         f"n_{name}": condition.sum(),
         **{f"{name}_{c}": pl.col(c).filter(condition).first() for c in ("row", "epoch", "step")},
     }
+
+
+def _back() -> pl.Expr:
+    """An event earlier than the one before it in its run (epoch, then step, going back)."""
+    epoch, step = pl.col("epoch"), pl.col("step")
+    prev_epoch, prev_step = epoch.shift(1).over("rid"), step.shift(1).over("rid")
+    same = epoch.eq_missing(prev_epoch)
+    return ((epoch < prev_epoch) | (same & (step < prev_step))).fill_null(False)
+
+
+def _repeats(events: pl.LazyFrame) -> pl.LazyFrame:
+    """Per run with any, the events repeating an epoch and step already logged in it, and where
+    the first one is.
+
+    A hash of (run, epoch, step) finds the few events that may repeat, which are then compared
+    by value: comparing every event's values costs four times the hash. The hash combines the
+    columns' own (a struct's hash encodes its rows first: a third more time); equal values hash
+    alike, so no repeat is missed whatever collides. A balance sample taken apart from its step
+    (``rec.sample_balance``) shares the step's number without repeating it.
+    """
+    columns = ("rid", "epoch", "step", "sampled")
+    key = pl.struct(columns)
+    hashed = functools.reduce(operator.xor, (pl.col(c).hash(i) for i, c in enumerate(columns)))
+    known = pl.col("epoch").is_not_null() | pl.col("step").is_not_null()
+    return (
+        events.filter(hashed.is_duplicated())
+        .filter(known & ~key.is_first_distinct())
+        .group_by("rid")
+        .agg(
+            n_repeat=pl.len(),
+            **{f"repeat_{c}": pl.col(c).first() for c in ("row", "epoch", "step")},
+        )
+    )
 
 
 def _conflicts(records: pl.LazyFrame, runs: pl.LazyFrame, options: Options) -> pl.LazyFrame:
