@@ -23,8 +23,6 @@ Geometric means are taken through logarithms, which round: a window value within
 
 from __future__ import annotations
 
-import functools
-import operator
 from dataclasses import dataclass
 
 import polars as pl
@@ -331,17 +329,13 @@ def _repeats(events: pl.LazyFrame) -> pl.LazyFrame:
     the first one is.
 
     A hash of (run, epoch, step) finds the few events that may repeat, which are then compared
-    by value: comparing every event's values costs four times the hash. The hash combines the
-    columns' own (a struct's hash encodes its rows first: a third more time); equal values hash
-    alike, so no repeat is missed whatever collides. A balance sample taken apart from its step
-    (``rec.sample_balance``) shares the step's number without repeating it.
+    by value: comparing every event's values costs four times the hash. A balance sample taken
+    apart from its step (``rec.sample_balance``) shares the step's number without repeating it.
     """
-    columns = ("rid", "epoch", "step", "sampled")
-    key = pl.struct(columns)
-    hashed = functools.reduce(operator.xor, (pl.col(c).hash(i) for i, c in enumerate(columns)))
+    key = pl.struct("rid", "epoch", "step", "sampled")
     known = pl.col("epoch").is_not_null() | pl.col("step").is_not_null()
     return (
-        events.filter(hashed.is_duplicated())
+        events.filter(key.hash().is_duplicated())
         .filter(known & ~key.is_first_distinct())
         .group_by("rid")
         .agg(
