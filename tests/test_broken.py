@@ -139,6 +139,10 @@ REFUSED = {
         event(10, total_norm="big"),
         "field 'total_norm': expected a number",
     ),
+    # fields that the analysis never reads, checked all the same
+    "text_for_time": (event(10, time="soon"), "field 'time': expected a number"),
+    "float_for_n_grads": (event(10, n_grads=1.5), "field 'n_grads': expected an integer, got 1.5"),
+    "text_for_rank": (event(10, rank="0"), "field 'rank': expected an integer, got '0'"),
     "list_for_text": (event(10, run=[1]), "field 'run': expected a string, got a list [1]"),
     "object_for_text": (event(10, kind={"a": 1}), "field 'kind': expected a string, got an object"),
     "missing_run": ({"v": 1, "kind": "event"}, "field 'run': missing (required in every record)"),

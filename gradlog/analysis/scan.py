@@ -103,6 +103,9 @@ META_SCHEMA = pl.Schema(
 
 _FLOATS = FLOAT_FIELDS  # read and checked as the reader does; mean_norm and max_norm are used
 _INTS = INT_FIELDS
+# Read only to be checked: kept in the collected frame, and dropped after it, since the scan
+# parses no column that its query's result leaves out.
+_CHECKED_ONLY = tuple(c for c in (*_INTS, *_FLOATS) if c not in RECORDS_SCHEMA and c != "v")
 _TASKS_TEXT = json_schema()["tasks"]  # {name, grad_norm, loss, weight}, floats as text
 _META_TEXT = json_schema()["meta"]
 
@@ -172,12 +175,14 @@ def read_json(
             floats["pre_clip_norm"].alias("pre_clip_norm"),
             floats["clip_coef"].alias("clip_coef"),
             tasks.alias("tasks"),
+            *_CHECKED_ONLY,
             lost=lost | _odd(),
             meta="meta",
         )
         .with_columns(bad=_invalid() | pl.col("lost"))
-        .select(*RECORDS_SCHEMA.names(), "meta")
+        .select(*RECORDS_SCHEMA.names(), "meta", *_CHECKED_ONLY)
         .collect(engine="streaming")
+        .drop(*_CHECKED_ONLY)
     )
     # only run records carry metadata: decode it there, on a handful of rows
     meta_text = pl.col("meta").str.json_decode(_META_TEXT)
