@@ -144,6 +144,29 @@ REFUSED = {
     "float_for_n_grads": (event(10, n_grads=1.5), "field 'n_grads': expected an integer, got 1.5"),
     "text_for_rank": (event(10, rank="0"), "field 'rank': expected an integer, got '0'"),
     "list_for_text": (event(10, run=[1]), "field 'run': expected a string, got a list [1]"),
+    # nested lists no batch row shows: recognised on their text (gradlog.analysis.shapes)
+    "text_for_a_cosine": (
+        event(10, conflicts=[{"a": "pointer", "b": "type", "cosine": "x"}]),
+        "field 'conflicts[0].cosine': expected a number",
+    ),
+    "bool_for_a_cosine": (
+        event(10, conflicts=[{"a": "pointer", "b": "type", "cosine": True}]),
+        "field 'conflicts[0].cosine': expected a number",
+    ),
+    "conflicts_not_list": (
+        event(10, conflicts={"a": "pointer"}),
+        "field 'conflicts': expected a list, got dict",
+    ),
+    "list_for_a_pair_name": (
+        event(10, conflicts=[{"a": ["pointer"], "b": "type", "cosine": 0.5}]),
+        "field 'conflicts[0].a': expected a string, got a list",
+    ),
+    "layers_not_list": (event(10, layers="oops"), "field 'layers': expected a list, got str"),
+    "layer_not_object": (event(10, layers=[1.0]), "field 'layers[0]': expected an object"),
+    "text_for_a_layer_norm": (
+        event(10, layers=[{"name": "w", "norm": "big"}]),
+        "field 'layers[0].norm': expected a number",
+    ),
     "object_for_text": (event(10, kind={"a": 1}), "field 'kind': expected a string, got an object"),
     "missing_run": ({"v": 1, "kind": "event"}, "field 'run': missing (required in every record)"),
     "missing_v": ({"run": "r", "kind": "event"}, "field 'v': missing (required in every record)"),
@@ -186,6 +209,34 @@ def test_schema_breaks_stop_with_file_line_and_field(tmp_path: Path, case: str) 
     path = write(tmp_path / "run.jsonl", RUN, event(5), record, event(15))
     message = refused(path)
     assert message.startswith(f"{path}:3: {expected}"), message
+
+
+def test_the_writers_nested_lists_pass_the_scan_without_a_careful_read(tmp_path: Path) -> None:
+    """The scan recognises the cosines and layer norms gradlog writes (nulls, the NaN/Infinity
+    tokens, exponents, whatever the spacing) on their text: no false alarm sends such a log to
+    the careful reader; a valid but unusual shape does, and is then accepted by it."""
+    from gradlog.analysis.scan import read_json
+
+    pairs = [{"a": "pointer", "b": "type", "cosine": c} for c in (0.5, -1e-05, None, "NaN")]
+    layers = [{"name": "enc.weight", "norm": 1.5e300}, {"name": 'a "quoted" name', "norm": 0}]
+    usual = write(
+        tmp_path / "usual.jsonl",
+        RUN,
+        event(5, conflicts=pairs, layers=layers),
+        json.dumps(event(10, conflicts=pairs[:1], layers=[])),  # the spacing json.dumps gives
+        event(15, conflicts=[{"a": "pointer", "b": "type", "cosine": "-Infinity"}]),
+    )
+    assert not read_json([str(usual)], 0).records.get_column("bad").any()
+    unusual = write(  # valid, in a key order no writer uses, with a number for a name
+        tmp_path / "unusual.jsonl",
+        RUN,
+        event(5, conflicts=[{"cosine": 0.5, "b": 2, "a": "pointer"}]),
+        event(10),
+    )
+    assert read_json([str(unusual)], 0).records.get_column("bad").to_list() == [False, True, False]
+    rows = run_batch([str(usual), str(unusual)]).rows
+    assert [r.error for r in rows] == [None, None]
+    analyse(read_log(str(unusual)))  # the careful reader accepts it too
 
 
 @pytest.mark.parametrize("case", list(REFUSED))

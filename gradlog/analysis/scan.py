@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from gradlog.analysis.readers.loaded import polars_path
+from gradlog.analysis.shapes import SHAPES, odd_nested
 from gradlog.analysis.sources import ALONE_BYTES, URL_PATTERN
 from gradlog.analysis.validity import breaks_a_rule
 from gradlog.format import (
@@ -115,7 +116,8 @@ def _json_schema(tokens: bool) -> pl.Schema:
     fields: dict[str, pl.DataType] = {c: pl.String() for c in STRING_FIELDS}
     fields.update({c: pl.Int64() for c in _INTS})
     fields.update({c: pl.String() if tokens else F64() for c in _FLOATS})
-    fields.update({"tasks": pl.String, "meta": pl.String})
+    # skipped, layers and conflicts are only checked (their text: gradlog.analysis.shapes)
+    fields.update({c: pl.String for c in ("tasks", "meta", "skipped", *SHAPES)})
     return pl.Schema(fields)
 
 
@@ -208,10 +210,11 @@ def _odd() -> pl.Expr:
     text: a list or an object where a string belongs (read as its JSON text), a true or false
     among a task's numbers (decoded as 1 or 0). A false alarm costs a careful read, no more."""
     nested = pl.any_horizontal(
-        pl.col(c).str.starts_with("[") | pl.col(c).str.starts_with("{") for c in ("run", "kind")
+        (pl.col(c).str.starts_with("[") | pl.col(c).str.starts_with("{")).fill_null(False)
+        for c in ("run", "kind", "skipped")
     )
-    flag = pl.col("tasks").str.contains(r":\s*(?:true|false)\s*[,}\]]")
-    return (nested | flag).fill_null(False)
+    flag = pl.col("tasks").str.contains(r":\s*(?:true|false)\s*[,}\]]").fill_null(False)
+    return nested | flag | odd_nested()
 
 
 def _meta_breaks_a_rule(metas: pl.Series) -> list[bool]:
