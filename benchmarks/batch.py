@@ -316,13 +316,13 @@ def main() -> None:
         gradlog = [sys.executable, "-m", "gradlog", "batch"]
         commands = {
             "gradlog batch, JSONL": gradlog
-            + [str(root / "jsonl"), "--format", "csv", "-o", str(csv_out)],
+            + [str(root / "jsonl"), "--format", "csv", "-o", str(csv_out), "--force"],
             "bare scan, JSONL (log schema)": _python(BARE_JSON) + files,
             "bare scan, JSONL (gradlog's columns)": _python(BARE_JSON_COLUMNS) + files,
             "bare scan, JSONL (gradlog's columns, streaming)": _python(BARE_JSON_STREAMING) + files,
             "stdlib json loop, JSONL": _python(STDLIB.format(here=here)) + files,
             "gradlog batch, Parquet": gradlog
-            + [str(root / "parquet"), "--format", "csv", "-o", str(root / "p.csv")],
+            + [str(root / "parquet"), "--format", "csv", "-o", str(root / "p.csv"), "--force"],
             "bare scan, Parquet": _python(BARE_PARQUET) + pfiles,
             "bare scan, Parquet (gradlog's columns, streaming)": _python(BARE_PARQUET_COLUMNS)
             + pfiles,

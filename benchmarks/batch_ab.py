@@ -60,6 +60,8 @@ def main() -> None:
                     csv = out / f"{i}-{fmt}.csv"
                     os.chdir(checkout)  # `python -m` imports the gradlog of the current folder
                     cmd = [sys.executable, "-m", "gradlog", "batch", str(args.archive / fmt)]
+                    # removed, not --force: an older checkout (the first edition) has no --force
+                    csv.unlink(missing_ok=True)
                     before = _children_cpu()
                     seconds, mib, _ = measure([*cmd, "--format", "csv", "-o", str(csv)])
                     used = _children_cpu() - before

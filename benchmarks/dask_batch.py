@@ -59,7 +59,7 @@ def generate(root: Path, runs: int, events: int) -> Path:
 
 def command(archive: Path, out: Path, *more: str) -> list[str]:
     return [sys.executable, "-m", "gradlog", "batch", str(archive), "--format", "csv",
-            "-o", str(out), *more]  # fmt: skip
+            "-o", str(out), "--force", *more]  # fmt: skip
 
 
 def timed(args: list[str], env: dict | None = None) -> float:

@@ -68,8 +68,8 @@ def main() -> None:
         page, data = folder / "page.html", folder / "data.json"
         pairs = []
         for _ in range(args.repeat):
-            html = timed(["report", str(log), "--format", "html", "-o", str(page)])
-            json = timed(["report", str(log), "--format", "json", "-o", str(data)])
+            html = timed(["report", str(log), "--format", "html", "-o", str(page), "--force"])
+            json = timed(["report", str(log), "--format", "json", "-o", str(data), "--force"])
             pairs.append((html, json))
         html_s = statistics.median(h for h, _ in pairs)
         ratio = statistics.median(h / j for h, j in pairs)

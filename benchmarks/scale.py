@@ -93,7 +93,7 @@ def bench_batch(tmp: Path, gigabytes: float, repeat: int) -> None:
         print(f"  before: {load()}")
         # exit 1 means a run's finding reached --fail-on: none is asked for, so 0 (2: unreadable)
         wall, peak, _ = measure(
-            gradlog("batch", str(archive), "--format", "csv", "-o", str(rows)),
+            gradlog("batch", str(archive), "--format", "csv", "-o", str(rows), "--force"),
             stdout=subprocess.DEVNULL,
         )
         print(
@@ -112,7 +112,7 @@ def bench_report(tmp: Path, events: int, repeat: int) -> None:
     start = time.perf_counter()
     jsonl.write_text(run_text("million", events, seed=1), encoding="utf-8")
     check_layout(jsonl)
-    measure(gradlog("convert", str(jsonl), "-o", str(parquet)))
+    measure(gradlog("convert", str(jsonl), "-o", str(parquet), "--force"))
     print(
         f"log: {events:,} events, {jsonl.stat().st_size / 1e6:.0f} MB JSON Lines, "
         f"{parquet.stat().st_size / 1e6:.0f} MB Parquet (written in {time.perf_counter() - start:.0f} s)"

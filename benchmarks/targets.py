@@ -121,7 +121,9 @@ def main() -> None:
     if not args.skip_batch:
         generate(root, 1000, 1000)
         for kind, name in (("parquet", "Parquet"), ("jsonl", "JSON Lines")):
-            batch = gradlog("batch", str(root / kind), "--format", "csv", "-o", str(work / "b.csv"))
+            batch = gradlog(
+                "batch", str(root / kind), "--format", "csv", "-o", str(work / "b.csv"), "--force"
+            )
             row(f"batch, {name} / bare group-by", "2x", batch, python(GROUP_BY, kind, str(root)))
             row(
                 f"bare scan of gradlog's columns, {name} / bare group-by",
@@ -133,7 +135,7 @@ def main() -> None:
     write_jsonl(log10k, 10_000)
     write_jsonl(log100k, 100_000)
     parquet100k = work / "r100k.parquet"
-    subprocess.run(gradlog("convert", str(log100k), "-o", str(parquet100k)), check=True)
+    subprocess.run(gradlog("convert", str(log100k), "-o", str(parquet100k), "--force"), check=True)
     row(
         "report --format json / text, 10,000 events",
         "1x",

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from gradlog.analysis.readers.loaded import polars_path
-from gradlog.analysis.shapes import SHAPES, odd_nested
+from gradlog.analysis.shapes import nested_breaks, nested_dtypes
 from gradlog.analysis.sources import ALONE_BYTES, URL_PATTERN
 from gradlog.analysis.validity import breaks_a_rule
 from gradlog.format import (
@@ -116,8 +116,8 @@ def _json_schema(tokens: bool) -> pl.Schema:
     fields: dict[str, pl.DataType] = {c: pl.String() for c in STRING_FIELDS}
     fields.update({c: pl.Int64() for c in _INTS})
     fields.update({c: pl.String() if tokens else F64() for c in _FLOATS})
-    # skipped, layers and conflicts are only checked (their text: gradlog.analysis.shapes)
-    fields.update({c: pl.String for c in ("tasks", "meta", "skipped", *SHAPES)})
+    fields.update({"tasks": pl.String, "meta": pl.String, "skipped": pl.String})
+    fields.update(nested_dtypes(tokens))  # only checked: gradlog.analysis.shapes
     return pl.Schema(fields)
 
 
@@ -178,7 +178,7 @@ def read_json(
             floats["clip_coef"].alias("clip_coef"),
             tasks.alias("tasks"),
             *_CHECKED_ONLY,
-            lost=lost | _odd(),
+            lost=lost | _odd() | nested_breaks(tokens),
             meta="meta",
         )
         .with_columns(bad=_invalid() | pl.col("lost"))
@@ -214,7 +214,7 @@ def _odd() -> pl.Expr:
         for c in ("run", "kind", "skipped")
     )
     flag = pl.col("tasks").str.contains(r":\s*(?:true|false)\s*[,}\]]").fill_null(False)
-    return nested | flag | odd_nested()
+    return nested | flag
 
 
 def _meta_breaks_a_rule(metas: pl.Series) -> list[bool]:
