@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from gradlog.analysis.readers.loaded import polars_path
-from gradlog.analysis.shapes import nested_breaks, nested_dtypes
+from gradlog.analysis.shapes import NESTED, nested_breaks
 from gradlog.analysis.sources import ALONE_BYTES, URL_PATTERN
 from gradlog.analysis.validity import breaks_a_rule
 from gradlog.format import (
@@ -116,8 +116,8 @@ def _json_schema(tokens: bool) -> pl.Schema:
     fields: dict[str, pl.DataType] = {c: pl.String() for c in STRING_FIELDS}
     fields.update({c: pl.Int64() for c in _INTS})
     fields.update({c: pl.String() if tokens else F64() for c in _FLOATS})
-    fields.update({"tasks": pl.String, "meta": pl.String, "skipped": pl.String})
-    fields.update(nested_dtypes(tokens))  # only checked: gradlog.analysis.shapes
+    # skipped, layers and conflicts are only checked (the last two: gradlog.analysis.shapes)
+    fields.update({c: pl.String for c in ("tasks", "meta", "skipped", *NESTED)})
     return pl.Schema(fields)
 
 
@@ -178,7 +178,7 @@ def read_json(
             floats["clip_coef"].alias("clip_coef"),
             tasks.alias("tasks"),
             *_CHECKED_ONLY,
-            lost=lost | _odd() | nested_breaks(tokens),
+            lost=lost | _odd() | nested_breaks(),
             meta="meta",
         )
         .with_columns(bad=_invalid() | pl.col("lost"))

@@ -3,44 +3,34 @@
 The careful reader refuses a record whose ``layers`` or ``conflicts`` break the format's rules
 (:func:`gradlog.record_rules.validate_record`: a list of objects, names as text, numbers or
 the ``NaN``/``Infinity`` tokens), and ``gradlog batch`` must refuse what ``gradlog report``
-refuses. The scan reads them with their types: a value of another type fails the scan (the
-batch then finds the file and lets the careful reader name the line and field), a number
-written as text that is no number is found as the tasks' are, and what the decoding lets
-through (a list or an object where a name belongs, read as its JSON text) is flagged here.
+refuses. Decoding every event's cosines would cost the scan about as much as its tasks; it
+reads them as text instead (which Polars writes out again in one form: ``[{"a": "x", "b": "y",
+"cosine": 0.5}, ...]``) and looks, in one pass, for what a valid list never holds there: a list
+or an object as a value, text or a boolean as a number, anything but an object as an item.
+A hit marks the record as one the careful reader must look at: a false alarm (a number
+written as text, which that reader accepts; a ``NaN`` token) costs a careful read of that file,
+never a different answer.
 """
 
 from __future__ import annotations
 
 import polars as pl
 
-from gradlog.format import CONFLICT_FLOAT_FIELDS
-from gradlog.frames import json_schema, storage_schema
+NESTED = {"layers": ("norm",), "conflicts": ("cosine",)}  # each list's numbers
 
-# each list's numbers and names, as record_rules checks them
-NESTED = {"layers": (("norm",), ("name",)), "conflicts": (CONFLICT_FLOAT_FIELDS, ("a", "b"))}
-
-
-def nested_dtypes(tokens: bool) -> dict[str, pl.DataType]:
-    """How the scan reads them: numbers as numbers, or as text (``tokens``)."""
-    schema = json_schema() if tokens else storage_schema()
-    return {name: schema[name] for name in NESTED}
+_NEVER = [
+    ": [",  # a list as a value (a name, a number)
+    ": {",  # an object as a value
+    *(f'"{number}": {start}' for number in ("norm", "cosine") for start in ('"', "t", "f")),
+    *(f"}}, {start}" for start in '"-tfn[0123456789'),  # an item after the first not an object
+]
 
 
-def nested_breaks(tokens: bool) -> pl.Expr:
-    """A record whose lists hold a name that is a list or an object, or (``tokens``) a number
-    whose text is no number."""
+def nested_breaks() -> pl.Expr:
+    """A record whose ``layers`` or ``conflicts`` (read as text) may break a rule."""
     flags = []
-    for name, (floats, names) in NESTED.items():
-        items = pl.col(name)
-        odd = pl.any_horizontal(
-            pl.element().struct.field(n).str.contains(r"^\s*[\[{]") for n in names
-        )
-        flags.append(items.list.eval(odd).list.any())
-        if tokens:
-            typed = items.cast(storage_schema()[name], strict=False)
-
-            def count(expr: pl.Expr, field: str) -> pl.Expr:
-                return expr.list.eval(pl.element().struct.field(field).is_not_null()).list.sum()
-
-            flags += [count(items, f) != count(typed, f) for f in floats]
-    return pl.any_horizontal(flags).fill_null(False)
+    for name in NESTED:
+        text = pl.col(name)
+        not_objects = ~(text.str.starts_with("[{") | (text == "[]"))
+        flags.append((not_objects | text.str.contains_any(_NEVER)).fill_null(False))
+    return pl.any_horizontal(flags)
