@@ -14,6 +14,8 @@ never a different answer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import polars as pl
 
 NESTED = {"layers": ("norm",), "conflicts": ("cosine",)}  # each list's numbers
@@ -26,10 +28,10 @@ _NEVER = [
 ]
 
 
-def nested_breaks() -> pl.Expr:
-    """A record whose ``layers`` or ``conflicts`` (read as text) may break a rule."""
+def nested_breaks(names: Sequence[str] = tuple(NESTED)) -> pl.Expr:
+    """A record whose ``layers`` or ``conflicts`` (``names``, read as text) may break a rule."""
     flags = []
-    for name in NESTED:
+    for name in names:
         text = pl.col(name)
         not_objects = ~(text.str.starts_with("[{") | (text == "[]"))
         flags.append((not_objects | text.str.contains_any(_NEVER)).fill_null(False))
