@@ -154,12 +154,13 @@ def run_batch(
     if summary is not None:
         from gradlog.analysis.summary_table import incremental
 
-        return incremental(
+        done = incremental(
             summary,
             sources,
             judging,
             lambda todo: analyse_sources(todo, judging, options, progress, analyse),
         )
+        return BatchResult(done.rows, done.n_sources, n_read=done.n_read, notes=done.notes)
     found = analyse_sources(sources, judging, options, progress, analyse)
     return BatchResult(tuple(row for rows in found.values() for row in rows), len(sources))
 

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from gradlog.analysis.batch import BatchResult
 from gradlog.analysis.model import Advice, RunSummary
 from gradlog.analysis.remote import URL_PATTERN
 from gradlog.analysis.render.batch import rows_frame
@@ -50,6 +49,16 @@ Analyse = Callable[[Sequence[Source]], dict[str, list[RunSummary]]]
 
 
 @dataclass(frozen=True)
+class Incremental:
+    """What an incremental batch gives back (batch.run_batch makes it its result)."""
+
+    rows: tuple[RunSummary, ...]
+    n_sources: int
+    n_read: int
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Previous:
     """A summary table as read back: how it was judged, and each source's stamp and rows."""
 
@@ -62,7 +71,7 @@ def incremental(
     sources: Sequence[Source],
     judging: engine.Options,
     analyse: Analyse,
-) -> BatchResult:
+) -> Incremental:
     """The batch of ``sources``, reading only those that changed since the table at ``path``
     was written (all when there is none), then the table replaced by the batch's rows."""
     table = _local(path)
@@ -87,12 +96,11 @@ def incremental(
     if todo or previous is None or list(previous.sources) != [s.path for s in sources]:
         write_summary(table, groups, judged)  # else the table holds these very rows already
     rows = tuple(row for _, found in groups for row in found)
-    return BatchResult(rows, len(sources), n_read=len(todo), notes=notes)
+    return Incremental(rows, len(sources), len(todo), notes)
 
 
-def wrote_line(path: str | os.PathLike[str], result: BatchResult) -> str:
+def wrote_line(path: str | os.PathLike[str], n: int, read: int) -> str:
     """``summary.parquet: 3 of 1,000 files read, 997 unchanged``."""
-    n, read = result.n_sources, result.n_read or 0
     return f"{os.fspath(path)}: {read:,} of {n:,} file{'s' * (n != 1)} read, {n - read:,} unchanged"
 
 

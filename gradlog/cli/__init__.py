@@ -18,8 +18,14 @@ from gradlog.cli.app import app
 from gradlog.errors import ClosedOutput, GradlogError
 
 # isort: off
-# The order of --help: the main job first.
-from gradlog.cli import report, watch, convert, batch, compare, plot, comment  # noqa: F401
+# Each import registers a command, in the order --help lists them: the main job first.
+import gradlog.cli.report
+import gradlog.cli.watch
+import gradlog.cli.convert
+import gradlog.cli.batch
+import gradlog.cli.compare
+import gradlog.cli.plot
+import gradlog.cli.comment  # noqa: F401
 # isort: on
 
 __all__ = ["app", "main"]

@@ -160,7 +160,7 @@ def batch(
     if summary is not None:
         from gradlog.analysis.summary_table import wrote_line
 
-        output.say(wrote_line(summary, result))
+        output.say(wrote_line(summary, result.n_sources, result.n_read or 0))
     if github:
         # --output holds every row as JSON or CSV, and as Markdown up to its 100 rows
         every_row = output_format in (BatchFormat.json, BatchFormat.csv) or (
