@@ -128,6 +128,8 @@ def test_escape_examples() -> None:
     assert md.escape("x\ny") == "x y"
     assert md.escape("GH-12") == "GH-\u206012"
     assert md.escape("#123") == "\\#\u2060123"
+    # a log's own word joiner is no escape of ours: a space, like any format character
+    assert md.escape("a\u2060@b\u2060") == "a @\u2060b "
     assert md.escape("plain words 123") == "plain words 123"
     # what acts only where it stands is escaped only there: a timestamp reads as it is
     assert md.escape("2026-11-25T16:27:54+00:00") == "2026-11-25T16:27:54+00:00"

@@ -46,7 +46,7 @@ def _clean(text: str) -> str:
     out = []
     for ch in str(text):
         category = unicodedata.category(ch)
-        if category in ("Cc", "Zl", "Zp") or (category == "Cf" and ch != WORD_JOINER):
+        if category in ("Cc", "Cf", "Zl", "Zp"):  # a log's word joiner too: escape() adds its own after
             out.append(" ")
         else:
             out.append(ch)
