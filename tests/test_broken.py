@@ -129,6 +129,26 @@ def test_deeply_nested_line_is_skipped_not_a_crash(tmp_path: Path) -> None:
 REFUSED = {
     "wrong_type": (event(10, epoch="x"), "field 'epoch': expected an integer, got 'x'"),
     "float_for_int": (event(10, epoch=10.5), "field 'epoch': expected an integer, got 10.5"),
+    # what decoding a line would take (gradlog.analysis.jsonl_scan): 10.0 as 10, true as 1
+    "whole_float_for_int": (event(10, epoch=10.0), "field 'epoch': expected an integer, got 10.0"),
+    "bool_for_int": (event(10, step=True), "field 'step': expected an integer, got True"),
+    "bool_for_version": (
+        {"v": True, "run": "r", "kind": "event"},
+        "field 'v': expected an integer schema version, got True",
+    ),
+    "bool_for_mean_norm": (event(10, mean_norm=True), "field 'mean_norm': expected a number"),
+    "bool_for_a_weight": (
+        event(10, tasks=[{"name": "a", "grad_norm": 0.2, "weight": False}]),
+        "field 'tasks[0].weight': expected a number",
+    ),
+    "bool_for_a_layer_norm": (
+        event(10, layers=[{"name": "w", "norm": False}]),
+        "field 'layers[0].norm': expected a number",
+    ),
+    "int_beyond_64_bits": (
+        event(10, n_exploding=2**63),
+        "field 'n_exploding': integer 9223372036854775808 is out of the 64-bit range",
+    ),
     "bool_for_number": (
         event(10, pointer=True),
         "field 'tasks[0].grad_norm': expected a number or one of NaN, Infinity, -Infinity, got True",
@@ -216,7 +236,7 @@ def test_valid_nested_lists_pass_the_scan_without_a_careful_read(tmp_path: Path)
     quotes in a name, any key order, a number for a name) never send a log to the careful
     reader; the NaN/Infinity tokens do (a false alarm: rare, and that reader accepts them), and
     the batch's rows are the same either way."""
-    from gradlog.analysis.scan import read_json
+    from gradlog.analysis.jsonl_scan import read_json
 
     pairs = [{"a": "pointer", "b": "type", "cosine": c} for c in (0.5, -1e-05, None)]
     layers = [{"name": "enc.weight", "norm": 1.5e300}, {"name": 'a "quoted" name', "norm": 0}]
@@ -253,6 +273,47 @@ def test_batch_refuses_the_same_records_with_the_same_message(tmp_path: Path, ca
     rows = run_batch([str(good), str(path)]).rows
     assert [r.error is None for r in rows] == [True, False]
     assert rows[1].error.startswith(f"{path}:3: {expected}"), rows[1].error
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"v": 1, "run": "r", "kind": "event", "epoch": 1e1}', "field 'epoch': expected an"),
+        ('{"v": 1, "run": "r", "kind": "event", "step" :\t-2E0}', "field 'step': expected an"),
+        ('{"v": 1, "run": "r", "kind": "event", "mean_norm": \t true}', "field 'mean_norm'"),
+        ('{"v": 1, "run": "r", "kind": "event", "tasks": [ false ]}', "field 'tasks[0]'"),
+    ],
+)
+def test_a_batch_refuses_what_decoding_a_line_would_take(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    """Spaces, tabs and exponents as other JSON writers put them: what the lines' decoding
+    would read as a number (gradlog.analysis.jsonl_scan) is the careful reader's error row."""
+    path = write(tmp_path / "run.jsonl", RUN, event(5), text, event(15))
+    assert refused(path).startswith(f"{path}:3: {expected}")
+    (row,) = run_batch([str(path)]).rows
+    assert row.error is not None and row.error.startswith(f"{path}:3: {expected}"), row.error
+
+
+def test_words_and_numbers_as_text_cost_no_careful_read(tmp_path: Path) -> None:
+    """``true`` inside text (a tag, a task's name) is no boolean, and a number where text
+    belongs is read as its text, as the careful reader does (docs/format.md): the lines'
+    decoding marks none of them, and the rows are the careful reader's."""
+    from gradlog.analysis.jsonl_scan import read_json
+
+    meta = {"tasks": ["true", "false, really"], "tags": [{"key": "amp", "value": "true"}]}
+    tasks = [{"name": "true", "grad_norm": 0.2}, {"name": "false, really", "grad_norm": 0.1}]
+    path = write(
+        tmp_path / "words.jsonl",
+        {"v": 1, "run": 7, "kind": "run", "meta": meta},
+        event(5, run=7, tasks=tasks),
+        event(10, run=7, tasks=tasks, conflicts=[{"a": 1, "b": "true", "cosine": 0.5}]),
+    )
+    assert not read_json([str(path)], 0).records.get_column("bad").any()
+    (row,) = run_batch([str(path)]).rows
+    (careful,) = analyse(read_log(path)).runs
+    assert row.error is None
+    assert row == careful.summary and row.run == "7"
 
 
 @pytest.mark.parametrize(

@@ -341,7 +341,8 @@ def _read(chunk: list[Source], options: BatchOptions) -> Chunk:
 
 
 def _scans(chunk: list[Source], options: BatchOptions, *, tokens: bool) -> Chunk:
-    from gradlog.analysis.scan import Chunk, read_dataset, read_json, read_parquet
+    from gradlog.analysis.jsonl_scan import read_json
+    from gradlog.analysis.scan import Chunk, read_dataset, read_parquet
 
     groups: dict[str, list[str]] = {}
     for source in chunk:
