@@ -46,7 +46,12 @@ def _clean(text: str) -> str:
     out = []
     for ch in str(text):
         category = unicodedata.category(ch)
-        if category in ("Cc", "Cf", "Zl", "Zp"):  # a log's word joiner too: escape() adds its own after
+        if category in (
+            "Cc",
+            "Cf",
+            "Zl",
+            "Zp",
+        ):  # a log's word joiner too: escape() adds its own after
             out.append(" ")
         else:
             out.append(ch)
