@@ -46,12 +46,8 @@ def _clean(text: str) -> str:
     out = []
     for ch in str(text):
         category = unicodedata.category(ch)
-        if category in (
-            "Cc",
-            "Cf",
-            "Zl",
-            "Zp",
-        ):  # a log's word joiner too: escape() adds its own after
+        # a log's word joiner too (a format character): escape() adds its own after this
+        if category in ("Cc", "Cf", "Zl", "Zp"):
             out.append(" ")
         else:
             out.append(ch)
