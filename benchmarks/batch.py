@@ -220,10 +220,9 @@ print(pl.scan_ndjson(files, schema=storage_schema()).collect().height)
 """
 BARE_JSON_COLUMNS = """
 import sys, polars as pl
-from gradlog.analysis.scan import TASKS, _json_schema
+from gradlog.analysis.jsonl_scan import LINE
 files = sys.argv[1:]
-frame = pl.scan_ndjson(files, schema=_json_schema(tokens=False)).with_columns(
-    pl.col("tasks").str.json_decode(TASKS)).collect()
+frame = pl.scan_lines(files).select(pl.col("line").str.json_decode(LINE)).collect()
 print(frame.height)
 """
 BARE_JSON_STREAMING = BARE_JSON_COLUMNS.replace(".collect()", '.collect(engine="streaming")')

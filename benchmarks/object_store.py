@@ -105,7 +105,7 @@ def breakdown(urls: list[str], paths: list[str], options: dict, log: Path) -> di
     seconds, and the requests the server answered for it."""
     import obstore
 
-    from gradlog.analysis import engine, remote, scan
+    from gradlog.analysis import engine, jsonl_scan, remote
     from gradlog.analysis.sources import find_sources
 
     glob = f"s3://{BUCKET}/runs/*.jsonl"
@@ -129,9 +129,9 @@ def breakdown(urls: list[str], paths: list[str], options: dict, log: Path) -> di
     phase("fetch every object, 16 at a time (obstore)", lambda: _fetch_concurrently(store, keys))
     phase(
         "scan (remote: Polars fetches, parses)",
-        lambda: scan.read_json(urls, 0, storage_options=options),
+        lambda: jsonl_scan.read_json(urls, 0, storage_options=options),
     )
-    local_chunk = phase("scan (local)", lambda: scan.read_json(paths, 0))
+    local_chunk = phase("scan (local)", lambda: jsonl_scan.read_json(paths, 0))
     phase("analysis", lambda: engine.judge(local_chunk, engine.Options()).runs)
     return out
 

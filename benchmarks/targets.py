@@ -53,15 +53,15 @@ print(lf.filter(pl.col("kind") == "event").group_by("run").agg(
 """
 COLUMNS = """
 import sys, glob, polars as pl
-from gradlog.analysis.scan import TASKS, _json_schema
+from gradlog.analysis.jsonl_scan import LINE
 kind, root = sys.argv[1:]
 files = sorted(glob.glob(f"{root}/{kind}/*.{kind}"))
 if kind == "parquet":
     lf = pl.scan_parquet(files, include_file_paths="source").select(
         "source", "v", "run", "kind", "epoch", "step", "mean_norm", "max_norm", "tasks", "meta")
 else:
-    lf = pl.scan_ndjson(files, schema=_json_schema(tokens=False), include_file_paths="source"
-        ).with_columns(pl.col("tasks").str.json_decode(TASKS))
+    lf = pl.scan_lines(files, include_file_paths="source").select(
+        "source", pl.col("line").str.json_decode(LINE))
 print(lf.collect(engine="streaming").height)
 """
 READ_PARQUET = """

@@ -60,7 +60,7 @@ _META_TEXT = json_schema()["meta"]
 # A line as the lines way decodes it: every field a record may carry but ``meta`` (decoded
 # from its text, on the run records alone), each list typed, so that a list or an object where
 # a number or a name belongs fails the decoding.
-_LINE = pl.Struct(
+LINE = pl.Struct(
     {
         **{c: pl.String for c in (*STRING_FIELDS, "skipped")},
         **{c: pl.Int64 for c in _INTS},
@@ -103,7 +103,7 @@ def read_json(
             "source",
             "row",
             "line",
-            line.str.json_decode(_LINE).alias("record"),
+            line.str.json_decode(LINE).alias("record"),
             lax=line.str.contains(_LAX),
             may_bool=line.str.contains(_MAY_BOOL),
         )
