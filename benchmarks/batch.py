@@ -7,7 +7,10 @@ a fresh process (wall time, and the command's own peak resident memory, see meas
 * ``gradlog batch DIR`` (the whole command, CSV to a file);
 * the floor: a bare Polars scan-and-collect of the same files, with the log schema
   (``pl.scan_ndjson(files, schema=storage_schema()).collect()``, ``pl.scan_parquet``), and, for
-  JSON Lines, the same scan reading only the columns gradlog reads, the way it reads them;
+  JSON Lines, its lines decoded as gradlog decodes them (only what it reads, typed);
+* the one-query floor of issue 14: each run's event count, mean, population std and max of
+  the norms in one Polars group-by over the files, and the same in DuckDB where ``duckdb`` is
+  installed (``pip install duckdb``; gradlog does not use it);
 * what users write by hand: a loop over the lines with the standard library's ``json``,
   computing the same summary per run with gradlog's own rules (``gradlog.classify``); its
   findings are checked against gradlog's.
@@ -212,6 +215,12 @@ def _python(code: str) -> list[str]:
     return [sys.executable, "-c", code]
 
 
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 BARE_JSON = """
 import sys, polars as pl
 from gradlog.frames import storage_schema
@@ -239,6 +248,31 @@ lf = pl.scan_parquet(sys.argv[1:], schema=storage_schema(), missing_columns="ins
                      cast_options=pl.ScanCastOptions(missing_struct_fields="insert"),
                      extra_columns="ignore", include_file_paths="source")
 print(lf.select("source", *columns).collect(engine="streaming").height)
+"""
+# The one-query floor of issue 14: each run's event count, mean, population std and max of the
+# norms, in one group-by over the files, by Polars and (where it is installed) by DuckDB.
+GROUP_BY = """
+import sys, glob, polars as pl
+kind, root = sys.argv[1:]
+files = sorted(glob.glob(f"{root}/{kind}/*.{kind}"))
+if kind == "parquet":
+    lf = pl.scan_parquet(files)
+else:
+    lf = pl.scan_ndjson(files, schema={"run": pl.String, "kind": pl.String,
+                                       "mean_norm": pl.Float64, "max_norm": pl.Float64})
+norm = pl.col("mean_norm")
+print(lf.filter(pl.col("kind") == "event").group_by("run").agg(
+    pl.len(), norm.mean().alias("mean"), norm.std(ddof=0).alias("std"),
+    pl.col("max_norm").max()).collect().height)
+"""
+DUCKDB = """
+import sys, duckdb
+kind, root = sys.argv[1:]
+source = (f"read_parquet('{root}/parquet/*.parquet')" if kind == "parquet" else
+          f"read_json('{root}/jsonl/*.jsonl', format='newline_delimited', columns="
+          "{run: 'VARCHAR', kind: 'VARCHAR', mean_norm: 'DOUBLE', max_norm: 'DOUBLE'})")
+print(len(duckdb.sql(f"SELECT run, count(*), avg(mean_norm), stddev_pop(mean_norm), "
+                     f"max(max_norm) FROM {source} WHERE kind = 'event' GROUP BY run").fetchall()))
 """
 START_UP = """
 import polars
@@ -327,6 +361,10 @@ def main() -> None:
             + pfiles,
             "start-up: python -c 'import polars'": _python(START_UP),
         }
+        for kind, label in (("jsonl", "JSONL"), ("parquet", "Parquet")):
+            commands[f"one query: Polars group-by, {label}"] = _python(GROUP_BY) + [kind, str(root)]
+            if _has("duckdb"):
+                commands[f"one query: DuckDB, {label}"] = _python(DUCKDB) + [kind, str(root)]
         # rounds interleave the commands, so that a burst of load elsewhere hits them alike
         runs: dict[str, list[tuple[float, float, str]]] = {name: [] for name in commands}
         for _ in range(args.repeat):
@@ -353,6 +391,14 @@ def main() -> None:
                 wall["gradlog batch, Parquet"] / wall["bare scan, Parquet"],
             )
         )
+        for label in ("JSONL", "Parquet"):
+            floor = wall[f"one query: Polars group-by, {label}"]
+            reading = wall[f"bare scan, {label} (gradlog's columns, streaming)"]
+            print(
+                f"issue 14: gradlog batch {label} / one Polars group-by "
+                f"{wall[f'gradlog batch, {label}'] / floor:.2f}x (target 2x); the bare scan of "
+                f"gradlog's columns / that group-by {reading / floor:.2f}x"
+            )
         # What the targets leave room for: the fastest bare scans of the columns gradlog reads
         # (start-up included, no analysis) bound what a batch built on these readers can reach.
         floor_json = wall["bare scan, JSONL (gradlog's columns, streaming)"]

@@ -33,24 +33,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from batch import generate  # noqa: E402 - the archive of batch.py
+from batch import GROUP_BY, generate  # noqa: E402 - the archive and floor of batch.py
 from measure import measure  # noqa: E402
 from synth import write_jsonl  # noqa: E402
 
-GROUP_BY = """
-import sys, glob, polars as pl
-kind, root = sys.argv[1:]
-files = sorted(glob.glob(f"{root}/{kind}/*.{kind}"))
-if kind == "parquet":
-    lf = pl.scan_parquet(files)
-else:
-    lf = pl.scan_ndjson(files, schema={"run": pl.String, "kind": pl.String,
-                                       "mean_norm": pl.Float64, "max_norm": pl.Float64})
-norm = pl.col("mean_norm")
-print(lf.filter(pl.col("kind") == "event").group_by("run").agg(
-    pl.len(), norm.mean().alias("mean"), norm.std(ddof=0).alias("std"),
-    pl.col("max_norm").max()).collect().height)
-"""
 COLUMNS = """
 import sys, glob, polars as pl
 from gradlog.analysis.jsonl_scan import LINE
