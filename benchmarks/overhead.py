@@ -191,17 +191,24 @@ def _mlp_trainer(
 
 
 def float64_gram(grads: list[tuple], scratch: torch.Tensor) -> torch.Tensor:
-    """The Gram matrix of the tasks' parameter gradients in float64, one parameter at a time,
-    as the parameter mode takes it (norms exact to float64 rounding)."""
+    """The Gram matrix of the tasks' parameter gradients in float64, as the parameter mode
+    takes it (norms exact to float64 rounding): one parameter at a time, each task's gradient
+    copied to float64 and multiplied a cache-sized piece (32k values) at a time."""
     n = len(grads)
     gram = torch.zeros((n, n), dtype=torch.float64)
     for pair in zip(*grads):
         present = [i for i, g in enumerate(pair) if g is not None]  # a head: one task
-        rows = scratch[: len(present) * pair[present[0]].numel()].view(len(present), -1)
-        for row, i in zip(rows, present):
-            row.copy_(pair[i].reshape(-1))
+        flat = [pair[i].reshape(-1) for i in present]
+        numel, piece = flat[0].numel(), min(flat[0].numel(), 1 << 15)
+        sub = None
+        for start in range(0, numel, piece):
+            width = min(piece, numel - start)
+            rows = scratch[: len(present) * width].view(len(present), width)
+            for row, g in zip(rows, flat):
+                row.copy_(g[start : start + width])
+            sub = rows @ rows.t() if sub is None else sub.addmm_(rows, rows.t())
         index = torch.tensor(present)
-        gram[index[:, None], index[None, :]] += rows @ rows.t()
+        gram[index[:, None], index[None, :]] += sub
     return gram
 
 

@@ -142,8 +142,9 @@ class PendingBalance:
         return DeviceGram([gram], square_matrix(n))
 
     def _rows(self, size: int, device: torch.device) -> torch.Tensor:
-        """A float64 buffer for the rows of one parameter (the tasks times its size), kept
-        between measurements up to 64 MiB; a larger one is made each time, as before."""
+        """A float64 buffer for the rows of one parameter (the tasks times its size; on the
+        CPU, times one piece of it, ``norms.CPU_PIECE``), kept between measurements up to
+        64 MiB; a larger one is made each time, as before."""
         buffer = self._scratch.get(device)
         if buffer is not None and buffer.numel() >= size:
             return buffer

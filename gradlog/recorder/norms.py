@@ -62,12 +62,13 @@ def parameter_gram(
     as partial sums, one per device the parameters are on (their sum is the matrix).
 
     Each task's gradient is the concatenation over all parameters (a missing one counts as
-    zero). Computed one parameter at a time in float64, so the memory it needs beyond the
-    gradients is that of the largest parameter, and the norms are exact to float64 rounding.
+    zero). Computed one parameter at a time in float64 (on the CPU, a cache-sized piece of it
+    at a time: :func:`_float64_gram`), so the memory it needs beyond the gradients is at most
+    that of the largest parameter, and the norms are exact to float64 rounding.
     ``index(present, device)``: the tasks a parameter's gradient reaches, as an index tensor on
     ``device``; a cache of them spares a copy from the host at every step (default: made anew).
     ``scratch(size, device)``: a flat float64 buffer of at least ``size`` elements for the rows
-    of one parameter; one kept between steps spares the page faults of a fresh one each time
+    of one parameter (or of one piece of it); one kept between steps spares the page faults of a fresh one each time
     (default: made anew).
     """
     n = len(per_task)
@@ -80,11 +81,8 @@ def parameter_gram(
         present = [g for g in grads if g is not None]
         if not present:
             continue
-        device, numel = present[0].device, present[0].numel()
-        rows = scratch(len(present) * numel, device)[: len(present) * numel].view(-1, numel)
-        for row, grad in zip(rows, present):
-            row.copy_(grad.detach().reshape(-1))  # to float64, exactly
-        sub = rows @ rows.t()
+        device = present[0].device
+        sub = _float64_gram([g.detach().reshape(-1) for g in present], scratch)
         gram = partial.get(device)
         if gram is None:
             gram = partial[device] = torch.zeros((n, n), dtype=torch.float64, device=device)
@@ -96,6 +94,35 @@ def parameter_gram(
     if not partial:
         return [torch.zeros((n, n), dtype=torch.float64)]
     return list(partial.values())
+
+
+# On the CPU a parameter's float64 rows are made and multiplied this many values at a time:
+# 2 tasks x 32k float64 values (512 KiB) stay in the core's cache between the copy that makes
+# them and the product that reads them, where whole rows of a 512 x 512 layer (4 MiB) go out
+# to memory and back. Measured on issue 14's MLP: the Gram matrix in 0.75x the time of whole
+# rows (benchmarks/README.md, "Recorder overhead after the rec work").
+CPU_PIECE = 1 << 15
+
+
+def _float64_gram(rows32: list[torch.Tensor], scratch) -> torch.Tensor:
+    """The (m, m) float64 Gram matrix of 1-d gradients of one size and device: each copied to
+    float64 (exact) and multiplied, a piece of ``CPU_PIECE`` values at a time on the CPU (the
+    pieces' products summed in float64), whole elsewhere (a GPU's launches cost more than its
+    memory traffic). A parameter of one piece is multiplied exactly as a whole one."""
+    m, numel, device = len(rows32), rows32[0].numel(), rows32[0].device
+    piece = min(numel, CPU_PIECE) if device.type == "cpu" else numel
+    buffer = scratch(m * piece, device)
+    sub = None
+    for start in range(0, numel, piece):
+        width = min(piece, numel - start)
+        rows = buffer[: m * width].view(m, width)
+        for row, grad in zip(rows, rows32):
+            row.copy_(grad[start : start + width])  # to float64, exactly
+        if sub is None:
+            sub = rows @ rows.t()
+        else:
+            sub.addmm_(rows, rows.t())
+    return sub
 
 
 def norms_and_cosines(
