@@ -22,9 +22,9 @@ from gradlog.analysis.readers.loaded import first_line, polars_path
 from gradlog.frames import COLUMNS, storage_schema
 
 # Below this size a log is read by Polars' own reader first: the slicing's dozen small queries
-# cost more than the reading they save (4 ms against 1 ms for a 10 KB log; even at 1 MB), and a
-# short report's start-up is mostly such fixed costs (benchmarks/targets.py).
-SLICED_FROM = 256 << 10
+# cost more than the reading they save (1 ms against 4 ms for a 10 KB log, 13 against 16 at
+# 1 MB: benchmarks/short_read.py), and a short report's start-up is mostly such fixed costs.
+SLICED_FROM = 1 << 20
 
 
 class FastReadFailed(Exception):
