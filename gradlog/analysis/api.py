@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from contextlib import nullcontext
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -48,10 +49,10 @@ def _options(
 
 def _mapping(rules: Sequence[str] | None, map_file: PathLike | None):
     """``--map`` and ``--map-file`` as the API takes them: None keeps the current mapping."""
+    if not rules and map_file is None:  # the mapping module only when rules come
+        return nullcontext()
     from gradlog.analysis.foreign.mapping import make_mapping, using_mapping
 
-    if not rules and map_file is None:
-        return using_mapping(None)
     return using_mapping(make_mapping(list(rules or ()), map_file))
 
 

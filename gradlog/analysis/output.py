@@ -24,7 +24,6 @@ and only that line is escaped in Python.
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 import math
@@ -88,6 +87,8 @@ def for_document(text: str) -> str:
 def for_html(text: str) -> str:
     """``text`` as inert HTML text or attribute value: non-printable characters as visible
     escapes (:func:`for_terminal`), then ``& < > " '`` as character references."""
+    import html  # here: its entity table is no text report's concern
+
     return html.escape(for_terminal(str(text)), quote=True)
 
 

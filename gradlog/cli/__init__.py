@@ -9,6 +9,7 @@ the order ``--help`` lists them.
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 
@@ -16,6 +17,7 @@ import typer
 
 from gradlog.cli.app import app
 from gradlog.errors import ClosedOutput, GradlogError
+from gradlog.format import MAX_EVENTS_FLAG, MAX_STREAM_BYTES_FLAG
 
 # isort: off
 # Each import registers a command, in the order --help lists them: the main job first.
@@ -41,7 +43,7 @@ def _click_exception() -> type[Exception]:
 def main() -> None:
     """Entry point: every error becomes one line on stderr and exit code 2, never a traceback."""
     try:
-        code = app(standalone_mode=False)
+        code = _invoked(sys.argv[1:])(standalone_mode=False)
         sys.stdout.flush()
     except GradlogError as exc:
         _fail(str(exc))
@@ -64,6 +66,36 @@ def main() -> None:
             raise
         _fail(f"internal error: {type(exc).__name__}: {exc} (set GRADLOG_DEBUG=1 for details)")
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _invoked(args: list[str]) -> typer.Typer:
+    """The app with only the command that ``args`` name, or the whole app when they name none.
+
+    Typer builds the parameters of every registered command before it parses a word (a third
+    of ``gradlog report``'s work after its imports, on a short log), and a run needs one. With
+    no command named (``gradlog --help``, a typo) every command stays: help lists them all, and
+    a typo gets its suggestion.
+    """
+    names = {_command_name(c) for c in app.registered_commands}
+    takes_value = False
+    for arg in args:
+        if takes_value:  # the value of a global option, whatever it spells
+            takes_value = False
+        elif arg in (MAX_EVENTS_FLAG, MAX_STREAM_BYTES_FLAG):
+            takes_value = True
+        elif arg == "--" or not arg.startswith("-"):
+            if arg not in names:
+                break
+            one = copy.copy(app)
+            one.registered_commands = [
+                c for c in app.registered_commands if _command_name(c) == arg
+            ]
+            return one
+    return app
+
+
+def _command_name(command) -> str:
+    return command.name or typer.main.get_command_name(command.callback.__name__)
 
 
 def _closed_pipe() -> None:

@@ -73,10 +73,8 @@ def report(
     storage_option: StorageOptions = None,
 ) -> None:
     """Print the collapse report and summary of a gradient log."""
+    # each format's renderer is imported where it is used: the text report starts without the rest
     from gradlog.analysis import api, output
-    from gradlog.analysis.render import json as render_json
-    from gradlog.analysis.render.markdown import markdown_runs
-    from gradlog.analysis.render.text import text_blocks
     from gradlog.files import check_output
 
     check_output(out_path, force=force, inputs=[run])
@@ -94,11 +92,17 @@ def report(
         storage_options=storage_options(storage_option),
     )
     markdown = output_format is ReportFormat.markdown
-    document = markdown_runs(result) if markdown or github else None
+    document = None
+    if markdown or github:
+        from gradlog.analysis.render.markdown import markdown_runs
+
+        document = markdown_runs(result)
     for note in result.notes:
         output.note(note)
     out = output.Output(out_path, color=output.use_color(no_color))
     if output_format is ReportFormat.json:
+        from gradlog.analysis.render import json as render_json
+
         out.json(render_json.report_data(result, encoded=True))
     elif markdown:
         out.document(output.fitted(document, max_chars, full_report, github))
@@ -107,6 +111,8 @@ def report(
 
         out.html(report_page(result))
     else:
+        from gradlog.analysis.render.text import text_blocks
+
         out.blocks(text_blocks(result))
         if chart:
             from gradlog.analysis.render.chart import ratio_chart
