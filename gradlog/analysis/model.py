@@ -9,7 +9,7 @@ Polars frame (:attr:`RunReport.events`), read by renderers as columns and never 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -119,6 +119,8 @@ class EventParts:
         if self._parts is None:
             if self.all.height == 0:
                 self._parts = {}
+            elif self.all.get_column("rid").n_unique() == 1:  # one run: no copy of its events
+                self._parts = {self.all.get_column("rid")[0]: self.all}
             else:
                 split = self.all.partition_by("rid", maintain_order=True, as_dict=True)
                 self._parts = {key[0]: frame for key, frame in split.items()}
@@ -188,6 +190,19 @@ class Report:
     runs: tuple[RunReport, ...]
     notes: tuple[str, ...] = ()
     events: pl.DataFrame | None = field(default=None, repr=False, compare=False)
+
+    def events_in_order(self, columns: Sequence[str] | None = None) -> pl.DataFrame:
+        """Every run's events (only ``columns``, with ``rid`` and ``row``, when given), run
+        after run in the order of :attr:`runs`, each run's in file order, with its run's place
+        ``pos``. Sorted only where runs interleave in the file: a sort copies every column."""
+        position = {run.rid: pos for pos, run in enumerate(self.runs)}
+        events = self.events if columns is None else self.events.select("rid", "row", *columns)
+        events = events.with_columns(
+            pos=pl.col("rid").replace_strict(position, default=None, return_dtype=pl.Int64)
+        )
+        if events.get_column("pos").is_sorted() and events.get_column("row").is_sorted():
+            return events
+        return events.sort("pos", "row")
 
 
 # -- from the engine's frame --------------------------------------------------------------------

@@ -30,7 +30,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -130,6 +130,14 @@ class Encoded(str):
     and made ASCII there like the rest."""
 
 
+class Deferred:
+    """:class:`Encoded` text written only when :func:`json_pieces` reaches it (``make()``), so
+    that a large document is never held whole."""
+
+    def __init__(self, make: Callable[[], Encoded]) -> None:
+        self.make = make
+
+
 def json_pieces(value: object, indent: str = "") -> Iterator[str]:
     """``value`` as JSON, in pieces: objects indented by two spaces, a list of plain values on
     one line.
@@ -140,6 +148,8 @@ def json_pieces(value: object, indent: str = "") -> Iterator[str]:
     its own line at ten times the cost of the whole text report. Pieces, not one string: a
     100,000-event report is 33 MB of JSON, which joins at every level of nesting would copy.
     """
+    if isinstance(value, Deferred):
+        value = value.make()
     if isinstance(value, Encoded):
         yield value if value.isascii() else _encode(json.loads(value))
     elif isinstance(value, dict) and value:

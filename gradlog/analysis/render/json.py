@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 
 from gradlog.analysis.model import Report, RunReport
-from gradlog.analysis.output import Encoded
+from gradlog.analysis.output import Deferred, Encoded
 from gradlog.format import SCHEMA_VERSION, encode_float
 
 EVENT_COLUMNS = (
@@ -123,15 +123,12 @@ def report_data(report: Report, *, encoded: bool = False) -> dict:
     """
     runs = []
     if report.runs:
-        position = {run.rid: pos for pos, run in enumerate(report.runs)}
-        events = report.events.with_columns(
-            pos=pl.col("rid").replace_strict(position, default=None, return_dtype=pl.Int64)
-        ).sort("pos", "row")
-        texts = _encoded_events(events, report.runs) if encoded else None
+        texts = _encoded_events(report) if encoded else None
         if texts is not None:
             runs = [run_data(run, text) for run, text in zip(report.runs, texts)]
             return _document(report, runs)
-        columns = _columns(events)
+        wanted = [c for c in (*EVENT_COLUMNS, "names", "norms") if c in report.events.columns]
+        columns = _columns(report.events_in_order(wanted))
         start = 0
         for run in report.runs:
             end = start + run.summary.n_events
@@ -150,18 +147,28 @@ def _document(report: Report, runs: list[dict]) -> dict:
     }
 
 
-def _encoded_events(events: pl.DataFrame, runs: Sequence[RunReport]) -> list[dict] | None:
+EVENTS_PER_BLOCK = 20_000  # events of runs written together, a column at a time
+
+
+def _encoded_events(report: Report) -> list[dict] | None:
     """Each run's events, column by column, as JSON text written by Polars: its float
     formatting is ten times Python's, and a 100,000-event report makes no Python value per
     number. The same values as :func:`_columns` gives (Polars writes ``1e-5`` for ``1e-05``).
 
+    The text is written as the output reaches it (:class:`~gradlog.analysis.output.Deferred`),
+    one column of a block of runs at a time: a 100,000-event report is 33 MB of JSON, which
+    must not be held whole beside the frames it comes from.
+
     None where Polars cannot write the document's data: a NaN or an infinity (written as null
     there, as a token here), runs of different tasks, or a run without events.
     """
+    runs = report.runs
     tasks = {run.tasks for run in runs}
     if len(tasks) != 1 or not next(iter(tasks)):
         return None
     (tasks,) = tasks
+    wanted = [c for c in EVENT_COLUMNS if c in report.events.columns]
+    events = report.events_in_order([*wanted, "names", "norms"])
     names, norms = pl.col("names"), pl.col("norms")
     per_task = {
         f"norm_{i}": pl.when(names.list.contains(t)).then(
@@ -169,23 +176,68 @@ def _encoded_events(events: pl.DataFrame, runs: Sequence[RunReport]) -> list[dic
         )
         for i, t in enumerate(tasks)
     }
-    wanted = [c for c in EVENT_COLUMNS if c in events.columns]
-    frame = events.select("rid", *wanted, **per_task)
-    floats = [c for c, dtype in frame.schema.items() if dtype.is_float()]
-    if frame.select(pl.any_horizontal(~pl.col(floats).is_finite()).any()).item():
+    frame = events.lazy().select("rid", *wanted, **per_task)
+    floats = [c for c, dtype in frame.collect_schema().items() if dtype.is_float()]
+    if frame.select(pl.any_horizontal(~pl.col(floats).is_finite()).any()).collect().item():
         return None
-    grouped = frame.group_by("rid", maintain_order=True).agg(pl.all().exclude("rid"))
-    if grouped.height != len(runs):
+    if events.get_column("rid").n_unique() != len(runs):
         return None
-    grouped = grouped.select(
-        *wanted, norms=pl.struct(pl.col(f"norm_{i}").alias(t) for i, t in enumerate(tasks))
-    )
+    out: list[dict] = []
+    start = 0
+    for block in _blocks(runs):
+        length = sum(run.summary.n_events for run in block)
+        part = frame.slice(start, length)
+        columns = {c: _Column(part, [c], pl.col(c)) for c in wanted}
+        columns["norms"] = _Column(
+            part,
+            list(per_task),
+            pl.struct(pl.col(f"norm_{i}").alias(t) for i, t in enumerate(tasks)).alias("norms"),
+        )
+        out += [{c: column.piece(i) for c, column in columns.items()} for i in range(len(block))]
+        start += length
+    return out
 
-    def pieces(column: str) -> list[Encoded]:
+
+def _blocks(runs: Sequence[RunReport]) -> list[list[RunReport]]:
+    """The runs in blocks of consecutive runs of about :data:`EVENTS_PER_BLOCK` events."""
+    blocks: list[list[RunReport]] = []
+    size = EVENTS_PER_BLOCK
+    for run in runs:
+        if size >= EVENTS_PER_BLOCK:
+            blocks.append([])
+            size = 0
+        blocks[-1].append(run)
+        size += run.summary.n_events
+    return blocks
+
+
+class _Column:
+    """One event column of a block of runs (``shown``, made of the columns ``used``), written
+    by Polars when the output first reaches it, each run's piece dropped once taken (the
+    runs' pieces are taken in order)."""
+
+    def __init__(self, part: pl.LazyFrame, used: list[str], shown: pl.Expr) -> None:
+        self.part, self.used, self.shown = part, used, shown
+        self.pieces: list[Encoded] | None = None
+
+    def piece(self, i: int) -> Deferred:
+        return Deferred(lambda: self._take(i))
+
+    def _take(self, i: int) -> Encoded:
+        if self.pieces is None:
+            self.pieces = self._write()
+        piece, self.pieces[i] = self.pieces[i], Encoded()
+        return piece
+
+    def _write(self) -> list[Encoded]:
+        grouped = (
+            self.part.select("rid", *self.used)
+            .group_by("rid", maintain_order=True)
+            .agg(*self.used)
+            .select(self.shown)
+        )
+        (column,) = grouped.collect_schema().names()
         # each line is {"column":VALUE}: VALUE is kept (split on "\n" alone: a string's other
         # line breaks, U+2028 among them, are its own)
-        lines = grouped.select(column).write_ndjson().split("\n")[:-1]
+        lines = grouped.collect().write_ndjson().split("\n")[:-1]
         return [Encoded(line[len(column) + 4 : -1]) for line in lines]
-
-    columns = {c: pieces(c) for c in grouped.columns}
-    return [{c: columns[c][i] for c in grouped.columns} for i in range(grouped.height)]

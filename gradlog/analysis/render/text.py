@@ -31,11 +31,7 @@ def text_blocks(report: Report) -> Iterator[pl.DataFrame]:
     small runs rendered together, a large run a block of events at a time."""
     if not report.runs:
         return
-    position = {run.rid: pos for pos, run in enumerate(report.runs)}
-    events = report.events
-    events = events.with_columns(
-        pos=pl.col("rid").replace_strict(position, default=None, return_dtype=pl.Int64)
-    ).sort("pos", "row")
+    events = report.events_in_order()
     batch: list[tuple[int, RunReport, int, int, bool, bool]] = []
     size, offset = 0, 0
     for pos, run in enumerate(report.runs):
