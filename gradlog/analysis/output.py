@@ -125,16 +125,12 @@ _encode = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", 
 _PLAIN = {str, int, float, bool, type(None)}
 
 
-class Encoded(str):
-    """JSON text already written (by Polars, natively), placed as it is by :func:`json_pieces`,
-    and made ASCII there like the rest."""
-
-
 class Deferred:
-    """:class:`Encoded` text written only when :func:`json_pieces` reaches it (``make()``), so
-    that a large document is never held whole."""
+    """JSON text written elsewhere (by Polars, natively) when :func:`json_pieces` reaches it
+    (``make()``), so that a large document is never held whole; placed as it is, and made
+    ASCII there like the rest."""
 
-    def __init__(self, make: Callable[[], Encoded]) -> None:
+    def __init__(self, make: Callable[[], str]) -> None:
         self.make = make
 
 
@@ -149,9 +145,8 @@ def json_pieces(value: object, indent: str = "") -> Iterator[str]:
     100,000-event report is 33 MB of JSON, which joins at every level of nesting would copy.
     """
     if isinstance(value, Deferred):
-        value = value.make()
-    if isinstance(value, Encoded):
-        yield value if value.isascii() else _encode(json.loads(value))
+        text = value.make()
+        yield text if text.isascii() else _encode(json.loads(text))
     elif isinstance(value, dict) and value:
         inner = indent + "  "
         for i, (key, item) in enumerate(value.items()):
@@ -276,6 +271,11 @@ class Output:
         pieces: list[str] = []
         size = 0
         for piece in json_pieces(data):
+            if len(piece) > 1 << 20:  # a column of a large run's events: written as it is
+                self._write("".join(pieces))
+                self._write(piece)
+                pieces, size = [], 0
+                continue
             pieces.append(piece)
             size += len(piece)
             if size > 1 << 20:  # written a megabyte at a time: neither a piece nor all at once

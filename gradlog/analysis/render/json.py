@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 
 from gradlog.analysis.model import Report, RunReport
-from gradlog.analysis.output import Deferred, Encoded
+from gradlog.analysis.output import Deferred
 from gradlog.format import SCHEMA_VERSION, encode_float
 
 EVENT_COLUMNS = (
@@ -218,18 +218,18 @@ class _Column:
 
     def __init__(self, part: pl.LazyFrame, used: list[str], shown: pl.Expr) -> None:
         self.part, self.used, self.shown = part, used, shown
-        self.pieces: list[Encoded] | None = None
+        self.pieces: list[str] | None = None
 
     def piece(self, i: int) -> Deferred:
         return Deferred(lambda: self._take(i))
 
-    def _take(self, i: int) -> Encoded:
+    def _take(self, i: int) -> str:
         if self.pieces is None:
             self.pieces = self._write()
-        piece, self.pieces[i] = self.pieces[i], Encoded()
+        piece, self.pieces[i] = self.pieces[i], ""
         return piece
 
-    def _write(self) -> list[Encoded]:
+    def _write(self) -> list[str]:
         grouped = (
             self.part.select("rid", *self.used)
             .group_by("rid", maintain_order=True)
@@ -239,5 +239,7 @@ class _Column:
         (column,) = grouped.collect_schema().names()
         # each line is {"column":VALUE}: VALUE is kept (split on "\n" alone: a string's other
         # line breaks, U+2028 among them, are its own)
-        lines = grouped.collect().write_ndjson().split("\n")[:-1]
-        return [Encoded(line[len(column) + 4 : -1]) for line in lines]
+        text = grouped.collect().write_ndjson()
+        if text.count("\n") == 1:  # one run: no copies of the lines
+            return [text[len(column) + 4 : -2]]
+        return [line[len(column) + 4 : -1] for line in text.split("\n")[:-1]]
