@@ -54,7 +54,13 @@ def judge(chunk: Chunk, options: Options = Options(), *, events: bool = False) -
     records, runs = _run_table(chunk)
     runs = _pairs(runs, options)
     samples, finals = sample_frame(records.lazy(), runs, options, detail=events)
+    if events:
+        # collected first: when every event is a balance sample, the events take the samples'
+        # columns as they are, where a join copies them (the peak memory of a large report)
+        samples, finals = pl.collect_all([samples, finals], engine=IN_MEMORY)
     frame = events_frame(records.lazy(), runs, samples if events else None)
+    if events:
+        samples, finals = samples.lazy(), finals.lazy()
     summary = _summaries(frame, samples, finals, runs.lazy())
     if "conflicts" in records.columns:
         summary = summary.join(

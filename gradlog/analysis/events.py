@@ -12,13 +12,15 @@ import polars as pl
 from gradlog.analysis import exprs
 from gradlog.analysis.samples import by_run
 from gradlog.format import KIND_EVENT
+from gradlog.frames import IN_MEMORY
 
 
 def events_frame(
-    records: pl.LazyFrame, runs: pl.DataFrame, samples: pl.LazyFrame | None
+    records: pl.LazyFrame, runs: pl.DataFrame, samples: pl.DataFrame | None
 ) -> pl.LazyFrame:
     """One row per event of every run: its statistics; with ``samples`` (a report: the
-    :func:`sample_frame` made with ``detail``), its balance sample's columns and its label."""
+    :func:`sample_frame` made with ``detail``, collected), its balance sample's columns and
+    its label."""
     mean = pl.col("mean_norm")
     columns = [
         "rid",
@@ -39,25 +41,26 @@ def events_frame(
     optional = [c for c in detail if c in _names(records)]
     sampled = _names(samples)[4:]  # after rid, row, epoch and step
     judged = sampled.index("pair_verdict") + 1
-    return (
-        events.join(
-            samples.drop("rid", "epoch", "step").with_columns(has_balance=pl.lit(True)),
-            on="row",
-            how="left",
-            maintain_order="left",
-        )
-        .with_columns(pl.col("has_balance", "defined", "imbalance").fill_null(False))
-        .select(
-            *columns,
-            "has_balance",
-            *sampled[:judged],
-            by_run(runs, "n_tasks").alias("n_tasks"),
-            by_run(runs, "pair_a").alias("pair_a"),
-            by_run(runs, "pair_b").alias("pair_b"),
-            label(pl.col("epoch"), pl.col("step"), by_run(runs, "by_steps")).alias("label"),
-            *optional,
-            *sampled[judged:],
-        )
+    own = samples.drop("rid", "epoch", "step").with_columns(has_balance=pl.lit(True))
+    rows = events.select("row").collect(engine=IN_MEMORY).get_column("row")
+    if rows.equals(samples.get_column("row")):
+        # every event a balance sample (the usual report): its columns as they are, where a
+        # join would copy each of them
+        joined = pl.concat([events, own.drop("row").lazy()], how="horizontal")
+    else:
+        joined = events.join(own.lazy(), on="row", how="left", maintain_order="left")
+    return joined.with_columns(
+        pl.col("has_balance", "defined", "imbalance").fill_null(False)
+    ).select(
+        *columns,
+        "has_balance",
+        *sampled[:judged],
+        by_run(runs, "n_tasks").alias("n_tasks"),
+        by_run(runs, "pair_a").alias("pair_a"),
+        by_run(runs, "pair_b").alias("pair_b"),
+        label(pl.col("epoch"), pl.col("step"), by_run(runs, "by_steps")).alias("label"),
+        *optional,
+        *sampled[judged:],
     )
 
 
@@ -72,5 +75,5 @@ def label(epoch: pl.Expr, step: pl.Expr, by_steps: pl.Expr) -> pl.Expr:
     )
 
 
-def _names(frame: pl.LazyFrame) -> list[str]:
+def _names(frame: pl.LazyFrame | pl.DataFrame) -> list[str]:
     return frame.collect_schema().names()
