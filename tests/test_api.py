@@ -91,3 +91,68 @@ def test_a_missing_file_raises_one_clear_error(tmp_path: Path) -> None:
         assert "no such file" in str(exc)
     else:
         raise AssertionError("no error")
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines(keepends=True)
+
+
+def test_runs_interleaved_in_the_file_report_each_run_as_alone(tmp_path: Path) -> None:
+    """The renderers take each run's events in file order whether or not the runs interleave
+    (sorted only when they do), natively written JSON or not."""
+    a, b = write_run(tmp_path / "a.jsonl", [1.0, 3.0, 30.0, 2.5], run="a"), tmp_path / "b.jsonl"
+    write_run(b, [2.0, 1.1, 40.0], [0.25, float("nan"), 0.3], run="b")
+    (first_a, *events_a), (first_b, *events_b) = _lines(a), _lines(b)
+    mixed = [first_a, first_b] + [x for pair in zip(events_a, events_b) for x in pair]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("".join(mixed + events_a[len(events_b) :]))
+    report = api.analyse(path)
+    cli = run_gradlog("report", str(path), "--format", "json").stdout
+    assert json.loads(cli) == json.loads(json.dumps(report.to_dict()))
+    for run, data in zip(("a", "b"), json.loads(cli)["runs"]):
+        alone = json.loads(
+            run_gradlog("report", str(path), "--run", run, "--format", "json").stdout
+        )
+        assert data["events"] == alone["runs"][0]["events"]
+    text = run_gradlog("report", str(path)).stdout.decode()
+    for run in ("a", "b"):
+        alone = run_gradlog("report", str(path), "--run", run).stdout.decode().strip()
+        assert alone.split("\n", 2)[2] in text  # its events and closing, in its own order
+
+
+def test_events_without_samples_are_reported_alike(tmp_path: Path) -> None:
+    """Events without a balance sample (the engine joins the samples onto the events, where
+    it otherwise takes their columns as they are)."""
+    full = write_run(tmp_path / "full.jsonl", [1.0, 3.0, 30.0, 2.5, 1.2, 50.0])
+    lines = _lines(full)
+    sparse = [json.loads(line) for line in lines]
+    for record in sparse[2::2]:
+        record.pop("tasks")
+    path = tmp_path / "sparse.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in sparse))
+    report = api.analyse(path)
+    events = report.runs[0].events
+    assert events.get_column("has_balance").to_list() == [True, False, True, False, True, False]
+    cli = json.loads(run_gradlog("report", str(path), "--format", "json").stdout)
+    assert cli == json.loads(json.dumps(report.to_dict()))
+    assert cli["runs"][0]["events"]["has_balance"] == [True, False] * 3
+
+
+def test_json_written_in_blocks_of_runs_is_to_dict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The events' JSON is written a column of a block of runs at a time, as it is reached:
+    blocks of one run and of several give the same document."""
+    from gradlog.analysis.output import json_pieces
+    from gradlog.analysis.render import json as render_json
+
+    path = tmp_path / "runs.jsonl"
+    for k, run in enumerate("abcd"):
+        write_run(path, [1.0 + k, 3.0, 30.0 / (k + 1), 2.5][: 2 + k], run=run)
+    report = api.analyse(path)
+    assert len(report.runs) == 4
+    expected = json.loads(json.dumps(report.to_dict()))
+    for size in (1, 3, 10_000):
+        monkeypatch.setattr(render_json, "EVENTS_PER_BLOCK", size)
+        written = "".join(json_pieces(render_json.report_data(report, encoded=True)))
+        assert json.loads(written) == expected
