@@ -30,7 +30,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -125,15 +125,6 @@ _encode = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", 
 _PLAIN = {str, int, float, bool, type(None)}
 
 
-class Deferred:
-    """JSON text written elsewhere (by Polars, natively) when :func:`json_pieces` reaches it
-    (``make()``), so that a large document is never held whole; placed as it is, and made
-    ASCII there like the rest."""
-
-    def __init__(self, make: Callable[[], str]) -> None:
-        self.make = make
-
-
 def json_pieces(value: object, indent: str = "") -> Iterator[str]:
     """``value`` as JSON, in pieces: objects indented by two spaces, a list of plain values on
     one line.
@@ -143,9 +134,11 @@ def json_pieces(value: object, indent: str = "") -> Iterator[str]:
     indenting encoder (pure Python) writes each of 270,000 values of a 10,000-event report on
     its own line at ten times the cost of the whole text report. Pieces, not one string: a
     100,000-event report is 33 MB of JSON, which joins at every level of nesting would copy.
+    A callable is JSON text written elsewhere (by Polars), made only when reached, so that a
+    large report's event columns are never held whole; it is placed as it is, made ASCII.
     """
-    if isinstance(value, Deferred):
-        text = value.make()
+    if callable(value):
+        text = value()
         yield text if text.isascii() else _encode(json.loads(text))
     elif isinstance(value, dict) and value:
         inner = indent + "  "
@@ -271,11 +264,6 @@ class Output:
         pieces: list[str] = []
         size = 0
         for piece in json_pieces(data):
-            if len(piece) > 1 << 20:  # a column of a large run's events: written as it is
-                self._write("".join(pieces))
-                self._write(piece)
-                pieces, size = [], 0
-                continue
             pieces.append(piece)
             size += len(piece)
             if size > 1 << 20:  # written a megabyte at a time: neither a piece nor all at once

@@ -10,13 +10,12 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import polars as pl
 
 from gradlog.analysis.model import Report, RunReport
-from gradlog.analysis.output import Deferred
 from gradlog.format import SCHEMA_VERSION, encode_float
 
 EVENT_COLUMNS = (
@@ -155,7 +154,7 @@ def _encoded_events(report: Report) -> list[dict] | None:
     formatting is ten times Python's, and a 100,000-event report makes no Python value per
     number. The same values as :func:`_columns` gives (Polars writes ``1e-5`` for ``1e-05``).
 
-    The text is written as the output reaches it (:class:`~gradlog.analysis.output.Deferred`),
+    The text is written as the output reaches it (:func:`~gradlog.analysis.output.json_pieces`),
     one column of a block of runs at a time: a 100,000-event report is 33 MB of JSON, which
     must not be held whole beside the frames it comes from.
 
@@ -220,8 +219,9 @@ class _Column:
         self.part, self.used, self.shown = part, used, shown
         self.pieces: list[str] | None = None
 
-    def piece(self, i: int) -> Deferred:
-        return Deferred(lambda: self._take(i))
+    def piece(self, i: int) -> Callable[[], str]:
+        """Run ``i``'s piece, as :func:`~gradlog.analysis.output.json_pieces` takes it."""
+        return lambda: self._take(i)
 
     def _take(self, i: int) -> str:
         if self.pieces is None:
