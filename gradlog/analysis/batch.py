@@ -206,9 +206,8 @@ def _here(
     chunks: list[list[Source]], judging: Options, options: BatchOptions
 ) -> Iterator[tuple[int, list[RunSummary]]]:
     """Each chunk's index and rows, analysed in this process, in order."""
-    # The next chunk is read while this one is analysed: Polars releases the GIL in a collect,
-    # and neither phase alone keeps both cores busy (the analysis is a chain of small queries).
-    # One chunk ahead at most, so memory stays bounded by two chunks.
+    # The next chunk (one at most: memory stays bounded by two) is read while this one is
+    # analysed: Polars releases the GIL in a collect, and the phases overlap a little.
     with ThreadPoolExecutor(max_workers=1) as pool:
         ahead = _read_ahead(pool, chunks, 0, options)
         for i, chunk in enumerate(chunks):
