@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from gradlog.cli.app import app, return_freed_memory
+from gradlog.cli.app import app
 from gradlog.options import (
     FailOnOption,
     Force,
@@ -73,7 +73,6 @@ def report(
     storage_option: StorageOptions = None,
 ) -> None:
     """Print the collapse report and summary of a gradient log."""
-    return_freed_memory()
     # each format's renderer is imported where it is used: the text report starts without the rest
     from gradlog.analysis import api, output
     from gradlog.files import check_output
