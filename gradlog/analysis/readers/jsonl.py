@@ -32,7 +32,6 @@ from gradlog.analysis.readers.loaded import (
     LoadedLog,
     Notes,
     first_line,
-    one_chunk,
 )
 from gradlog.analysis.readers.streams import (
     Read,
@@ -192,9 +191,7 @@ class _Pieces:
                 f"{len(self.skipped) - MAX_NOTED_LINES} more broken lines "
                 f"({len(self.skipped)} in all)",
             )
-        frames, self.frames = self.frames, []
-        frame = frames[0] if len(frames) == 1 else one_chunk(pl.concat(frames, rechunk=False))
-        del frames
+        frame = self.frames[0] if len(self.frames) == 1 else pl.concat(self.frames, rechunk=False)
         log = LoadedLog(self.name, frame, self.notes.items)
         places = self.places
         starts = [p[0] for p in places]

@@ -62,17 +62,6 @@ class Notes:
         self.items.append(f"{path}: {text}")
 
 
-def one_chunk(frame: pl.DataFrame) -> pl.DataFrame:
-    """``frame`` with each column in one piece, made a column at a time, each old one freed as
-    its copy is made: the analysis of a report then shares the reader's columns, where a
-    frame of several pieces (Parquet's row groups, JSON Lines read a megabyte at a time) is
-    copied whole into one, and held twice (the peak memory of a large report)."""
-    for i, name in enumerate(frame.columns):
-        if frame.get_column(name).n_chunks() > 1:
-            frame.replace_column(i, frame.get_column(name).rechunk())
-    return frame
-
-
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

@@ -14,7 +14,7 @@ import polars as pl
 
 from gradlog.analysis.readers.checks import ParquetPlace, check
 from gradlog.analysis.readers.jsonl import read_json_data, read_json_file
-from gradlog.analysis.readers.loaded import JSON_BLANK, LoadedLog, Notes, first_line, one_chunk
+from gradlog.analysis.readers.loaded import JSON_BLANK, LoadedLog, Notes, first_line
 from gradlog.analysis.readers.streams import count_lines, is_regular
 from gradlog.errors import LogFormatError
 from gradlog.files import has_whole_line
@@ -26,7 +26,7 @@ def read_parquet(p: Path, name: str, notes: Notes) -> LoadedLog:
     journal = journal_path(p)
     has_journal = is_regular(journal)  # a FIFO of that name is no journal: never wait on it
     try:
-        stored = one_chunk(pl.read_parquet(p, glob=False))  # run[1].parquet is itself, no pattern
+        stored = pl.read_parquet(p, glob=False)  # run[1].parquet is itself, no pattern
     except READ_ERRORS as exc:
         if has_journal and has_whole_line(journal):
             notes.note(name, f"unreadable Parquet file; read the recorder's journal {journal}")
@@ -47,7 +47,7 @@ def read_parquet(p: Path, name: str, notes: Notes) -> LoadedLog:
 def read_parquet_data(data: bytes, name: str, notes: Notes) -> LoadedLog:
     """A Parquet log read from a stream (standard input, a pipe): no journal beside it."""
     try:
-        stored = one_chunk(pl.read_parquet(io.BytesIO(data)))
+        stored = pl.read_parquet(io.BytesIO(data))
     except READ_ERRORS as exc:
         raise LogFormatError(f"not a readable Parquet file ({first_line(exc)})", name) from None
     return _snapshot(stored, name, notes)
