@@ -16,6 +16,7 @@ the noise of the moment (an A/A ratio). Build the archive first (``batch.py --ke
 from __future__ import annotations
 
 import argparse
+import compileall
 import filecmp
 import os
 import resource
@@ -51,6 +52,9 @@ def main() -> None:
     wall: dict[tuple[str, str], list[float]] = {(n, f): [] for n in names for f in formats}
     peak: dict[tuple[str, str], list[float]] = {(n, f): [] for n in names for f in formats}
     cpu: dict[tuple[str, str], list[float]] = {(n, f): [] for n in names for f in formats}
+    for checkout in args.checkouts:  # bytecode, as an installed package has it: a checkout
+        # on a machine with PYTHONDONTWRITEBYTECODE=1 compiles every module at every start
+        compileall.compile_dir(checkout / "gradlog", quiet=1)
     print(f"load average before: {_load()}")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
