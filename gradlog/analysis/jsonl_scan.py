@@ -32,7 +32,6 @@ import polars as pl
 
 from gradlog.analysis.scan import (
     F64,
-    KIND_RUN,
     RECORDS_SCHEMA,
     TASKS,
     WEIGHTS,
@@ -46,7 +45,7 @@ from gradlog.analysis.scan import (
 from gradlog.analysis.shapes import NESTED, nested_breaks
 from gradlog.analysis.sources import ALONE_BYTES, URL_PATTERN
 from gradlog.analysis.validity import breaks_a_rule
-from gradlog.format import FLOAT_FIELDS, GZIP_MAGIC, INT_FIELDS, STRING_FIELDS
+from gradlog.format import FLOAT_FIELDS, GZIP_MAGIC, INT_FIELDS, KIND_RUN, STRING_FIELDS
 from gradlog.frames import json_schema
 
 _FLOATS = FLOAT_FIELDS  # read and checked as the reader does; mean_norm and max_norm are used
