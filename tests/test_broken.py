@@ -625,3 +625,21 @@ def test_cli_outcomes_and_strict(tmp_path: Path) -> None:
     assert bad.stderr.decode().startswith(f"Error: {wrong}:2: field 'epoch': expected an integer")
     assert "refused with --strict" in strict_order.stderr.decode()
     assert not (tmp_path / "out.parquet").exists()
+
+
+def test_parquet_objects_missing_a_number_field_read_as_json_lines_without_it(
+    tmp_path: Path,
+) -> None:
+    # Hypothesis found a damaged Parquet footer that renamed the tasks' "grad_norm": the check
+    # for numbers lost in the cast asked the file's objects for a field they did not have
+    bare = [{k: v for k, v in t.items() if k != "grad_norm"} for t in event(5)["tasks"]]
+    jsonl = write(tmp_path / "run.jsonl", RUN, *(event(at, tasks=bare) for at in (5, 10, 15)))
+    parquet = tmp_path / "run.parquet"
+    read_log(write(tmp_path / "full.jsonl", *GOOD)).frame.with_columns(
+        pl.col("tasks").list.eval(
+            pl.element().struct.rename_fields(["name", "grad_nrom", "loss", "weight"])
+        )
+    ).write_parquet(parquet)
+    text, notes = report(parquet)
+    assert (text, notes) == report(jsonl)
+    assert "Task balance: Not enough data" in text

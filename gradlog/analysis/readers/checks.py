@@ -132,16 +132,29 @@ def _numeric_fields(dtype: pl.DataType) -> list[str]:
     return []
 
 
+def _written_fields(dtype: pl.DataType) -> set[str]:
+    """The fields a list of objects was written with: a damaged or hand-made Parquet file may
+    lack some of the schema's (the cast fills them with nulls) or hold no objects at all."""
+    if isinstance(dtype, pl.List) and isinstance(dtype.inner, pl.Struct):
+        return {f.name for f in dtype.inner.fields}
+    return set()
+
+
 def _lost_leaves(both: pl.DataFrame, schema: pl.Schema) -> list[str]:
     """Lists of objects where some number was written but did not survive the cast."""
     exprs: dict[str, pl.Expr] = {}
+    read = both.schema  # built anew at each call: once, not per column
     for column, dtype in schema.items():
-        if both.schema[f"text:{column}"] == dtype:
+        written = read[f"text:{column}"]
+        if written == dtype:
             continue  # decoded straight to numbers: nothing can have been lost
+        present = _written_fields(written)
         for f in _numeric_fields(dtype):
-            for side in ("", "text:"):
-                values = pl.col(side + column).explode().struct.field(f)
-                exprs[f"{side}{column}.{f}"] = values.is_not_null().sum()
+            exprs[f"{column}.{f}"] = _count(pl.col(column), f)
+            # a field never written has nothing to lose (and the cast left it null)
+            exprs[f"text:{column}.{f}"] = (
+                _count(pl.col(f"text:{column}"), f) if f in present else pl.lit(0, pl.UInt32)
+            )
     if not exprs:
         return []
     counts = both.select(**exprs).row(0, named=True)
@@ -153,15 +166,22 @@ def _lost_leaves(both: pl.DataFrame, schema: pl.Schema) -> list[str]:
     return list(dict.fromkeys(lost))
 
 
-def _first_row_losing(both: pl.DataFrame, column: str, dtype: pl.DataType) -> int:
-    fields = _numeric_fields(dtype)
+def _count(objects: pl.Expr, field: str) -> pl.Expr:
+    return objects.explode().struct.field(field).is_not_null().sum()
 
-    def per_row(expr: pl.Expr) -> pl.Expr:
+
+def _first_row_losing(both: pl.DataFrame, column: str, dtype: pl.DataType) -> int:
+    def per_row(expr: pl.Expr, fields: list[str]) -> pl.Expr:
+        if not fields:
+            return pl.lit(0, pl.UInt32)
         return expr.list.eval(
             pl.sum_horizontal(pl.element().struct.field(f).is_not_null() for f in fields)
         ).list.sum()
 
-    differs = (per_row(pl.col(column)) != per_row(pl.col(f"text:{column}"))).fill_null(False)
+    fields = _numeric_fields(dtype)
+    present = _written_fields(both.schema[f"text:{column}"])
+    written = per_row(pl.col(f"text:{column}"), [f for f in fields if f in present])
+    differs = (per_row(pl.col(column), fields) != written).fill_null(False)
     row = both.select(pl.arg_where(differs).first()).item()
     return 0 if row is None else row
 
