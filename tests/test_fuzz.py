@@ -42,7 +42,11 @@ from gradlog.analysis import api, exprs
 from gradlog.analysis.engine import Options
 from gradlog.analysis.output import for_terminal
 from gradlog.analysis.readers import read_log
-from gradlog.analysis.render.columns import format_numbers, number_column
+from gradlog.analysis.render.columns import (
+    PYTHON_FORMATS_BELOW,
+    format_numbers,
+    number_column,
+)
 from gradlog.analysis.render.json import report_data
 from gradlog.analysis.render.text import format_text
 from gradlog.analysis.report import analyse
@@ -651,9 +655,11 @@ def test_the_reported_band_is_monotone_in_a_constant_ratio(values: list[float]) 
     st.sampled_from([".1f", ".2f", ".4f"]),
 )
 def test_vectorised_number_format_is_pythons(x: float, spec: str) -> None:
-    frame = pl.DataFrame({"x": pl.Series([x], dtype=pl.Float64)})
-    done = format_numbers(frame, {"x": pl.col("x")}, {("x", spec)})
-    assert done.get_column(number_column("x", spec)).to_list() == [format(x, spec)]
+    # a long frame takes the vectorised formatting, a short one Python's own: both must agree
+    for rows in (1, PYTHON_FORMATS_BELOW):
+        frame = pl.DataFrame({"x": pl.Series([x] * rows, dtype=pl.Float64)})
+        done = format_numbers(frame, {"x": pl.col("x")}, {("x", spec)})
+        assert done.get_column(number_column("x", spec)).to_list() == [format(x, spec)] * rows
 
 
 # -- damaged logs never crash ----------------------------------------------------------------

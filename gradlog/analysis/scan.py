@@ -31,7 +31,7 @@ from gradlog.analysis.readers.loaded import polars_path
 from gradlog.analysis.sources import URL_PATTERN
 from gradlog.analysis.validity import breaks_a_rule
 from gradlog.format import KIND_RUN, REQUIRED_FIELDS, SCHEMA_VERSION
-from gradlog.frames import storage_schema
+from gradlog.frames import IN_MEMORY, storage_schema
 from gradlog.record_rules import validate_record
 
 F64 = pl.Float64
@@ -196,7 +196,8 @@ def _from_storage(lf: pl.LazyFrame, part: int, *, report: bool = False) -> Chunk
     raw = (
         lf.select("source", *REQUIRED_FIELDS, *_FLAT, *detail, "tasks", "meta", *extra)
         .with_columns(row_numbers(part))
-        .collect()
+        # a log in memory is small work: the streaming engine's start would cost more than it
+        .collect(engine=IN_MEMORY if report else "auto")
     )
     # a chunk per file, else: an expression over 125 chunks costs 50x one over one; the
     # metadata, read for the run records alone, is taken from them as it is (a tenth of a read)
