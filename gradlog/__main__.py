@@ -1,6 +1,6 @@
 """``python -m gradlog``: the same as the ``gradlog`` command."""
 
-from gradlog.cli import main
+from gradlog.cli import run
 
 if __name__ == "__main__":
-    main()
+    run()

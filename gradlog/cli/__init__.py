@@ -10,6 +10,7 @@ the order ``--help`` lists them.
 from __future__ import annotations
 
 import copy
+import gc
 import os
 import sys
 
@@ -30,7 +31,7 @@ import gradlog.cli.plot
 import gradlog.cli.comment  # noqa: F401
 # isort: on
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "run"]
 
 CLOSED_PIPE = 141  # 128 + SIGPIPE, as a shell reports a writer whose reader left
 
@@ -40,8 +41,25 @@ def _click_exception() -> type[Exception]:
     return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
+def run() -> None:
+    """The ``gradlog`` program (its console script, ``python -m gradlog``): :func:`main`, then
+    the process ends."""
+    # Cycles are looked for every 100,000 new objects, not every 700: Polars and Typer make
+    # many short-lived objects, and the frequent sweeps cost a short report 5% of its time
+    # (benchmarks/startup.py); the garbage still goes, in fewer, larger sweeps.
+    gc.set_threshold(100_000, *gc.get_threshold()[1:])
+    try:
+        main()
+    finally:
+        # At exit Python sweeps every object still alive for reference cycles, Polars' and
+        # Typer's included: 30 ms of a short report (benchmarks/startup.py), to free memory
+        # that the ending process gives back anyway. Frozen objects are left out of the sweep.
+        # Files are closed and flushed before this, and atexit handlers still run.
+        gc.freeze()
+
+
 def main() -> None:
-    """Entry point: every error becomes one line on stderr and exit code 2, never a traceback."""
+    """Every error becomes one line on stderr and exit code 2, never a traceback."""
     try:
         code = _invoked(sys.argv[1:])(standalone_mode=False)
         sys.stdout.flush()
