@@ -103,3 +103,29 @@ def test_unknown_package_attribute() -> None:
     else:
         raise AssertionError("gradlog.NoSuchThing did not raise AttributeError")
     assert "GradientRecorder" in gradlog.__all__
+
+
+def test_the_program_sweeps_for_cycles_rarely_and_not_at_exit(tmp_path: Path) -> None:
+    """``gradlog.cli.run`` (the console script, ``python -m gradlog``) keeps its exit code and
+    output, and leaves Python's collector as its comment says; ``main`` (the library's entry,
+    used in-process) leaves the collector alone."""
+    script = textwrap.dedent(
+        """
+        import gc, sys
+        import gradlog.cli
+        entry = gradlog.cli.run if sys.argv[1].endswith(".jsonl") else gradlog.cli.main
+        sys.argv = ["gradlog", "report", sys.argv[1]]
+        try:
+            entry()
+        except SystemExit as exc:
+            print(exc.code, gc.get_threshold()[0], gc.get_freeze_count() > 0)
+        """
+    )
+    log = str(Path(__file__).parent.parent / "sample_logs" / "pointer_collapse.jsonl")
+    missing = str(tmp_path / "missing.parquet")
+    for path, expected in ((log, "0 100000 True"), (missing, "2 700 False")):
+        result = subprocess.run(
+            [sys.executable, "-c", script, path], capture_output=True, text=True, timeout=120
+        )
+        assert result.stdout.splitlines()[-1] == expected, result
+        assert ("Task balance" in result.stdout) == (path == log), result
